@@ -86,3 +86,36 @@ class ErrorClass(StrEnum):
     SYNC_TOKEN_EXPIRED = "sync_token_expired"
     TRANSIENT = "transient"
     OTHER = "other"
+
+
+class UserCredentials:
+    """A user's Google authorized-user grant as stored; `repr` never shows a secret."""
+
+    __slots__ = (
+        "client_id",
+        "client_secret",
+        "refresh_token",
+        "access_token",
+        "token_expiry",
+        "scopes",
+    )
+
+    def __init__(
+        self,
+        *,
+        client_id: str,
+        client_secret: str,
+        refresh_token: str,
+        access_token: str | None = None,
+        token_expiry: str | None = None,
+        scopes: tuple[str, ...] = (),
+    ) -> None:
+        self.client_id = client_id
+        self.client_secret = client_secret
+        self.refresh_token = refresh_token
+        self.access_token = access_token
+        self.token_expiry = token_expiry  # UTC ISO-8601 in the injected clock's frame
+        self.scopes = scopes
+
+    def __repr__(self) -> str:
+        return f"UserCredentials(client_id={self.client_id!r}, secrets=<hidden>)"
