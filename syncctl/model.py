@@ -19,7 +19,7 @@ ALL_INTEGRATIONS = (Integration.CONTACTS, Integration.CALENDAR)
 
 
 def parse_integrations(text: str, *, allow_all: bool = True) -> tuple[Integration, ...]:
-    """Turn `contacts`, `calendar`, `all` or a comma list into integrations; ValueError if unknown."""
+    """Parse `contacts`, `calendar`, `all` or a comma list; ValueError if unknown."""
     names = [part.strip() for part in text.split(",") if part.strip()]
     if not names:
         raise ValueError("no integration given (use contacts, calendar or all)")
