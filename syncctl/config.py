@@ -116,7 +116,9 @@ def _validate(settings: Settings) -> None:
         value = getattr(settings, name)
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
             raise ConfigError(f"setting {name} must be a positive number, got {value!r}")
-    if settings.google_endpoint and not settings.google_endpoint.startswith(("http://", "https://")):
+    if settings.google_endpoint and not settings.google_endpoint.startswith(
+        ("http://", "https://")
+    ):
         raise ConfigError(f"{Env.GOOGLE_ENDPOINT} must start with http:// or https://")
 
 

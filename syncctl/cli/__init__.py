@@ -1,0 +1,93 @@
+"""The syncctl command line: a thin Typer skin over the library."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from typer.core import TyperGroup
+
+from syncctl.cli import _output
+from syncctl.cli._context import AppState
+from syncctl.config import ConfigError, Env, load_settings
+from syncctl.store import DatabaseError
+from syncctl.users import BadInput
+
+EXIT_BAD_INPUT = 2
+# Recent Typer releases vendor click, so find its UsageError through a public subclass.
+UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+# Expected failures that become one line on stderr and exit code 2, never a traceback.
+BAD_INPUT_ERRORS = (BadInput, ConfigError, DatabaseError, UsageError)
+
+
+class SyncctlGroup(TyperGroup):
+    """The root group: turns every expected failure into one line and exit code 2."""
+
+    def make_context(self, info_name, args, parent=None, **extra):  # type: ignore[override]
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except UsageError as exc:
+            raise _bad_input(exc) from exc
+
+    def invoke(self, ctx: typer.Context):  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except BAD_INPUT_ERRORS as exc:
+            raise _bad_input(exc) from exc
+        finally:
+            if isinstance(ctx.obj, AppState):
+                ctx.obj.close()
+
+
+def _bad_input(exc: Exception) -> typer.Exit:
+    if isinstance(exc, UsageError):
+        where = exc.ctx.command_path + ": " if exc.ctx else ""
+        _output.error(where + exc.format_message())
+    else:
+        _output.error(str(exc))
+    return typer.Exit(EXIT_BAD_INPUT)
+
+
+app = typer.Typer(
+    cls=SyncctlGroup,
+    help="Keep many users' Google Contacts and Calendar mirrored into SQLite.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    db: Annotated[
+        Path | None,
+        typer.Option(
+            "--db",
+            help=f"SQLite database path (env {Env.DB}; default $XDG_DATA_HOME/syncctl/syncctl.db).",
+            envvar=Env.DB,
+            dir_okay=False,
+        ),
+    ] = None,
+) -> None:
+    """syncctl: orchestrated, cheap and safe Google Contacts and Calendar sync into SQLite.
+
+    Example: syncctl --db fleet.db run-due
+    """
+    ctx.obj = AppState(settings=load_settings(db=db))
+
+
+def _register() -> None:
+    from syncctl.cli import user
+
+    app.add_typer(user.app, name="user")
+
+
+_register()
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,248 @@
+"""Users, their integrations and their credentials (kept in a table apart from users)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlite_utils
+
+from syncctl.clock import to_iso
+from syncctl.model import ALL_INTEGRATIONS, Integration, UserCredentials
+from syncctl.store.db import transaction
+
+RECONNECT_NOTICE = "reconnect_required"
+# The synced-data tables that `user remove --purge` empties for a user.
+USER_DATA_TABLES = ("contacts", "contact_groups", "calendars", "calendar_events", "sync_tokens")
+# The per-(user, integration) state that disappears with the user or the integration.
+PAIR_STATE_TABLES = ("token_health", "circuit_breaker_state", "sync_schedule")
+
+
+@dataclass(frozen=True)
+class UserGrant:
+    """One user to add or reconnect: `integrations=None` keeps what a known user has."""
+
+    user_id: str
+    credentials: UserCredentials
+    email: str | None = None
+    integrations: tuple[Integration, ...] | None = None
+
+
+def save_users(
+    db: sqlite_utils.Database,
+    grants: Sequence[UserGrant],
+    *,
+    now: datetime,
+    interval_for: dict[Integration, int],
+    reconnect_unchanged: bool = True,
+) -> int:
+    """Add or reconnect users in one transaction; returns how many were new.
+
+    A reconnect replaces the credentials, sets token health back to `unknown`, closes the
+    breaker, resolves a pending reconnect notice and makes the user's syncs due now. With
+    `reconnect_unchanged=False` (imports), a known user whose grant is the same is only updated,
+    so re-running an import does not forget a revoked verdict.
+    """
+    stamp = to_iso(now)
+    ids = [grant.user_id for grant in grants]
+    with transaction(db) as conn:
+        existing = _existing_integrations(conn, ids)
+        same_grant = _users_with_same_grant(conn, grants)
+        reconnected = [g for g in grants if reconnect_unchanged or g.user_id not in same_grant]
+        conn.executemany(
+            "INSERT INTO users (id, email, created_at, updated_at) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT(id) DO UPDATE SET email = coalesce(excluded.email, users.email),"
+            " updated_at = excluded.updated_at",
+            [(g.user_id, g.email, stamp, stamp) for g in grants],
+        )
+        conn.executemany(
+            "INSERT OR REPLACE INTO credentials (user_id, client_id, client_secret, refresh_token,"
+            " access_token, token_expiry, scopes, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [_credential_row(g, stamp) for g in reconnected],
+        )
+        wanted = {g.user_id: _wanted_integrations(g, existing.get(g.user_id)) for g in grants}
+        dropped = [
+            (user_id, kind.value)
+            for user_id, kinds in existing.items()
+            for kind in kinds
+            if kind not in wanted[user_id]
+        ]
+        for table in ("user_integrations", *PAIR_STATE_TABLES):
+            conn.executemany(
+                f"DELETE FROM {table} WHERE user_id = ? AND integration_type = ?", dropped
+            )
+        added = [
+            (user_id, kind.value)
+            for user_id, kinds in wanted.items()
+            for kind in kinds
+            if kind not in existing.get(user_id, ())
+        ]
+        fresh = {g.user_id for g in reconnected}
+        reset = added + [
+            (user_id, kind.value)
+            for user_id, kinds in wanted.items()
+            if user_id in fresh
+            for kind in kinds
+            if kind in existing.get(user_id, ())
+        ]
+        conn.executemany(
+            "INSERT INTO user_integrations (user_id, integration_type, created_at)"
+            " VALUES (?, ?, ?)",
+            [(*pair, stamp) for pair in added],
+        )
+        conn.executemany(
+            "INSERT OR REPLACE INTO token_health (user_id, integration_type, status,"
+            " last_checked, error_message) VALUES (?, ?, 'unknown', NULL, NULL)",
+            reset,
+        )
+        conn.executemany(
+            "INSERT OR REPLACE INTO circuit_breaker_state (user_id, integration_type, state,"
+            " failure_count) VALUES (?, ?, 'closed', 0)",
+            reset,
+        )
+        conn.executemany(
+            "INSERT INTO sync_schedule (user_id, integration_type, default_frequency_seconds,"
+            " current_frequency_seconds, consecutive_no_changes, next_sync_at)"
+            " VALUES (?, ?, ?, ?, 0, ?) ON CONFLICT(user_id, integration_type)"
+            " DO UPDATE SET next_sync_at = min(sync_schedule.next_sync_at, excluded.next_sync_at)",
+            [(user, kind, *[interval_for[Integration(kind)]] * 2, stamp) for user, kind in reset],
+        )
+        conn.executemany(
+            "UPDATE notifications SET resolved_at = ? WHERE user_id = ? AND kind = ?"
+            " AND resolved_at IS NULL",
+            [(stamp, user_id, RECONNECT_NOTICE) for user_id in fresh],
+        )
+    return len(set(ids) - set(existing))
+
+
+def _wanted_integrations(
+    grant: UserGrant, known: list[Integration] | None
+) -> tuple[Integration, ...]:
+    if grant.integrations:
+        return grant.integrations
+    return tuple(known) if known else ALL_INTEGRATIONS
+
+
+def _existing_integrations(conn, ids: Sequence[str]) -> dict[str, list[Integration]]:
+    found: dict[str, list[Integration]] = {}
+    for chunk in _chunks(ids):
+        marks = ",".join("?" * len(chunk))
+        for (user_id,) in conn.execute(f"SELECT id FROM users WHERE id IN ({marks})", chunk):
+            found[user_id] = []
+        query = "SELECT user_id, integration_type FROM user_integrations WHERE user_id IN "
+        for user_id, kind in conn.execute(f"{query}({marks})", chunk):
+            found[user_id].append(Integration(kind))
+    return found
+
+
+def _users_with_same_grant(conn, grants: Sequence[UserGrant]) -> set[str]:
+    incoming = {g.user_id: (g.credentials.client_id, g.credentials.refresh_token) for g in grants}
+    same: set[str] = set()
+    for chunk in _chunks(list(incoming)):
+        marks = ",".join("?" * len(chunk))
+        query = "SELECT user_id, client_id, refresh_token FROM credentials WHERE user_id IN "
+        for user_id, client_id, refresh_token in conn.execute(f"{query}({marks})", chunk):
+            if incoming[user_id] == (client_id, refresh_token):
+                same.add(user_id)
+    return same
+
+
+def _chunks(items: Sequence[str], size: int = 500) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _credential_row(grant: UserGrant, stamp: str) -> tuple:
+    creds = grant.credentials
+    return (
+        grant.user_id,
+        creds.client_id,
+        creds.client_secret,
+        creds.refresh_token,
+        creds.access_token,
+        creds.token_expiry,
+        json.dumps(list(creds.scopes)),
+        stamp,
+    )
+
+
+def user_exists(db: sqlite_utils.Database, user_id: str) -> bool:
+    """Whether a user with this id is known."""
+    return db.conn.execute("SELECT 1 FROM users WHERE id = ?", [user_id]).fetchone() is not None
+
+
+def list_users(db: sqlite_utils.Database) -> list[dict]:
+    """Every user with email, creation time and integrations (CLI spellings), by id."""
+    rows = db.conn.execute(
+        "SELECT u.id, u.email, u.created_at, group_concat(i.integration_type)"
+        " FROM users u LEFT JOIN user_integrations i ON i.user_id = u.id"
+        " GROUP BY u.id ORDER BY u.id"
+    ).fetchall()
+    return [
+        {
+            "id": user_id,
+            "email": email,
+            "created_at": created_at,
+            "integrations": sorted(Integration(k).cli_name for k in (kinds or "").split(",") if k),
+        }
+        for user_id, email, created_at, kinds in rows
+    ]
+
+
+def user_integrations(db: sqlite_utils.Database, user_id: str) -> tuple[Integration, ...]:
+    """The integrations enabled for a user, contacts first."""
+    rows = db.conn.execute(
+        "SELECT integration_type FROM user_integrations WHERE user_id = ?", [user_id]
+    ).fetchall()
+    kinds = {Integration(kind) for (kind,) in rows}
+    return tuple(i for i in ALL_INTEGRATIONS if i in kinds)
+
+
+def load_credentials(db: sqlite_utils.Database, user_id: str) -> UserCredentials | None:
+    """The stored grant of a user, or None for an unknown user."""
+    row = db.conn.execute(
+        "SELECT client_id, client_secret, refresh_token, access_token, token_expiry, scopes"
+        " FROM credentials WHERE user_id = ?",
+        [user_id],
+    ).fetchone()
+    if row is None:
+        return None
+    client_id, client_secret, refresh_token, access_token, token_expiry, scopes = row
+    return UserCredentials(
+        client_id=client_id,
+        client_secret=client_secret,
+        refresh_token=refresh_token,
+        access_token=access_token,
+        token_expiry=token_expiry,
+        scopes=tuple(json.loads(scopes)),
+    )
+
+
+def save_access_token(
+    db: sqlite_utils.Database,
+    user_id: str,
+    access_token: str | None,
+    token_expiry: str | None,
+    *,
+    now: datetime,
+) -> None:
+    """Remember a refreshed access token so the next attempt need not refresh again."""
+    with transaction(db) as conn:
+        conn.execute(
+            "UPDATE credentials SET access_token = ?, token_expiry = ?, updated_at = ?"
+            " WHERE user_id = ?",
+            [access_token, token_expiry, to_iso(now), user_id],
+        )
+
+
+def remove_user(db: sqlite_utils.Database, user_id: str, *, purge: bool) -> None:
+    """Forget a user and its state; with purge, delete its synced data too."""
+    tables = ["credentials", "user_integrations", *PAIR_STATE_TABLES, "notifications"]
+    if purge:
+        tables += [*USER_DATA_TABLES, "webhook_channels"]
+    with transaction(db) as conn:
+        for table in tables:
+            conn.execute(f"DELETE FROM {table} WHERE user_id = ?", [user_id])
+        conn.execute("DELETE FROM users WHERE id = ?", [user_id])

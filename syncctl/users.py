@@ -1,0 +1,207 @@
+"""Adding, importing, listing and removing users: validation in front of the store."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from syncctl.clock import from_iso, to_iso
+from syncctl.config import Settings
+from syncctl.model import ALL_INTEGRATIONS, Integration, UserCredentials, parse_integrations
+from syncctl.store import users as user_store
+
+IMPORT_BATCH = 5000
+REQUIRED_CREDENTIAL_FIELDS = ("client_id", "client_secret", "refresh_token")
+
+
+class BadInput(ValueError):
+    """Input from the command line or a file that syncctl refuses (exit code 2)."""
+
+
+class UnknownUser(BadInput):
+    """No user with that id is known."""
+
+
+@dataclass
+class ImportReport:
+    """What `user import` did: how many lines were imported, new, and which lines were bad."""
+
+    imported: int = 0
+    new: int = 0
+    bad_lines: list[tuple[int, str]] = field(default_factory=list)
+
+
+def parse_credentials(info: Any) -> UserCredentials:
+    """Validate Google's authorized-user JSON; BadInput names what is wrong (never a value)."""
+    if not isinstance(info, dict):
+        raise BadInput("credentials must be a JSON object (Google's authorized-user JSON)")
+    kind = info.get("type", "authorized_user")
+    if kind != "authorized_user":
+        raise BadInput(f"credentials have type {kind!r}; expected 'authorized_user'")
+    for name in REQUIRED_CREDENTIAL_FIELDS:
+        value = info.get(name)
+        if not isinstance(value, str) or not value.strip():
+            raise BadInput(f"credentials field {name!r} is missing or empty")
+    token = info.get("token")
+    if token is not None and not isinstance(token, str):
+        raise BadInput("credentials field 'token' must be a string")
+    return UserCredentials(
+        client_id=info["client_id"],
+        client_secret=info["client_secret"],
+        refresh_token=info["refresh_token"],
+        access_token=token or None,
+        token_expiry=_parse_expiry(info.get("expiry")) if token else None,
+        scopes=_parse_scopes(info.get("scopes")),
+    )
+
+
+def _parse_expiry(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise BadInput("credentials field 'expiry' must be an ISO-8601 string")
+    try:
+        return to_iso(from_iso(value.replace("Z", "+00:00")))
+    except ValueError as exc:
+        raise BadInput("credentials field 'expiry' is not an ISO-8601 time") from exc
+
+
+def _parse_scopes(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return tuple(value.split())
+    if isinstance(value, list) and all(isinstance(s, str) for s in value):
+        return tuple(value)
+    raise BadInput("credentials field 'scopes' must be a list or a space-separated string")
+
+
+def read_credentials_file(path: Path) -> UserCredentials:
+    """Read and validate an authorized-user JSON file."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError as exc:
+        raise BadInput(f"credentials file {path} does not exist") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"credentials file {path} cannot be read") from exc
+    try:
+        info = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadInput(f"credentials file {path} is not JSON (line {exc.lineno})") from exc
+    try:
+        return parse_credentials(info)
+    except BadInput as exc:
+        raise BadInput(f"{path}: {exc}") from exc
+
+
+def check_user_id(user_id: Any) -> str:
+    """A user id is a non-empty string of printable characters without whitespace."""
+    if not isinstance(user_id, str) or not user_id or len(user_id) > 256:
+        raise BadInput("user id must be a non-empty string of at most 256 characters")
+    if any(ch.isspace() or not ch.isprintable() for ch in user_id):
+        raise BadInput(f"user id {user_id!r} must not contain spaces or control characters")
+    return user_id
+
+
+def _interval_for(settings: Settings) -> dict[Integration, int]:
+    return {i: settings.interval_for(i) for i in ALL_INTEGRATIONS}
+
+
+def add_user(
+    db: sqlite_utils.Database,
+    settings: Settings,
+    user_id: str,
+    credentials: UserCredentials,
+    *,
+    now: datetime,
+    integrations: tuple[Integration, ...] | None = None,
+    email: str | None = None,
+) -> bool:
+    """Add a user, or reconnect a known one; True when the user is new."""
+    grant = user_store.UserGrant(check_user_id(user_id), credentials, email, integrations)
+    return user_store.save_users(db, [grant], now=now, interval_for=_interval_for(settings)) == 1
+
+
+def _grant_from_line(text: str) -> user_store.UserGrant:
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadInput(f"not JSON ({exc.msg})") from exc
+    if not isinstance(record, dict):
+        raise BadInput("not a JSON object")
+    user_id = check_user_id(record.get("id"))
+    email = record.get("email")
+    if email is not None and not isinstance(email, str):
+        raise BadInput("'email' must be a string")
+    integrations = record.get("integrations")
+    if integrations is not None:
+        if isinstance(integrations, list) and all(isinstance(i, str) for i in integrations):
+            integrations = ",".join(integrations)
+        if not isinstance(integrations, str):
+            raise BadInput("'integrations' must be a list or a comma-separated string")
+        try:
+            integrations = parse_integrations(integrations)
+        except ValueError as exc:
+            raise BadInput(str(exc)) from exc
+    if "credentials" not in record:
+        raise BadInput("missing 'credentials'")
+    return user_store.UserGrant(
+        user_id, parse_credentials(record["credentials"]), email, integrations
+    )
+
+
+def _numbered_lines(path: Path) -> Iterator[tuple[int, str]]:
+    try:
+        with path.open(encoding="utf-8") as handle:
+            for number, line in enumerate(handle, start=1):
+                if line.strip():
+                    yield number, line
+    except FileNotFoundError as exc:
+        raise BadInput(f"import file {path} does not exist") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"import file {path} cannot be read") from exc
+
+
+def import_users(
+    db: sqlite_utils.Database, settings: Settings, path: Path, *, now: datetime
+) -> ImportReport:
+    """Import JSON Lines users all-or-nothing: any bad line is reported and nothing is written."""
+    report = ImportReport()
+    for number, line in _numbered_lines(path):
+        try:
+            _grant_from_line(line)
+        except BadInput as exc:
+            report.bad_lines.append((number, str(exc)))
+    if report.bad_lines:
+        return report
+    intervals = _interval_for(settings)
+    for batch in _batches((_grant_from_line(line) for _, line in _numbered_lines(path))):
+        report.new += user_store.save_users(
+            db, batch, now=now, interval_for=intervals, reconnect_unchanged=False
+        )
+        report.imported += len(batch)
+    return report
+
+
+def _batches(grants: Iterable[user_store.UserGrant]) -> Iterator[list[user_store.UserGrant]]:
+    batch: list[user_store.UserGrant] = []
+    for grant in grants:
+        batch.append(grant)
+        if len(batch) == IMPORT_BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def require_user(db: sqlite_utils.Database, user_id: str) -> str:
+    """Return user_id if known, else raise UnknownUser."""
+    if not user_store.user_exists(db, user_id):
+        raise UnknownUser(f"unknown user {user_id!r} (see `syncctl user list`)")
+    return user_id

@@ -1,0 +1,62 @@
+import os
+import sqlite3
+import stat
+
+import pytest
+
+from syncctl.store import DatabaseError, open_database
+from syncctl.store.db import SCHEMA_VERSION, schema_version
+
+
+def test_new_database_is_private_wal_and_versioned(tmp_path):
+    path = tmp_path / "nested" / "syncctl.db"
+    db = open_database(path)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    assert db.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.conn.execute("PRAGMA busy_timeout").fetchone()[0] > 0
+    assert schema_version(db) == SCHEMA_VERSION
+    assert {"users", "sync_metrics", "sync_schedule", "webhook_channels"} <= set(db.table_names())
+
+
+def test_reopening_keeps_data(tmp_path):
+    path = tmp_path / "s.db"
+    db = open_database(path)
+    db.conn.execute("INSERT INTO users VALUES ('u1', NULL, 'x', 'x')")
+    db.close()
+    assert open_database(path).conn.execute("SELECT id FROM users").fetchall() == [("u1",)]
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"random bytes that are not sqlite" * 10, b"SQLite format 3\x00" + b"\x07" * 200],
+)
+def test_non_database_file_is_refused_and_untouched(tmp_path, content):
+    path = tmp_path / "other.db"
+    path.write_bytes(content)
+    with pytest.raises(DatabaseError):
+        open_database(path)
+    assert path.read_bytes() == content
+    assert not (tmp_path / "other.db-wal").exists()
+
+
+def test_foreign_sqlite_database_is_refused_and_untouched(tmp_path):
+    path = tmp_path / "app.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE notes (body TEXT)")
+    conn.commit()
+    conn.close()
+    before = path.read_bytes()
+    with pytest.raises(DatabaseError, match="not a syncctl"):
+        open_database(path)
+    assert path.read_bytes() == before
+
+
+def test_newer_schema_is_refused(tmp_path):
+    path = tmp_path / "future.db"
+    open_database(path).close()
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.commit()
+    conn.close()
+    with pytest.raises(DatabaseError, match="newer"):
+        open_database(path)
