@@ -70,6 +70,7 @@ SCHEMA_V1 = """
             consecutive_no_changes INTEGER NOT NULL DEFAULT 0,
             last_sync_at TEXT,
             next_sync_at TEXT NOT NULL,
+            pending_trigger TEXT,
             PRIMARY KEY (user_id, integration_type)
         );
         CREATE INDEX idx_sync_schedule_next ON sync_schedule(next_sync_at);
@@ -178,12 +179,6 @@ SCHEMA_V1 = """
             stopped_at TEXT
         );
         CREATE INDEX idx_webhook_channels_user ON webhook_channels(user_id, calendar_id);
-        CREATE TABLE run_lock (
-            name TEXT PRIMARY KEY,
-            holder TEXT NOT NULL,
-            pid INTEGER NOT NULL,
-            acquired_at TEXT NOT NULL
-        );
 """
 
 
