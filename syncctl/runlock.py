@@ -1,0 +1,35 @@
+"""One `run-due` per database: an OS file lock that dies with its holder."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+
+@contextmanager
+def run_due_lock(db_path: Path) -> Iterator[bool]:
+    """Yield True while holding the database's run-due lock, False if another process holds it.
+
+    flock is released by the kernel when the holder exits, so a crashed run never blocks later
+    ones.
+    """
+    lock_path = Path(f"{db_path}.run-due.lock")
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"{os.getpid()}\n".encode())
+            yield True
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
