@@ -1,0 +1,410 @@
+"""GoogleSession: one user's authorized, counted, retried access to People, Calendar and OAuth."""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Self, TypeVar
+from urllib.parse import urlencode
+
+import google_auth_httplib2
+import httplib2
+from google.auth import exceptions as auth_exceptions
+from google.oauth2.credentials import Credentials
+from googleapiclient import errors as api_errors
+from googleapiclient.discovery import build_from_document
+from googleapiclient.discovery_cache import get_static_doc
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from syncctl import clock
+from syncctl.config import Settings
+from syncctl.google.errors import (
+    GoogleError,
+    QuotaError,
+    TransientError,
+    UnexpectedResponse,
+    classify,
+)
+from syncctl.google.transport import CountingHttp
+from syncctl.model import UserCredentials
+
+logger = logging.getLogger("syncctl.google")
+
+GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
+GOOGLE_TOKENINFO_URI = "https://oauth2.googleapis.com/tokeninfo"
+PEOPLE_API = "People API"
+CALENDAR_API = "Calendar API"
+OAUTH_API = "Google OAuth"
+
+# Calendar refuses these together with a syncToken (400); see GOOGLE_API_NOTES §2.
+CALENDAR_PARAMS_FORBIDDEN_WITH_SYNC_TOKEN = frozenset(
+    {
+        "iCalUID",
+        "orderBy",
+        "privateExtendedProperty",
+        "q",
+        "sharedExtendedProperty",
+        "timeMin",
+        "timeMax",
+        "updatedMin",
+    }
+)
+# Exceptions a Google call may raise that `classify` understands; anything else is a bug.
+_CALL_ERRORS = (
+    api_errors.HttpError,
+    auth_exceptions.GoogleAuthError,
+    httplib2.HttpLib2Error,
+    OSError,
+)
+
+T = TypeVar("T")
+
+
+@functools.cache
+def discovery_document(name: str, version: str) -> dict[str, Any]:
+    """The discovery document bundled with google-api-python-client, parsed once per process."""
+    text = get_static_doc(name, version)
+    if text is None:
+        raise RuntimeError(f"google-api-python-client has no bundled {name} {version} document")
+    document: dict[str, Any] = json.loads(text)
+    return document
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of a list call; `next_sync_token` is set on the last page of a synced listing."""
+
+    items: list[dict[str, Any]]
+    next_sync_token: str | None
+
+
+class GoogleSession:
+    """One user's Google access for one attempt on one thread: counted, retried, classified."""
+
+    def __init__(
+        self,
+        credentials: UserCredentials,
+        settings: Settings,
+        *,
+        now: clock.Clock = clock.utcnow,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._settings = settings
+        self._now = now
+        self._sleep = sleep
+        base = settings.google_endpoint.rstrip("/") if settings.google_endpoint else None
+        token_uri = f"{base}/token" if base else GOOGLE_TOKEN_URI
+        self._tokeninfo_uri = f"{base}/tokeninfo" if base else GOOGLE_TOKENINFO_URI
+        # api_endpoint replaces rootUrl + servicePath, so Calendar's must carry calendar/v3/.
+        self._people_options = {"api_endpoint": f"{base}/"} if base else None
+        self._calendar_options = {"api_endpoint": f"{base}/calendar/v3/"} if base else None
+        self._http = CountingHttp(timeout=settings.http_timeout_seconds, token_uri=token_uri)
+        self._initial_refresh_token = credentials.refresh_token
+        self._secrets = tuple(
+            s
+            for s in (
+                credentials.client_secret,
+                credentials.refresh_token,
+                credentials.access_token,
+            )
+            if s
+        )
+        self._creds = Credentials(
+            token=credentials.access_token,
+            refresh_token=credentials.refresh_token,
+            token_uri=token_uri,
+            client_id=credentials.client_id,
+            client_secret=credentials.client_secret,
+            scopes=list(credentials.scopes) or None,
+            expiry=self._to_auth_frame(credentials.token_expiry),
+        )
+        self._authed = google_auth_httplib2.AuthorizedHttp(self._creds, http=self._http)
+        self._people: Any = None
+        self._calendar: Any = None
+
+    # -- state the store persists -------------------------------------------------------------
+
+    @property
+    def calls_made(self) -> int:
+        """HTTP requests sent so far by this session, token refreshes and retries included."""
+        return self._http.calls_made
+
+    @property
+    def credentials_refreshed(self) -> bool:
+        """True once this session has obtained a new access token."""
+        return self._http.refreshes > 0
+
+    @property
+    def access_token(self) -> str | None:
+        """The current access token (persist it after a refresh)."""
+        token: str | None = self._creds.token
+        return token
+
+    @property
+    def token_expiry(self) -> str | None:
+        """The access token's expiry as a UTC ISO string in the injected clock's frame."""
+        if self._creds.expiry is None:
+            return None
+        # google-auth computes expiry with the real clock; shift it into the injected clock's.
+        remaining = self._creds.expiry.replace(tzinfo=UTC) - clock.utcnow()
+        return clock.to_iso(self._now() + remaining)
+
+    @property
+    def new_refresh_token(self) -> str | None:
+        """The refresh token if Google rotated it during this session, else None."""
+        current: str | None = self._creds.refresh_token
+        return current if current and current != self._initial_refresh_token else None
+
+    def _to_auth_frame(self, expiry: str | None) -> datetime | None:
+        if not expiry:
+            return None
+        remaining = clock.from_iso(expiry) - self._now()
+        return (clock.utcnow() + remaining).astimezone(UTC).replace(tzinfo=None)
+
+    # -- OAuth --------------------------------------------------------------------------------
+
+    def refresh_token(self) -> None:
+        """Get a new access token now; AuthError(revoked=True) on invalid_grant."""
+        request = google_auth_httplib2.Request(self._http)
+        self._call("token refresh", OAUTH_API, lambda: self._creds.refresh(request))
+
+    def token_info(self) -> dict[str, Any]:
+        """Google's tokeninfo for the access token, refreshed first if missing or stale."""
+        if not self._creds.valid:
+            self.refresh_token()
+        return self._call("tokeninfo", OAUTH_API, self._fetch_token_info)
+
+    def _fetch_token_info(self) -> dict[str, Any]:
+        url = f"{self._tokeninfo_uri}?{urlencode({'access_token': self._creds.token})}"
+        response, content = self._http.request(url, "GET")
+        if response.status != 200:
+            # The URI is given without its query: it holds the access token.
+            raise api_errors.HttpError(response, content, uri=self._tokeninfo_uri)
+        return _expect_dict(_json_or_none(content), OAUTH_API)
+
+    # -- People -------------------------------------------------------------------------------
+
+    def list_connections(
+        self, *, sync_token: str | None, person_fields: str, page_size: int = 1000
+    ) -> Iterator[Page]:
+        """Pages of people/me connections: full (requesting a sync token) or incremental."""
+        connections = self._people_service().people().connections()
+        # requestSyncToken is sent on incremental calls too: it is what makes Google return the
+        # next sync token, and every call must repeat the parameters of the first one.
+        params: dict[str, Any] = {
+            "resourceName": "people/me",
+            "personFields": person_fields,
+            "pageSize": page_size,
+            "requestSyncToken": True,
+        }
+        if sync_token:
+            params["syncToken"] = sync_token
+        return self._pages(
+            "people.connections.list", PEOPLE_API, connections, params, "connections"
+        )
+
+    def list_contact_groups(
+        self, *, sync_token: str | None, group_fields: str | None = None, page_size: int = 1000
+    ) -> Iterator[Page]:
+        """Pages of contact groups, all of them or only those changed since sync_token."""
+        groups = self._people_service().contactGroups()
+        params: dict[str, Any] = {"pageSize": page_size}
+        if group_fields:
+            params["groupFields"] = group_fields
+        if sync_token:
+            params["syncToken"] = sync_token
+        return self._pages("contactGroups.list", PEOPLE_API, groups, params, "contactGroups")
+
+    # -- Calendar -----------------------------------------------------------------------------
+
+    def list_calendars(self, *, sync_token: str | None, page_size: int = 250) -> Iterator[Page]:
+        """Pages of the user's calendar list, all of it or only what changed since sync_token."""
+        calendar_list = self._calendar_service().calendarList()
+        params: dict[str, Any] = {"maxResults": page_size}
+        if sync_token:
+            params["syncToken"] = sync_token
+        return self._pages("calendarList.list", CALENDAR_API, calendar_list, params, "items")
+
+    def list_events(
+        self, calendar_id: str, *, sync_token: str | None, params: dict[str, Any] | None = None
+    ) -> Iterator[Page]:
+        """Pages of a calendar's events, full or incremental; params must match across both."""
+        extra = dict(params or {})
+        if sync_token:
+            forbidden = sorted(CALENDAR_PARAMS_FORBIDDEN_WITH_SYNC_TOKEN & extra.keys())
+            if forbidden:
+                raise ValueError(f"events.list cannot combine syncToken with {forbidden}")
+        events = self._calendar_service().events()
+        call: dict[str, Any] = {"calendarId": calendar_id, "maxResults": 2500, **extra}
+        if sync_token:
+            call["syncToken"] = sync_token
+        return self._pages("events.list", CALENDAR_API, events, call, "items")
+
+    def watch_events(
+        self, calendar_id: str, *, channel_id: str, address: str, token: str, ttl_seconds: int
+    ) -> dict[str, Any]:
+        """Open a push channel on a calendar's events; returns the Channel (expiration in ms)."""
+        body = {
+            "id": channel_id,
+            "type": "web_hook",
+            "address": address,
+            "token": token,
+            "params": {"ttl": str(int(ttl_seconds))},
+        }
+        request = self._calendar_service().events().watch(calendarId=calendar_id, body=body)
+        channel = _expect_dict(
+            self._call("events.watch", CALENDAR_API, request.execute), CALENDAR_API
+        )
+        if channel.get("expiration") is not None:
+            try:
+                channel["expiration"] = int(channel["expiration"])
+            except (TypeError, ValueError):
+                raise UnexpectedResponse(
+                    f"{CALENDAR_API} sent a channel with an unreadable expiration"
+                ) from None
+        return channel
+
+    def stop_channel(self, channel_id: str, resource_id: str) -> None:
+        """Stop a push channel; a channel Google no longer knows (404) counts as stopped."""
+        request = (
+            self._calendar_service()
+            .channels()
+            .stop(body={"id": channel_id, "resourceId": resource_id})
+        )
+        try:
+            self._call("channels.stop", CALENDAR_API, request.execute)
+        except UnexpectedResponse as exc:
+            if exc.status != 404:
+                raise
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the session's connections."""
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _people_service(self) -> Any:
+        if self._people is None:
+            self._people = build_from_document(
+                discovery_document("people", "v1"),
+                http=self._authed,
+                client_options=self._people_options,
+            )
+        return self._people
+
+    def _calendar_service(self) -> Any:
+        if self._calendar is None:
+            self._calendar = build_from_document(
+                discovery_document("calendar", "v3"),
+                http=self._authed,
+                client_options=self._calendar_options,
+            )
+        return self._calendar
+
+    def _pages(
+        self, label: str, api: str, collection: Any, params: dict[str, Any], items_key: str
+    ) -> Iterator[Page]:
+        # list_next re-uses the first request's URI and only swaps pageToken, so every page
+        # repeats the first call's parameters, as People and Calendar require.
+        request = collection.list(**params)
+        while request is not None:
+            response = _expect_dict(self._call(label, api, request.execute), api)
+            items = response.get(items_key) or []
+            if not isinstance(items, list):
+                raise UnexpectedResponse(f"{api} sent a page whose {items_key} is not a list")
+            sync_token = response.get("nextSyncToken")
+            yield Page(items=items, next_sync_token=str(sync_token) if sync_token else None)
+            request = collection.list_next(request, response)
+
+    def _call(self, label: str, api: str, action: Callable[[], T]) -> T:
+        """Run one Google call under the retry policy, raising only classified GoogleErrors."""
+        retrying = Retrying(
+            stop=stop_after_attempt(self._settings.retry_max_attempts),
+            wait=self._wait,
+            retry=retry_if_exception(self._should_retry),
+            sleep=self._sleep,
+            before_sleep=functools.partial(self._log_retry, label),
+            reraise=True,
+        )
+        return retrying(self._attempt, api, action)
+
+    def _attempt(self, api: str, action: Callable[[], T]) -> T:
+        try:
+            return action()
+        except GoogleError as exc:
+            raise self._redact(exc) from None
+        except _CALL_ERRORS as exc:
+            # `from None`: the library exception may carry URIs or bodies we do not show.
+            raise self._redact(classify(exc, api=api)) from None
+
+    def _should_retry(self, exc: BaseException) -> bool:
+        if not isinstance(exc, QuotaError | TransientError):
+            return False
+        # A Retry-After longer than our longest wait is a deferral, not something to sleep on.
+        return exc.retry_after is None or exc.retry_after <= self._settings.retry_max_wait_seconds
+
+    def _wait(self, state: RetryCallState) -> float:
+        initial = self._settings.retry_initial_wait_seconds
+        backoff = wait_exponential_jitter(
+            initial=initial, max=self._settings.retry_max_wait_seconds, jitter=min(1.0, initial)
+        )(state)
+        exc = state.outcome.exception() if state.outcome else None
+        retry_after = getattr(exc, "retry_after", None) or 0.0
+        return max(backoff, retry_after)
+
+    def _log_retry(self, label: str, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0.0
+        logger.info(
+            "%s failed (%s); retry %d of %d in %.1f s",
+            label,
+            exc,
+            state.attempt_number,
+            self._settings.retry_max_attempts - 1,
+            wait,
+        )
+
+    def _redact(self, exc: GoogleError) -> GoogleError:
+        message = exc.message
+        for secret in (*self._secrets, self._creds.token, self._creds.refresh_token):
+            if secret and secret in message:
+                message = message.replace(secret, "<redacted>")
+        if message != exc.message:
+            exc.args = (message,)
+        return exc
+
+
+def _json_or_none(content: bytes) -> Any:
+    try:
+        return json.loads(content)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def _expect_dict(value: Any, api: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise UnexpectedResponse(f"{api} sent a response that is not a JSON object")
+    return value
