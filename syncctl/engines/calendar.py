@@ -1,0 +1,155 @@
+"""Google Calendar into `calendars` and `calendar_events`: the list, then each calendar's events.
+
+Which calendars: every entry of the user's calendar list that is not deleted or hidden and
+that the user can read in full (accessRole owner, writer or reader). `freeBusyReader`
+calendars are skipped: events.list gives only busy blocks for them. `minAccessRole` cannot be
+sent with a sync token, so the filter is applied here, on both full and incremental syncs; an
+entry that stops qualifying (hidden, deleted, downgraded) is removed with its events and its
+events sync token. The list has its own token (scope `calendar_list`).
+
+Which events (events.list parameters, identical for the full and the incremental sync, since
+Google forbids timeMin/timeMax/updatedMin/q/orderBy/iCalUID with a syncToken and wants every
+other parameter unchanged): `EVENT_PARAMS` = `maxResults=2500` (the maximum page) and
+defaults otherwise: no time window (the whole calendar is mirrored), `singleEvents=false`
+(recurring events are stored once, as the series plus its modified instances, not expanded
+without bound), `showDeleted` unset (a full sync lists live events; an incremental one always
+returns deletions, as `status: cancelled`, which are removed). Each calendar has its own token
+(scope `events:<calendar_id>`); a 410 on one calendar re-syncs that calendar alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import sqlite_utils
+
+from syncctl.clock import Clock
+from syncctl.engines import SyncOutcome
+from syncctl.engines._scope import Scope, ScopeResult, combine, sync_scope
+from syncctl.google import GoogleSession
+from syncctl.model import Integration
+from syncctl.store import calendar as store
+from syncctl.store.calendar import CalendarRow, EventRow
+from syncctl.store.mirror import ChangeCounts
+from syncctl.store.sync_tokens import events_scope
+
+CALENDAR_LIST_SCOPE = "calendar_list"
+SYNCED_ACCESS_ROLES = frozenset({"owner", "writer", "reader"})
+EVENT_PARAMS: dict[str, Any] = {"maxResults": 2500}
+
+
+def sync_calendar(
+    db: sqlite_utils.Database,
+    session: GoogleSession,
+    user_id: str,
+    *,
+    full: bool = False,
+    now: Clock,
+) -> SyncOutcome:
+    """Sync a user's calendar list, then the events of every synced calendar."""
+    calls_before = session.calls_made
+    calendars = Scope(
+        integration=Integration.CALENDAR,
+        name=CALENDAR_LIST_SCOPE,
+        fetch=lambda token: session.list_calendars(sync_token=token),
+        generation=lambda conn, new: store.calendars_generation(conn, user_id, new=new),
+        save=lambda conn, items, generation: _save_calendars(conn, user_id, items, generation),
+        sweep=lambda conn, generation: store.sweep_calendars(conn, user_id, generation),
+    )
+    results = [sync_scope(db, user_id, calendars, full=full, now=now)]
+    for calendar_id in store.calendar_ids(db.conn, user_id):
+        results.append(_sync_events(db, session, user_id, calendar_id, full=full, now=now))
+    return combine(results, calls=session.calls_made - calls_before)
+
+
+def _sync_events(
+    db: sqlite_utils.Database,
+    session: GoogleSession,
+    user_id: str,
+    calendar_id: str,
+    *,
+    full: bool,
+    now: Clock,
+) -> ScopeResult:
+    events = Scope(
+        integration=Integration.CALENDAR,
+        name=events_scope(calendar_id),
+        fetch=lambda token: session.list_events(
+            calendar_id, sync_token=token, params=dict(EVENT_PARAMS)
+        ),
+        generation=lambda conn, new: store.events_generation(conn, user_id, calendar_id, new=new),
+        save=lambda conn, items, generation: _save_events(
+            conn, user_id, calendar_id, items, generation
+        ),
+        sweep=lambda conn, generation: store.sweep_events(conn, user_id, calendar_id, generation),
+    )
+    return sync_scope(db, user_id, events, full=full, now=now)
+
+
+def _save_calendars(
+    conn: Any, user_id: str, entries: Sequence[dict[str, Any]], generation: int
+) -> ChangeCounts:
+    rows: list[CalendarRow] = []
+    removed: list[str] = []
+    for entry in entries:
+        if is_synced_calendar(entry):
+            rows.append(calendar_row(entry))
+        else:
+            removed.append(entry["id"])
+    return store.save_calendars(conn, user_id, rows, generation=generation, removed=removed)
+
+
+def _save_events(
+    conn: Any, user_id: str, calendar_id: str, items: Sequence[dict[str, Any]], generation: int
+) -> ChangeCounts:
+    rows: list[EventRow] = []
+    removed: list[str] = []
+    for event in items:
+        if event.get("status") == "cancelled":
+            removed.append(event["id"])
+        else:
+            rows.append(event_row(event))
+    return store.save_events(
+        conn, user_id, calendar_id, rows, generation=generation, removed=removed
+    )
+
+
+def is_synced_calendar(entry: dict[str, Any]) -> bool:
+    """Whether a calendar-list entry is mirrored (see the module docstring)."""
+    if entry.get("deleted") or entry.get("hidden"):
+        return False
+    return entry.get("accessRole", "owner") in SYNCED_ACCESS_ROLES
+
+
+def calendar_row(entry: dict[str, Any]) -> CalendarRow:
+    """The `calendars` row of a CalendarListEntry."""
+    return CalendarRow(
+        calendar_id=entry["id"],
+        etag=entry.get("etag"),
+        summary=entry.get("summaryOverride") or entry.get("summary"),
+        time_zone=entry.get("timeZone"),
+        access_role=entry.get("accessRole"),
+        is_primary=int(bool(entry.get("primary"))),
+    )
+
+
+def event_row(event: dict[str, Any]) -> EventRow:
+    """The `calendar_events` row of an Event."""
+    return EventRow(
+        event_id=event["id"],
+        etag=event.get("etag"),
+        status=event.get("status"),
+        summary=event.get("summary"),
+        start=_when(event.get("start")),
+        end=_when(event.get("end")),
+        updated=event.get("updated"),
+        recurring_event_id=event.get("recurringEventId"),
+        ical_uid=event.get("iCalUID"),
+    )
+
+
+def _when(moment: dict[str, Any] | None) -> str | None:
+    if not moment:
+        return None
+    return moment.get("dateTime") or moment.get("date")

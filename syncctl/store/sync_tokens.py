@@ -1,0 +1,60 @@
+"""Sync tokens per (user, integration, scope): the cursor of each incremental sync.
+
+A token is saved only inside the transaction that writes the data it covers (the last page of
+a sync), so a stored token never claims data the database does not hold. Scopes: contacts
+`connections` and `contact_groups`; calendar `calendar_list` and `events:<calendar_id>`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime
+
+from syncctl.clock import to_iso
+from syncctl.model import Integration
+
+EVENTS_SCOPE_PREFIX = "events:"
+
+
+def events_scope(calendar_id: str) -> str:
+    """The sync-token scope of one calendar's events."""
+    return EVENTS_SCOPE_PREFIX + calendar_id
+
+
+def load_sync_token(
+    conn: sqlite3.Connection, user_id: str, integration: Integration, scope: str
+) -> str | None:
+    """The stored sync token of a scope, or None (a full sync is needed)."""
+    row = conn.execute(
+        "SELECT token FROM sync_tokens WHERE user_id = ? AND integration_type = ? AND scope = ?",
+        [user_id, integration.value, scope],
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def save_sync_token(
+    conn: sqlite3.Connection,
+    user_id: str,
+    integration: Integration,
+    scope: str,
+    token: str,
+    *,
+    now: datetime,
+) -> None:
+    """Store a scope's new sync token (call inside the transaction holding its data)."""
+    conn.execute(
+        "INSERT INTO sync_tokens (user_id, integration_type, scope, token, updated_at)"
+        " VALUES (?, ?, ?, ?, ?) ON CONFLICT(user_id, integration_type, scope)"
+        " DO UPDATE SET token = excluded.token, updated_at = excluded.updated_at",
+        [user_id, integration.value, scope, token, to_iso(now)],
+    )
+
+
+def delete_sync_token(
+    conn: sqlite3.Connection, user_id: str, integration: Integration, scope: str
+) -> None:
+    """Forget a scope's sync token (expired, or the scope is gone)."""
+    conn.execute(
+        "DELETE FROM sync_tokens WHERE user_id = ? AND integration_type = ? AND scope = ?",
+        [user_id, integration.value, scope],
+    )
