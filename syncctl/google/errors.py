@@ -237,12 +237,14 @@ def _from_http_error(exc: api_errors.HttpError, api: str) -> GoogleError:
         reasons = {body}
     what = f"{api} HTTP {status}"
     if google_message:
-        what = f"{what}: {scrub(google_message)}"
+        what = f"{what}: {scrub(google_message).rstrip('.')}"
     elif reasons:
         what = f"{what} ({', '.join(sorted(reasons))})"
 
-    if status == 401 or "invalid_token" in reasons:
-        return AuthError(f"{what}; the access token was refused after a refresh", status=status)
+    if status == 401:
+        return AuthError(f"{what}; the access token was refused even after a refresh", status=401)
+    if "invalid_token" in reasons:
+        return AuthError(f"{what}; the access token is invalid or expired", status=status)
     if status == 403 and (
         reasons & SCOPE_REASONS
         or "insufficient_scope" in headers.get("www-authenticate", "")

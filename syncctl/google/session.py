@@ -25,12 +25,14 @@ from tenacity import (
     Retrying,
     retry_if_exception,
     stop_after_attempt,
-    wait_exponential_jitter,
+    wait_exponential,
+    wait_random,
 )
 
 from syncctl import clock
 from syncctl.config import Settings
 from syncctl.google.errors import (
+    AuthError,
     GoogleError,
     QuotaError,
     TransientError,
@@ -67,6 +69,7 @@ _CALL_ERRORS = (
     auth_exceptions.GoogleAuthError,
     httplib2.HttpLib2Error,
     OSError,
+    UnicodeDecodeError,
 )
 
 T = TypeVar("T")
@@ -104,6 +107,11 @@ class GoogleSession:
         self._settings = settings
         self._now = now
         self._sleep = sleep
+        # Google's recommended backoff: doubling from the initial wait, plus up to 1 s of jitter.
+        initial = settings.retry_initial_wait_seconds
+        self._backoff = wait_exponential(
+            multiplier=initial, max=settings.retry_max_wait_seconds
+        ) + wait_random(0, min(1.0, initial))
         base = settings.google_endpoint.rstrip("/") if settings.google_endpoint else None
         token_uri = f"{base}/token" if base else GOOGLE_TOKEN_URI
         self._tokeninfo_uri = f"{base}/tokeninfo" if base else GOOGLE_TOKENINFO_URI
@@ -112,15 +120,8 @@ class GoogleSession:
         self._calendar_options = {"api_endpoint": f"{base}/calendar/v3/"} if base else None
         self._http = CountingHttp(timeout=settings.http_timeout_seconds, token_uri=token_uri)
         self._initial_refresh_token = credentials.refresh_token
-        self._secrets = tuple(
-            s
-            for s in (
-                credentials.client_secret,
-                credentials.refresh_token,
-                credentials.access_token,
-            )
-            if s
-        )
+        secrets = (credentials.client_secret, credentials.refresh_token, credentials.access_token)
+        self._secrets = tuple(s for s in secrets if s)
         self._creds = Credentials(
             token=credentials.access_token,
             refresh_token=credentials.refresh_token,
@@ -157,7 +158,8 @@ class GoogleSession:
         """The access token's expiry as a UTC ISO string in the injected clock's frame."""
         if self._creds.expiry is None:
             return None
-        # google-auth computes expiry with the real clock; shift it into the injected clock's.
+        # google-auth dates expiry by datetime.now (which clock.utcnow also reads, and freezegun
+        # freezes); a simulator's virtual clock differs, so carry the remaining lifetime across.
         remaining = self._creds.expiry.replace(tzinfo=UTC) - clock.utcnow()
         return clock.to_iso(self._now() + remaining)
 
@@ -181,9 +183,17 @@ class GoogleSession:
         self._call("token refresh", OAUTH_API, lambda: self._creds.refresh(request))
 
     def token_info(self) -> dict[str, Any]:
-        """Google's tokeninfo for the access token, refreshed first if missing or stale."""
-        if not self._creds.valid:
+        """Google's tokeninfo for the access token, refreshing it if missing, stale or refused."""
+        refreshed = not self._creds.valid
+        if refreshed:
             self.refresh_token()
+        try:
+            return self._call("tokeninfo", OAUTH_API, self._fetch_token_info)
+        except AuthError as exc:
+            # Like AuthorizedHttp on a 401: a token Google no longer accepts gets one refresh.
+            if exc.revoked or refreshed:
+                raise
+        self.refresh_token()
         return self._call("tokeninfo", OAUTH_API, self._fetch_token_info)
 
     def _fetch_token_info(self) -> dict[str, Any]:
@@ -367,10 +377,7 @@ class GoogleSession:
         return exc.retry_after is None or exc.retry_after <= self._settings.retry_max_wait_seconds
 
     def _wait(self, state: RetryCallState) -> float:
-        initial = self._settings.retry_initial_wait_seconds
-        backoff = wait_exponential_jitter(
-            initial=initial, max=self._settings.retry_max_wait_seconds, jitter=min(1.0, initial)
-        )(state)
+        backoff = min(self._backoff(state), self._settings.retry_max_wait_seconds)
         exc = state.outcome.exception() if state.outcome else None
         retry_after = getattr(exc, "retry_after", None) or 0.0
         return max(backoff, retry_after)

@@ -57,16 +57,16 @@ class CountingHttp(httplib2.Http):
     def _check_token_response(self, response: httplib2.Response, content: bytes) -> None:
         # google-auth retries these itself with real time.sleep; raising here (it becomes a
         # google.auth TransportError) hands them to syncctl's retry, which uses the injected sleep.
-        if response.status == 200:
-            self.refreshes += 1
-            return
-        error = ""
         try:
             data = json.loads(content)
-            if isinstance(data, dict):
-                error = str(data.get("error") or "")
         except (ValueError, UnicodeDecodeError):
-            pass
+            data = None
+        data = data if isinstance(data, dict) else {}
+        if response.status == 200:
+            if data.get("access_token"):
+                self.refreshes += 1
+            return
+        error = str(data.get("error") or "")
         if response.status in TOKEN_RETRYABLE_STATUSES or error in TOKEN_RETRYABLE_ERRORS:
             raise TokenEndpointUnavailable(
                 response.status, parse_retry_after(response.get("retry-after"))
