@@ -80,9 +80,10 @@ def root(
 
 
 def _register() -> None:
-    from syncctl.cli import user
+    from syncctl.cli import report, user
 
     app.add_typer(user.app, name="user")
+    app.command("report")(report.report_command)
 
 
 _register()

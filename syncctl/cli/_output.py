@@ -49,3 +49,47 @@ def note(message: str) -> None:
 def error(message: str) -> None:
     """One clear error line on stderr."""
     stderr.print(f"syncctl: error: {message}", highlight=False, markup=False, soft_wrap=True)
+
+
+def print_text(text: str) -> None:
+    """Print preformatted machine-readable text (e.g. Prometheus exposition) on stdout, as is."""
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
+def print_figures(
+    title: str | None,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    *,
+    caption: str | None = None,
+) -> None:
+    """Print a table of figures on stdout: numbers align right, headers break between words
+    when the terminal is narrow, None cells show as a dash."""
+    cells = [["-" if cell is None else str(cell) for cell in row] for row in rows]
+    widest = [max([len(c) for c in column.splitlines()] + [len(r[i]) for r in cells])
+              for i, column in enumerate(columns)]  # fmt: skip
+    compact = [max([len(w) for w in column.split()] + [len(r[i]) for r in cells])
+               for i, column in enumerate(columns)]  # fmt: skip
+    # Fixed widths only when the natural ones overflow: rich would split words in headers.
+    use_compact = _table_width(widest) > stdout.width >= _table_width(compact)
+    table = Table(title=title, caption=caption, title_justify="left", caption_justify="left")
+    for index, column in enumerate(columns):
+        numeric = bool(cells) and all(_is_figure(row[index]) for row in cells)
+        table.add_column(
+            column,
+            justify="right" if numeric else "left",
+            width=compact[index] if use_compact else None,
+            overflow="fold",
+        )
+    for row in cells:
+        table.add_row(*row)
+    stdout.print(table)
+
+
+def _table_width(widths: Sequence[int]) -> int:
+    return sum(widths) + 3 * len(widths) + 1
+
+
+def _is_figure(text: str) -> bool:
+    return text == "-" or text.rstrip("%").replace(".", "", 1).isdigit()

@@ -1,0 +1,381 @@
+"""The operator's report: plain-data figures from the store, the same for table, JSON, Prometheus
+and HTML. Rendering lives elsewhere (`syncctl.report_render`, `syncctl.cli.report`).
+
+Definitions (documented in the README, section "The report"):
+- window: attempts with `since <= created_at <= now`; `daily` buckets them by UTC date.
+- success_rate_percent: success / (success + failure) * 100; gated skips are not syncs. None
+  when nothing ran.
+- saved_share_percent: saved / (made + saved) * 100, the share of the calls a naive poller
+  would have made that were avoided. None when both are zero.
+- staleness: now - the pair's last successful sync (ever, not only in the window); pairs never
+  synced are counted in `never_synced` and lead the `worst` list. p50/p95 use the nearest-rank
+  method over pairs with a success. `overdue` counts pairs staler than their current interval.
+- next_run: pairs with `next_sync_at <= now`; those with a revoked token or a breaker open
+  until after now will be skipped; the rest are expected to cost the mean api_calls_made of
+  their last RECENT_SYNCS successful syncs, else the integration's mean over the window, else
+  FALLBACK_CALLS_PER_SYNC.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+
+import sqlite_utils
+
+from syncctl.clock import from_iso, to_iso
+from syncctl.model import (
+    ALL_INTEGRATIONS,
+    BreakerState,
+    ErrorClass,
+    Integration,
+    Result,
+    SavedBy,
+    SkipReason,
+    TokenStatus,
+    Trigger,
+)
+from syncctl.store import report_queries as q
+from syncctl.users import BadInput, require_user
+
+REPORT_VERSION = 1
+RECENT_SYNCS = 10
+WORST_PAIRS = 5
+HISTORY_LIMIT = 500
+# The least an incremental sync costs: one listing call and one groups / events call.
+FALLBACK_CALLS_PER_SYNC = {Integration.CONTACTS: 2, Integration.CALENDAR: 2}
+
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+UNCLASSIFIED = "unclassified"
+
+
+def parse_duration(text: str) -> timedelta:
+    """Parse `30m`, `24h`, `7d`, `2w` (or `90s`) into a positive timedelta; BadInput otherwise."""
+    match = _DURATION.match(text or "")
+    if not match or int(match.group(1)) == 0:
+        raise BadInput(f"bad duration {text!r}: use a positive number and s, m, h, d or w, e.g. 7d")
+    seconds = int(match.group(1)) * DURATION_UNITS[match.group(2)]
+    if seconds > 100 * 365 * 86400:
+        raise BadInput(f"bad duration {text!r}: at most 100 years")
+    return timedelta(seconds=seconds)
+
+
+def build_report(
+    db: sqlite_utils.Database,
+    *,
+    now: datetime,
+    since: timedelta,
+    user_id: str | None = None,
+) -> dict:
+    """Every figure of the report as plain data with stable keys (see the module docstring)."""
+    if user_id is not None:
+        require_user(db, user_id)
+    conn = db.conn
+    start, end = to_iso(now - since), to_iso(now)
+    users, with_integrations = q.count_users(conn, user_id)
+    groups = q.window_groups(conn, start, end, user_id)
+    return {
+        "report_version": REPORT_VERSION,
+        "generated_at": end,
+        "window": {"since": start, "until": end, "seconds": int(since.total_seconds())},
+        "user_id": user_id,
+        "fleet": {
+            "users": users,
+            "users_with_integrations": with_integrations,
+            "integrations": _integrations(q.integration_counts(conn, user_id)),
+        },
+        "token_health": _token_health(conn, user_id),
+        "breakers": _breakers(conn, user_id),
+        "syncs": _by_integration(groups, _sync_figures),
+        "api_calls": _by_integration(groups, _api_figures),
+        "staleness": _staleness(q.pair_freshness(conn, end, user_id), now),
+        "next_run": _next_run(conn, now, start, user_id),
+        "daily": _daily(groups, now - since, now),
+        "user": _user_detail(conn, user_id, start, end, now) if user_id else None,
+    }
+
+
+def _names() -> list[str]:
+    return [i.cli_name for i in ALL_INTEGRATIONS]
+
+
+def _cli_name(integration_type: str) -> str:
+    try:
+        return Integration(integration_type).cli_name
+    except ValueError:
+        return integration_type
+
+
+def _total_and_split(per: dict[str, dict], keys: Iterable[str]) -> dict:
+    total = {key: sum(block[key] for block in per.values()) for key in keys}
+    return {"total": total, "by_integration": per}
+
+
+def _integrations(rows: list[tuple[str, int, int]]) -> dict:
+    per = {name: {"enabled": 0, "active": 0} for name in _names()}
+    for kind, enabled, active in rows:
+        per.setdefault(_cli_name(kind), {"enabled": 0, "active": 0})
+        per[_cli_name(kind)] = {"enabled": int(enabled), "active": int(active or 0)}
+    return _total_and_split(per, ("enabled", "active"))
+
+
+def _state_split(rows: list[tuple[str, str, int]], values: list[str]) -> dict:
+    per = {name: dict.fromkeys(values, 0) for name in _names()}
+    for kind, value, count in rows:
+        block = per.setdefault(_cli_name(kind), dict.fromkeys(values, 0))
+        block[value] = block.get(value, 0) + int(count)
+    keys = list(dict.fromkeys(k for block in per.values() for k in block))
+    return _total_and_split(per, keys)
+
+
+def _token_health(conn, user_id: str | None) -> dict:
+    figures = _state_split(
+        q.state_counts(conn, "token_health", "status", user_id), [s.value for s in TokenStatus]
+    )
+    revoked: dict[str, dict] = {}
+    for uid, kind, last_checked in q.revoked_pairs(conn, user_id):
+        entry = revoked.setdefault(uid, {"integrations": set(), "checked": []})
+        entry["integrations"].add(_cli_name(kind))
+        if last_checked:
+            entry["checked"].append(last_checked)
+    notices = dict(q.open_reconnect_notices(conn, user_id))
+    listed = []
+    for uid in sorted(set(revoked) | set(notices)):
+        entry = revoked.get(uid, {"integrations": set(), "checked": []})
+        since = notices.get(uid) or min(entry["checked"], default=None)
+        listed.append(
+            {"user_id": uid, "integrations": sorted(entry["integrations"]), "since": since}
+        )
+    listed.sort(key=lambda e: (e["since"] is None, e["since"] or "", e["user_id"]))
+    figures["reconnect_required"] = listed
+    return figures
+
+
+def _breakers(conn, user_id: str | None) -> dict:
+    figures = _state_split(
+        q.state_counts(conn, "circuit_breaker_state", "state", user_id),
+        [s.value for s in BreakerState],
+    )
+    figures["open"] = [
+        {
+            "user_id": uid,
+            "integration": _cli_name(kind),
+            "failure_count": count,
+            "reason": reason,
+            "opened_at": opened_at,
+            "next_retry_at": retry_at,
+        }
+        for uid, kind, count, reason, opened_at, retry_at in q.open_breakers(conn, user_id)
+    ]
+    return figures
+
+
+def _percent(part: int, whole: int) -> float | None:
+    return None if whole == 0 else round(100.0 * part / whole, 2)
+
+
+def _sync_figures(groups: list[q.WindowGroup]) -> dict:
+    count = {r.value: 0 for r in Result}
+    skips = {s.value: 0 for s in SkipReason}
+    triggers = {t.value: 0 for t in Trigger}
+    failures = {c.value: 0 for c in ErrorClass} | {UNCLASSIFIED: 0}
+    full_resyncs = items = 0
+    for g in groups:
+        count[g.result] = count.get(g.result, 0) + g.attempts
+        triggers[g.trigger] = triggers.get(g.trigger, 0) + g.attempts
+        if g.result == Result.SKIPPED and g.skip_reason:
+            skips[g.skip_reason] = skips.get(g.skip_reason, 0) + g.attempts
+        if g.result == Result.FAILURE:
+            key = g.error_class or UNCLASSIFIED
+            failures[key] = failures.get(key, 0) + g.attempts
+        full_resyncs += g.full_resyncs or 0
+        items += g.items_processed or 0
+    ran = count[Result.SUCCESS] + count[Result.FAILURE]
+    return {
+        "attempts": sum(g.attempts for g in groups),
+        **count,
+        "skipped_by_reason": skips,
+        "success_rate_percent": _percent(count[Result.SUCCESS], ran),
+        "failures_by_class": failures,
+        "by_trigger": triggers,
+        "full_resyncs": full_resyncs,
+        "items_processed": items,
+    }
+
+
+def _api_figures(groups: list[q.WindowGroup]) -> dict:
+    made = sum(g.api_calls_made or 0 for g in groups)
+    saved = sum(g.api_calls_saved or 0 for g in groups)
+    by_mechanism = {s.value: 0 for s in SavedBy}
+    for g in groups:
+        if g.api_calls_saved:
+            key = g.saved_by or UNCLASSIFIED
+            by_mechanism[key] = by_mechanism.get(key, 0) + g.api_calls_saved
+    return {
+        "made": made,
+        "saved": saved,
+        "saved_share_percent": _percent(saved, made + saved),
+        "saved_by": by_mechanism,
+    }
+
+
+def _by_integration(groups: list[q.WindowGroup], figures) -> dict:
+    per: dict[str, list[q.WindowGroup]] = {name: [] for name in _names()}
+    for g in groups:
+        per.setdefault(_cli_name(g.integration_type), []).append(g)
+    return {
+        "total": figures(groups),
+        "by_integration": {name: figures(rows) for name, rows in per.items()},
+    }
+
+
+def nearest_rank(sorted_values: list[int], percentile: float) -> int | None:
+    """The nearest-rank percentile of ascending values (None for no values)."""
+    if not sorted_values:
+        return None
+    rank = max(1, math.ceil(percentile / 100 * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+def _staleness(pairs: list[q.PairFreshness], now: datetime) -> dict:
+    per: dict[str, list[q.PairFreshness]] = {name: [] for name in _names()}
+    for pair in pairs:
+        per.setdefault(_cli_name(pair.integration_type), []).append(pair)
+    return {"by_integration": {name: _staleness_of(rows, now) for name, rows in per.items()}}
+
+
+def _staleness_of(pairs: list[q.PairFreshness], now: datetime) -> dict:
+    aged = []
+    for pair in pairs:
+        age = None
+        if pair.last_success_at is not None:
+            age = int((now - from_iso(pair.last_success_at)).total_seconds())
+        aged.append((pair, age))
+    ages = sorted(age for _, age in aged if age is not None)
+    intervals = sorted(p.interval_seconds for p in pairs if p.interval_seconds is not None)
+    # Never-synced pairs are the stalest of all; ties broken by user id for a stable list.
+    worst = sorted(aged, key=lambda pa: (pa[1] is not None, -(pa[1] or 0), pa[0].user_id))
+    return {
+        "pairs": len(pairs),
+        "synced": len(ages),
+        "never_synced": len(pairs) - len(ages),
+        "p50_seconds": nearest_rank(ages, 50),
+        "p95_seconds": nearest_rank(ages, 95),
+        "max_seconds": ages[-1] if ages else None,
+        "expected_interval_seconds": nearest_rank(intervals, 50),
+        "overdue": sum(
+            1
+            for pair, age in aged
+            if age is not None and pair.interval_seconds is not None and age > pair.interval_seconds
+        ),
+        "worst": [
+            {
+                "user_id": pair.user_id,
+                "last_success_at": pair.last_success_at,
+                "staleness_seconds": age,
+                "interval_seconds": pair.interval_seconds,
+            }
+            for pair, age in worst[:WORST_PAIRS]
+        ],
+    }
+
+
+def _next_run(conn, now: datetime, start: str, user_id: str | None) -> dict:
+    end = to_iso(now)
+    due = q.due_pairs(conn, end, user_id, recent=RECENT_SYNCS)
+    fallback: dict[str, float] | None = None
+    blank = {"due": 0, "will_run": 0, "skip_revoked": 0, "skip_breaker_open": 0}
+    per = {name: dict(blank, expected_api_calls=0.0) for name in _names()}
+    for pair in due:
+        block = per.setdefault(
+            _cli_name(pair.integration_type), dict(blank, expected_api_calls=0.0)
+        )
+        block["due"] += 1
+        if pair.token_status == TokenStatus.REVOKED:
+            block["skip_revoked"] += 1
+            continue
+        if (
+            pair.breaker_state == BreakerState.OPEN
+            and pair.next_retry_at is not None
+            and pair.next_retry_at > end
+        ):
+            block["skip_breaker_open"] += 1
+            continue
+        block["will_run"] += 1
+        cost = pair.average_calls
+        if cost is None:
+            if fallback is None:
+                fallback = q.average_calls_by_integration(conn, start, end)
+            cost = fallback.get(pair.integration_type)
+        if cost is None:
+            cost = FALLBACK_CALLS_PER_SYNC.get(Integration(pair.integration_type), 2)
+        block["expected_api_calls"] += cost
+    figures = _total_and_split(per, (*blank, "expected_api_calls"))
+    for block in (figures["total"], *per.values()):
+        block["expected_api_calls"] = round(block["expected_api_calls"], 1)
+    figures["fallback_calls_per_sync"] = {
+        i.cli_name: FALLBACK_CALLS_PER_SYNC[i] for i in ALL_INTEGRATIONS
+    }
+    return figures
+
+
+def _daily(groups: list[q.WindowGroup], start: datetime, end: datetime) -> list[dict]:
+    days: dict[str, dict] = {}
+    day = start.date()
+    while day <= end.date():
+        days[day.isoformat()] = {
+            "date": day.isoformat(),
+            **{r.value: 0 for r in Result},
+            "api_calls_made": 0,
+            "api_calls_saved": 0,
+        }
+        day += timedelta(days=1)
+    for g in groups:
+        bucket = days.get(g.day)
+        if bucket is None:
+            continue
+        bucket[g.result] = bucket.get(g.result, 0) + g.attempts
+        bucket["api_calls_made"] += g.api_calls_made or 0
+        bucket["api_calls_saved"] += g.api_calls_saved or 0
+    return list(days.values())
+
+
+def _user_detail(conn, user_id: str, start: str, end: str, now: datetime) -> dict:
+    uid, email, created_at = q.user_record(conn, user_id) or (user_id, None, None)
+    pairs = []
+    freshness = {p.integration_type: p for p in q.pair_freshness(conn, end, user_id)}
+    for row in q.user_pairs(conn, user_id):
+        kind = row.pop("integration_type")
+        last = freshness[kind].last_success_at if kind in freshness else None
+        age = int((now - from_iso(last)).total_seconds()) if last else None
+        pairs.append(
+            {
+                "integration": _cli_name(kind),
+                **row,
+                "last_success_at": last,
+                "staleness_seconds": age,
+            }
+        )
+    order = _names()
+    pairs.sort(key=lambda p: order.index(p["integration"]) if p["integration"] in order else 9)
+    history = q.user_history(conn, user_id, start, end, limit=HISTORY_LIMIT + 1)
+    history = [
+        {
+            "created_at": row.pop("created_at"),
+            "integration": _cli_name(row.pop("integration_type")),
+            **row,
+            "full_resync": bool(row["full_resync"]),
+        }
+        for row in history
+    ]
+    return {
+        "id": uid,
+        "email": email,
+        "created_at": created_at,
+        "integrations": pairs,
+        "history": history[:HISTORY_LIMIT],
+        "history_truncated": len(history) > HISTORY_LIMIT,
+    }
