@@ -1,0 +1,48 @@
+"""Where a classified Google error goes (SPEC 3.3), decided once before the breaker sees it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from syncctl.model import ErrorClass
+from syncctl.policy.schedule import Outcome
+
+
+class Destination(StrEnum):
+    """The one policy that handles an error class."""
+
+    TOKEN_HEALTH = "token_health"  # a token verdict; the grant needs a reconnect
+    QUOTA_DEFER = "quota_defer"  # defer the pair, honouring Retry-After
+    BREAKER = "breaker"  # a breaker failure; the pair stays due
+    FULL_SYNC_FALLBACK = "full_sync_fallback"  # the engine redoes that scope as a full sync
+
+
+@dataclass(frozen=True)
+class Route:
+    """How the orchestrator treats an error: the attempt's result, the breaker, the schedule."""
+
+    destination: Destination
+    is_failure: bool  # the attempt is recorded with result `failure`
+    breaker_failure: bool  # call breaker.on_failure (never for auth or quota)
+    outcome: Outcome | None  # for schedule.update_schedule and savings; None: not an ending
+    reason: str | None  # the failure reason for the metrics row and the breaker
+
+
+_ROUTES: dict[ErrorClass, Route] = {
+    ErrorClass.AUTH: Route(Destination.TOKEN_HEALTH, True, False, Outcome.AUTH_FAILURE, "auth"),
+    ErrorClass.QUOTA: Route(Destination.QUOTA_DEFER, True, False, Outcome.QUOTA_FAILURE, "quota"),
+    ErrorClass.TRANSIENT: Route(
+        Destination.BREAKER, True, True, Outcome.TRANSIENT_FAILURE, "transient"
+    ),
+    ErrorClass.OTHER: Route(
+        Destination.BREAKER, True, True, Outcome.TRANSIENT_FAILURE, "unexpected_response"
+    ),
+    ErrorClass.SYNC_TOKEN_EXPIRED: Route(Destination.FULL_SYNC_FALLBACK, False, False, None, None),
+}
+
+
+def route(error_class: ErrorClass) -> Route:
+    """Auth goes to token health, quota defers, transient and unexpected count toward the breaker,
+    and an expired sync token falls back to a full sync (not a failure)."""
+    return _ROUTES[error_class]

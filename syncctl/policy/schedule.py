@@ -1,0 +1,220 @@
+"""The adaptive schedule (SPEC 3.5) and what each attempt's outcome does to `next_sync_at`.
+
+Choices where the contract is silent, as a fleet operator would want them:
+- The interval doubles (x backoff_multiplier) at every `no_change_threshold`-th consecutive
+  no-change sync (the 5th, 10th, 15th, ...) until the cap; with the default cap (2x the
+  default) that is once, at the 5th. A raised cap lets a quiet pair keep backing off.
+- Contacts are also held strictly below the People sync-token lifetime, with a seventh of it
+  (one day at the default 7 days) as headroom for late runs and retries, so backing off never
+  lets the sync token expire and force a full sync.
+- `last_sync_at` is the time of the last successful scheduled or webhook-triggered sync; skips
+  and failures leave it alone. After a success `next_sync_at = last_sync_at +
+  current_frequency_seconds`; skips and failures move `next_sync_at` only.
+- While a live watch channel covers a calendar, `current_frequency_seconds` holds the relaxed
+  interval (never shorter than the adaptive one), so the formula above still holds; the
+  no-change counter keeps counting and `on_channel_closed` restores the adaptive interval.
+- A webhook notification makes the pair due now and marks `pending_trigger = webhook` until an
+  attempt consumes it (a success or an invalid-token skip); failures keep it pending.
+- Manual syncs never change the schedule: `update_schedule` returns the record unchanged for
+  them, and the per-outcome functions are for scheduled and webhook-triggered attempts only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from syncctl.config import Settings
+from syncctl.model import Integration, Trigger
+
+
+class Outcome(StrEnum):
+    """How an orchestrated attempt ended, as the schedule and the savings estimate see it."""
+
+    CHANGED = "changed"  # success that found additions, updates or deletions
+    UNCHANGED = "unchanged"  # success that found nothing new
+    INVALID_TOKEN = "invalid_token"  # skipped: the grant is revoked (no sync ran)
+    AUTH_FAILURE = "auth_failure"  # failed mid-sync on an auth error (now revoked)
+    CIRCUIT_OPEN = "circuit_open"  # skipped: the breaker is open
+    TRANSIENT_FAILURE = "transient_failure"  # transient error or unexpected response
+    QUOTA_FAILURE = "quota_failure"  # quota errors outlasted the retries
+
+
+@dataclass(frozen=True)
+class ScheduleRecord:
+    """One `sync_schedule` row (the user id is the caller's business)."""
+
+    integration: Integration
+    default_frequency_seconds: int
+    current_frequency_seconds: int
+    consecutive_no_changes: int
+    last_sync_at: datetime | None
+    next_sync_at: datetime
+    pending_trigger: Trigger | None = None
+
+
+def initial_schedule(integration: Integration, now: datetime, settings: Settings) -> ScheduleRecord:
+    """A new pair starts at its default interval with no history and is due now."""
+    default = settings.interval_for(integration)
+    return ScheduleRecord(
+        integration=integration,
+        default_frequency_seconds=default,
+        current_frequency_seconds=adaptive_interval(integration, default, 0, settings),
+        consecutive_no_changes=0,
+        last_sync_at=None,
+        next_sync_at=now,
+    )
+
+
+def is_due(record: ScheduleRecord, now: datetime) -> bool:
+    """A pair is due from its `next_sync_at` on, that instant included."""
+    return now >= record.next_sync_at
+
+
+def trigger_for(record: ScheduleRecord) -> Trigger:
+    """A due pair runs as `webhook` when a notification made it due, else as `scheduled`."""
+    return record.pending_trigger or Trigger.SCHEDULED
+
+
+def interval_cap(integration: Integration, default_seconds: int, settings: Settings) -> int:
+    """The interval never exceeds cap x default; contacts also stay below the token lifetime."""
+    cap = int(default_seconds * settings.interval_cap_multiplier)
+    if integration is Integration.CONTACTS:
+        lifetime = settings.people_sync_token_lifetime_seconds
+        cap = min(cap, lifetime - max(1, lifetime // 7))
+    return cap
+
+
+def adaptive_interval(
+    integration: Integration, default_seconds: int, consecutive_no_changes: int, settings: Settings
+) -> int:
+    """The interval doubles at each `no_change_threshold`-th no-change sync in a row, to the cap."""
+    cap = interval_cap(integration, default_seconds, settings)
+    interval: float = default_seconds
+    for _ in range(consecutive_no_changes // settings.no_change_threshold):
+        if interval >= cap:
+            break
+        interval *= settings.backoff_multiplier
+    return int(min(interval, cap))
+
+
+def polling_interval_with_live_channel(adaptive_seconds: int, settings: Settings) -> int:
+    """While a live channel covers a calendar, polling relaxes to the safety interval."""
+    return max(adaptive_seconds, settings.webhook_safety_interval_seconds)
+
+
+def after_change(
+    record: ScheduleRecord, now: datetime, settings: Settings, *, channel_live: bool = False
+) -> ScheduleRecord:
+    """A success that found changes restores the default interval and zeroes the counter."""
+    return _after_success(record, now, settings, 0, channel_live)
+
+
+def after_no_change(
+    record: ScheduleRecord, now: datetime, settings: Settings, *, channel_live: bool = False
+) -> ScheduleRecord:
+    """A success that found no change adds one to the counter and backs the interval off by it."""
+    return _after_success(record, now, settings, record.consecutive_no_changes + 1, channel_live)
+
+
+def after_invalid_token(record: ScheduleRecord, now: datetime) -> ScheduleRecord:
+    """A revoked grant's skip advances `next_sync_at` by the current interval, as a sync would."""
+    return replace(
+        record,
+        next_sync_at=now + timedelta(seconds=record.current_frequency_seconds),
+        pending_trigger=None,
+    )
+
+
+def after_transient_failure(record: ScheduleRecord) -> ScheduleRecord:
+    """A transient failure leaves the pair due, so the next run-due tries it again."""
+    return record
+
+
+def after_circuit_open(record: ScheduleRecord) -> ScheduleRecord:
+    """A circuit-open skip leaves the pair due, so each run-due while open records one skip."""
+    return record
+
+
+def after_quota_failure(
+    record: ScheduleRecord, now: datetime, settings: Settings, retry_after: float | None
+) -> ScheduleRecord:
+    """A quota failure defers the pair by Retry-After (rounded up), else by quota_defer_seconds."""
+    if retry_after is None:
+        delay = settings.quota_defer_seconds
+    else:
+        delay = math.ceil(max(0.0, retry_after))
+    return replace(record, next_sync_at=now + timedelta(seconds=delay))
+
+
+def on_webhook_notification(record: ScheduleRecord, now: datetime) -> ScheduleRecord:
+    """A valid notification makes the pair due now (never later), to run as `webhook`."""
+    return replace(
+        record, next_sync_at=min(record.next_sync_at, now), pending_trigger=Trigger.WEBHOOK
+    )
+
+
+def on_channel_closed(record: ScheduleRecord, settings: Settings) -> ScheduleRecord:
+    """When a calendar loses its live channel, polling returns to the adaptive interval at once."""
+    adaptive = adaptive_interval(
+        record.integration,
+        record.default_frequency_seconds,
+        record.consecutive_no_changes,
+        settings,
+    )
+    if adaptive >= record.current_frequency_seconds:
+        return record
+    next_sync_at = record.next_sync_at
+    if record.last_sync_at is not None:
+        next_sync_at = min(next_sync_at, record.last_sync_at + timedelta(seconds=adaptive))
+    return replace(record, current_frequency_seconds=adaptive, next_sync_at=next_sync_at)
+
+
+def update_schedule(
+    record: ScheduleRecord,
+    outcome: Outcome,
+    *,
+    trigger: Trigger,
+    now: datetime,
+    settings: Settings,
+    retry_after: float | None = None,
+    channel_live: bool = False,
+) -> ScheduleRecord:
+    """Manual attempts never change the schedule; other attempts apply their outcome's rule."""
+    if trigger is Trigger.MANUAL:
+        return record
+    if outcome is Outcome.CHANGED:
+        return after_change(record, now, settings, channel_live=channel_live)
+    if outcome is Outcome.UNCHANGED:
+        return after_no_change(record, now, settings, channel_live=channel_live)
+    if outcome in (Outcome.INVALID_TOKEN, Outcome.AUTH_FAILURE):
+        return after_invalid_token(record, now)
+    if outcome is Outcome.QUOTA_FAILURE:
+        return after_quota_failure(record, now, settings, retry_after)
+    if outcome is Outcome.CIRCUIT_OPEN:
+        return after_circuit_open(record)
+    return after_transient_failure(record)
+
+
+def _after_success(
+    record: ScheduleRecord,
+    now: datetime,
+    settings: Settings,
+    consecutive_no_changes: int,
+    channel_live: bool,
+) -> ScheduleRecord:
+    interval = adaptive_interval(
+        record.integration, record.default_frequency_seconds, consecutive_no_changes, settings
+    )
+    if channel_live and record.integration is Integration.CALENDAR:
+        interval = polling_interval_with_live_channel(interval, settings)
+    return replace(
+        record,
+        current_frequency_seconds=interval,
+        consecutive_no_changes=consecutive_no_changes,
+        last_sync_at=now,
+        next_sync_at=now + timedelta(seconds=interval),
+        pending_trigger=None,
+    )
