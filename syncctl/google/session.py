@@ -119,6 +119,7 @@ class GoogleSession:
         self._people_options = {"api_endpoint": f"{base}/"} if base else None
         self._calendar_options = {"api_endpoint": f"{base}/calendar/v3/"} if base else None
         self._http = CountingHttp(timeout=settings.http_timeout_seconds, token_uri=token_uri)
+        self._credentials = credentials
         self._initial_refresh_token = credentials.refresh_token
         secrets = (credentials.client_secret, credentials.refresh_token, credentials.access_token)
         self._secrets = tuple(s for s in secrets if s)
@@ -136,6 +137,11 @@ class GoogleSession:
         self._calendar: Any = None
 
     # -- state the store persists -------------------------------------------------------------
+
+    @property
+    def credentials(self) -> UserCredentials:
+        """The stored credentials this session started from (not updated by refreshes)."""
+        return self._credentials
 
     @property
     def calls_made(self) -> int:
