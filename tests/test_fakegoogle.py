@@ -20,6 +20,7 @@ from typing import Any
 import google_auth_httplib2
 import httplib2
 import pytest
+from freezegun import freeze_time
 from google.auth.exceptions import RefreshError
 from google.oauth2.credentials import Credentials
 from googleapiclient.discovery import build
@@ -791,3 +792,18 @@ def test_cli_serve_writes_credentials_and_serves(tmp_path: Path) -> None:
         process.send_signal(signal.SIGINT)
         process.wait(timeout=10)
     assert process.returncode == 0
+
+
+def test_default_clock_follows_freezegun(fake_google: FakeGoogle) -> None:
+    with freeze_time("2026-11-29 05:00:00", tz_offset=0) as frozen:
+        client = connect(fake_google, fake_google.add_user("u1", contacts=2))
+        token = list_all_connections(client, requestSyncToken=True)[-1]["nextSyncToken"]
+        frozen.tick(timedelta(days=8))
+
+        with pytest.raises(HttpError) as caught:
+            list_all_connections(client, syncToken=token, requestSyncToken=True)
+
+    assert caught.value.error_details[0]["reason"] == "EXPIRED_SYNC_TOKEN"
+    # google-auth saw the same frozen time, so it refreshed before the call: no 401 round trip.
+    assert fake_google.request_count("u1", "oauth.token") == 2
+    assert fake_google.request_count("u1", "people.connections.list") == 2

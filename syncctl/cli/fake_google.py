@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 from typing import Annotated
@@ -40,6 +41,7 @@ def serve(
 
     Example: syncctl fake-google serve --users 5 --credentials-dir ./creds
     """
+    _stop_on_signals()
     fake = FakeGoogle(seed=seed)
     try:
         base_url = fake.start(host, port)
@@ -61,3 +63,12 @@ def serve(
         _output.note("fake Google stopped")
     finally:
         fake.stop()
+
+
+def _stop_on_signals() -> None:
+    # A backgrounded shell job inherits an ignored SIGINT; Ctrl-C and SIGTERM must both stop us.
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)

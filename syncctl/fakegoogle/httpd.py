@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import socket
+import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
@@ -107,6 +109,7 @@ class FakeHTTPServer(ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 256  # run-due and the simulator open many connections at once
 
     def __init__(self, address: tuple[str, int], fake: FakeGoogle, state: FakeState) -> None:
         self.fake = fake
@@ -171,7 +174,14 @@ class _RequestHandler(BaseHTTPRequestHandler):
         if urlsplit(self.path).path.startswith("/_fake/"):
             reply = control(self.server.fake, self.command, self.path, body)
         else:
-            reply = dispatch(self.server.state, self.command, self.path, self.headers, body)
+            try:
+                reply = dispatch(self.server.state, self.command, self.path, self.headers, body)
+            except Exception:  # a bug in the fake: answer 500 and show it, never hang the client
+                traceback.print_exc(file=sys.stderr)
+                reply = Reply(
+                    500,
+                    {"error": {"code": 500, "message": "fake Google bug", "status": "INTERNAL"}},
+                )
         self._send(reply)
 
     def _send(self, reply: Reply) -> None:
