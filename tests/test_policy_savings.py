@@ -24,13 +24,13 @@ CON = Integration.CONTACTS
 
 def _calendar(current: int, no_changes: int = 0, since_last: int | None = None) -> ScheduleRecord:
     last = NOW - timedelta(seconds=current if since_last is None else since_last)
-    return ScheduleRecord(CAL, 4 * HOUR, current, no_changes, last, NOW)
+    return ScheduleRecord(4 * HOUR, current, no_changes, last, NOW)
 
 
 DEFAULT = _calendar(4 * HOUR)
 BACKED_OFF = _calendar(8 * HOUR, no_changes=5)
 RELAXED = _calendar(24 * HOUR)  # a live channel relaxed polling to the 24 h safety interval
-CONTACTS_BACKED_OFF = ScheduleRecord(CON, 3 * DAY, 6 * DAY, 5, NOW - timedelta(days=6), NOW)
+CONTACTS_BACKED_OFF = ScheduleRecord(3 * DAY, 6 * DAY, 5, NOW - timedelta(days=6), NOW)
 FIRST = replace(DEFAULT, last_sync_at=None)
 
 
@@ -149,6 +149,7 @@ def test_success_saves_polls_of_the_stretched_interval(
 ) -> None:
     saved = estimate_saved(
         outcome,
+        integration=CON if schedule is CONTACTS_BACKED_OFF else CAL,
         trigger=trigger,
         schedule=schedule,
         now=now,
@@ -169,13 +170,15 @@ def test_success_saves_polls_of_the_stretched_interval(
         pytest.param(BACKED_OFF, Trigger.SCHEDULED, 1, 1, id="found-revocation-doubled-slot"),
         pytest.param(BACKED_OFF, Trigger.MANUAL, 0, 1, id="manual-one-attempt"),
         pytest.param(BACKED_OFF, Trigger.MANUAL, 1, 0, id="manual-found-revocation"),
+        pytest.param(None, Trigger.MANUAL, 0, 1, id="manual-unscheduled-pair"),
     ],
 )
 def test_invalid_token_skip_saves_failing_refreshes(
-    schedule: ScheduleRecord, trigger: Trigger, calls_made: int, expected: int
+    schedule: ScheduleRecord | None, trigger: Trigger, calls_made: int, expected: int
 ) -> None:
     saved = estimate_saved(
         Outcome.INVALID_TOKEN,
+        integration=CAL,
         trigger=trigger,
         schedule=schedule,
         now=NOW,
@@ -201,6 +204,7 @@ def test_circuit_open_skip_saves_the_failing_attempt(
 ) -> None:
     saved = estimate_saved(
         Outcome.CIRCUIT_OPEN,
+        integration=CAL,
         trigger=trigger,
         schedule=BACKED_OFF,
         now=NOW,
@@ -216,7 +220,13 @@ def test_circuit_open_skip_saves_the_failing_attempt(
 @pytest.mark.parametrize("trigger", list(Trigger))
 def test_failures_save_nothing(outcome: Outcome, trigger: Trigger) -> None:
     saved = estimate_saved(
-        outcome, trigger=trigger, schedule=RELAXED, now=NOW, settings=SETTINGS, calls_made=5
+        outcome,
+        integration=CAL,
+        trigger=trigger,
+        schedule=RELAXED,
+        now=NOW,
+        settings=SETTINGS,
+        calls_made=5,
     )
     assert saved == NOTHING
 
@@ -230,21 +240,37 @@ def test_adaptive_claims_add_up_to_naive_minus_orchestrated(
 ) -> None:
     # GIVEN a quiet pair synced at each scheduled time, every sync costing c calls
     c = 4
-    record = after_no_change(initial_schedule(integration, NOW, SETTINGS), NOW, SETTINGS)
+    record = after_no_change(
+        initial_schedule(integration, NOW, SETTINGS), integration, NOW, SETTINGS
+    )
     first = record.last_sync_at
     claimed = 0
     for _ in range(syncs):
         at = record.next_sync_at
         claimed += estimate_saved(
             Outcome.UNCHANGED,
+            integration=integration,
             trigger=Trigger.SCHEDULED,
             schedule=record,
             now=at,
             settings=SETTINGS,
             recent_calls_per_sync=c,
         ).calls
-        record = after_no_change(record, at, SETTINGS)
+        record = after_no_change(record, integration, at, SETTINGS)
     # THEN the claims equal what a poller at the default interval would have sent, minus ours
     span = (record.last_sync_at - first).total_seconds()
     naive_polls = span / record.default_frequency_seconds
     assert claimed == c * naive_polls - c * syncs
+
+
+@pytest.mark.parametrize("outcome", [Outcome.CHANGED, Outcome.UNCHANGED])
+def test_success_of_unscheduled_pair_saves_nothing(outcome: Outcome) -> None:
+    saved = estimate_saved(
+        outcome,
+        integration=CAL,
+        trigger=Trigger.SCHEDULED,
+        schedule=None,
+        now=NOW,
+        settings=SETTINGS,
+    )
+    assert saved == NOTHING

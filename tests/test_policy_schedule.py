@@ -23,7 +23,6 @@ from syncctl.policy.schedule import (
     on_channel_closed,
     on_webhook_notification,
     polling_interval_with_live_channel,
-    trigger_for,
     update_schedule,
 )
 
@@ -32,7 +31,7 @@ SETTINGS = Settings()
 CAL = Integration.CALENDAR
 CON = Integration.CONTACTS
 LAST = NOW - timedelta(hours=4)
-CALENDAR = ScheduleRecord(CAL, 4 * HOUR, 4 * HOUR, 0, LAST, NOW)
+CALENDAR = ScheduleRecord(4 * HOUR, 4 * HOUR, 0, LAST, NOW)
 
 
 def _at(seconds: int) -> datetime:
@@ -51,9 +50,7 @@ def test_new_pair_is_due_now_at_default_interval(
     integration: Integration, settings: Settings, interval: int
 ) -> None:
     record = initial_schedule(integration, NOW, settings)
-    assert record == ScheduleRecord(
-        integration, settings.interval_for(integration), interval, 0, None, NOW
-    )
+    assert record == ScheduleRecord(settings.interval_for(integration), interval, 0, None, NOW)
     assert is_due(record, NOW)
 
 
@@ -67,16 +64,6 @@ def test_new_pair_is_due_now_at_default_interval(
 )
 def test_due_from_next_sync_at_on(at: datetime, expected: bool) -> None:
     assert is_due(CALENDAR, at) is expected
-
-
-@pytest.mark.parametrize(
-    ("pending", "expected"),
-    [(None, Trigger.SCHEDULED), (Trigger.WEBHOOK, Trigger.WEBHOOK)],
-)
-def test_due_pair_runs_as_webhook_only_when_a_notification_made_it_due(
-    pending: Trigger | None, expected: Trigger
-) -> None:
-    assert trigger_for(replace(CALENDAR, pending_trigger=pending)) is expected
 
 
 @pytest.mark.parametrize(
@@ -130,11 +117,11 @@ def test_adaptive_interval(
     assert adaptive_interval(integration, default, no_changes, settings) == interval
 
 
-def _run(record: ScheduleRecord, outcomes: str) -> ScheduleRecord:
+def _run(record: ScheduleRecord, integration: Integration, outcomes: str) -> ScheduleRecord:
     """Apply scheduled successes, each at the record's next_sync_at: N = no change, C = change."""
     for letter in outcomes:
         step = after_no_change if letter == "N" else after_change
-        record = step(record, record.next_sync_at, SETTINGS)
+        record = step(record, integration, record.next_sync_at, SETTINGS)
     return record
 
 
@@ -155,7 +142,7 @@ def test_scheduled_successes_back_off_and_change_restores(
     integration: Integration, outcomes: str, no_changes: int, interval: int
 ) -> None:
     start = initial_schedule(integration, NOW, SETTINGS)
-    record = _run(start, outcomes)
+    record = _run(start, integration, outcomes)
     assert (record.consecutive_no_changes, record.current_frequency_seconds) == (
         no_changes,
         interval,
@@ -166,12 +153,8 @@ def test_scheduled_successes_back_off_and_change_restores(
 
 @pytest.mark.parametrize("step", [after_change, after_no_change])
 def test_success_sets_last_sync_now_and_next_one_interval_later(step) -> None:
-    record = step(replace(CALENDAR, pending_trigger=Trigger.WEBHOOK), NOW, SETTINGS)
-    assert (record.last_sync_at, record.next_sync_at, record.pending_trigger) == (
-        NOW,
-        NOW + timedelta(hours=4),
-        None,
-    )
+    record = step(CALENDAR, CAL, NOW, SETTINGS)
+    assert (record.last_sync_at, record.next_sync_at) == (NOW, NOW + timedelta(hours=4))
 
 
 @pytest.mark.parametrize(
@@ -189,7 +172,7 @@ def test_live_channel_relaxes_calendar_polling_and_counter_keeps_counting(
     record = replace(
         initial_schedule(integration, NOW, SETTINGS), consecutive_no_changes=no_changes_before
     )
-    record = step(record, NOW, SETTINGS, channel_live=True)
+    record = step(record, integration, NOW, SETTINGS, channel_live=True)
     assert (record.consecutive_no_changes, record.current_frequency_seconds) == (
         no_changes,
         interval,
@@ -262,7 +245,7 @@ def test_polling_interval_with_live_channel(
 def test_closed_channel_restores_adaptive_polling(
     record: ScheduleRecord, expected: ScheduleRecord
 ) -> None:
-    assert on_channel_closed(record, SETTINGS) == expected
+    assert on_channel_closed(record, CAL, SETTINGS) == expected
 
 
 @pytest.mark.parametrize(
@@ -279,15 +262,14 @@ def test_closed_channel_restores_adaptive_polling(
 def test_invalid_token_skip_advances_by_current_interval(
     record: ScheduleRecord, expected_next: datetime
 ) -> None:
-    skipped = after_invalid_token(replace(record, pending_trigger=Trigger.WEBHOOK), NOW)
-    assert skipped == replace(record, next_sync_at=expected_next, pending_trigger=None)
+    skipped = after_invalid_token(record, NOW)
+    assert skipped == replace(record, next_sync_at=expected_next)
 
 
 @pytest.mark.parametrize("step", [after_transient_failure, after_circuit_open])
 def test_transient_failure_and_circuit_open_skip_leave_pair_due(step) -> None:
-    record = replace(CALENDAR, pending_trigger=Trigger.WEBHOOK)
-    assert step(record) == record
-    assert is_due(step(record), NOW)
+    assert step(CALENDAR) == CALENDAR
+    assert is_due(step(CALENDAR), NOW)
 
 
 @pytest.mark.parametrize(
@@ -320,12 +302,11 @@ def test_webhook_notification_makes_pair_due_now(
     next_sync_at: datetime, expected_next: datetime
 ) -> None:
     record = on_webhook_notification(replace(CALENDAR, next_sync_at=next_sync_at), NOW)
-    assert record == replace(CALENDAR, next_sync_at=expected_next, pending_trigger=Trigger.WEBHOOK)
+    assert record == replace(CALENDAR, next_sync_at=expected_next)
     assert is_due(record, NOW)
-    assert trigger_for(record) is Trigger.WEBHOOK
 
 
-BACKED_OFF = ScheduleRecord(CAL, 4 * HOUR, 8 * HOUR, 5, NOW - timedelta(hours=8), NOW)
+BACKED_OFF = ScheduleRecord(4 * HOUR, 8 * HOUR, 5, NOW - timedelta(hours=8), NOW)
 
 
 @pytest.mark.parametrize(
@@ -333,12 +314,12 @@ BACKED_OFF = ScheduleRecord(CAL, 4 * HOUR, 8 * HOUR, 5, NOW - timedelta(hours=8)
     [
         pytest.param(
             Outcome.CHANGED,
-            ScheduleRecord(CAL, 4 * HOUR, 4 * HOUR, 0, NOW, _at(4 * HOUR)),
+            ScheduleRecord(4 * HOUR, 4 * HOUR, 0, NOW, _at(4 * HOUR)),
             id="changed",
         ),
         pytest.param(
             Outcome.UNCHANGED,
-            ScheduleRecord(CAL, 4 * HOUR, 8 * HOUR, 6, NOW, _at(8 * HOUR)),
+            ScheduleRecord(4 * HOUR, 8 * HOUR, 6, NOW, _at(8 * HOUR)),
             id="unchanged",
         ),
         pytest.param(
@@ -357,7 +338,13 @@ def test_update_schedule_applies_the_rule_of_each_outcome(
 ) -> None:
     for trigger in (Trigger.SCHEDULED, Trigger.WEBHOOK):
         updated = update_schedule(
-            BACKED_OFF, outcome, trigger=trigger, now=NOW, settings=SETTINGS, retry_after=60.0
+            BACKED_OFF,
+            outcome,
+            integration=CAL,
+            trigger=trigger,
+            now=NOW,
+            settings=SETTINGS,
+            retry_after=60.0,
         )
         assert updated == expected
 
@@ -365,6 +352,36 @@ def test_update_schedule_applies_the_rule_of_each_outcome(
 @pytest.mark.parametrize("outcome", list(Outcome))
 def test_manual_sync_never_changes_the_schedule(outcome: Outcome) -> None:
     updated = update_schedule(
-        BACKED_OFF, outcome, trigger=Trigger.MANUAL, now=NOW, settings=SETTINGS, retry_after=60.0
+        BACKED_OFF,
+        outcome,
+        integration=CAL,
+        trigger=Trigger.MANUAL,
+        now=NOW,
+        settings=SETTINGS,
+        retry_after=60.0,
     )
     assert updated is BACKED_OFF
+
+
+@pytest.mark.parametrize(
+    ("integration", "record", "interval"),
+    [
+        pytest.param(CAL, CALENDAR, 24 * HOUR, id="calendar-relaxed"),
+        pytest.param(
+            CON, ScheduleRecord(3 * DAY, 3 * DAY, 4, LAST, NOW), 6 * DAY, id="contacts-adaptive"
+        ),
+    ],
+)
+def test_update_schedule_passes_integration_and_channel_through(
+    integration: Integration, record: ScheduleRecord, interval: int
+) -> None:
+    updated = update_schedule(
+        record,
+        Outcome.UNCHANGED,
+        integration=integration,
+        trigger=Trigger.SCHEDULED,
+        now=NOW,
+        settings=SETTINGS,
+        channel_live=True,
+    )
+    assert updated.current_frequency_seconds == interval

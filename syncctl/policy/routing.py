@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from syncctl.model import ErrorClass
+from syncctl.model import ErrorClass, Result, SkipReason
 from syncctl.policy.schedule import Outcome
 
 
@@ -24,7 +24,7 @@ class Route:
 
     destination: Destination
     is_failure: bool  # the attempt is recorded with result `failure`
-    breaker_failure: bool  # call breaker.on_failure (never for auth or quota)
+    counts_for_breaker: bool  # call breaker.on_failure (never for auth or quota)
     outcome: Outcome | None  # for schedule.update_schedule and savings; None: not an ending
     reason: str | None  # the failure reason for the metrics row and the breaker
 
@@ -41,8 +41,32 @@ _ROUTES: dict[ErrorClass, Route] = {
     ErrorClass.SYNC_TOKEN_EXPIRED: Route(Destination.FULL_SYNC_FALLBACK, False, False, None, None),
 }
 
+_SKIP_OUTCOMES = {
+    SkipReason.INVALID_TOKEN: Outcome.INVALID_TOKEN,
+    SkipReason.CIRCUIT_OPEN: Outcome.CIRCUIT_OPEN,
+}
+
 
 def route(error_class: ErrorClass) -> Route:
     """Auth goes to token health, quota defers, transient and unexpected count toward the breaker,
     and an expired sync token falls back to a full sync (not a failure)."""
     return _ROUTES[error_class]
+
+
+def outcome_of(
+    result: Result,
+    *,
+    changed: bool = False,
+    skip_reason: SkipReason | None = None,
+    error_class: ErrorClass | None = None,
+) -> Outcome:
+    """An attempt's outcome: success by whether it changed anything, a skip by its reason, a
+    failure by its error's route (an unclassified failure counts as transient)."""
+    if result is Result.SUCCESS:
+        return Outcome.CHANGED if changed else Outcome.UNCHANGED
+    if result is Result.SKIPPED:
+        if skip_reason is None:
+            raise ValueError("a skipped attempt needs a skip reason")
+        return _SKIP_OUTCOMES[skip_reason]
+    routed = route(error_class).outcome if error_class is not None else None
+    return routed or Outcome.TRANSIENT_FAILURE

@@ -66,9 +66,11 @@ def calls_per_sync(integration: Integration, recent_mean: float | None) -> float
     return recent_mean
 
 
-def saved_by_token_health(schedule: ScheduleRecord, trigger: Trigger, calls_made: int) -> Savings:
+def saved_by_token_health(
+    schedule: ScheduleRecord | None, trigger: Trigger, calls_made: int
+) -> Savings:
     """An invalid-token skip saves the failing refresh a naive poller sends per poll of the slot."""
-    if trigger is Trigger.MANUAL:
+    if trigger is Trigger.MANUAL or schedule is None:
         polls = 1.0
     else:
         polls = _polls_in(schedule.current_frequency_seconds, schedule)
@@ -83,6 +85,7 @@ def saved_by_circuit_breaker(calls_per_failure: float | None, settings: Settings
 
 def saved_by_schedule(
     schedule: ScheduleRecord,
+    integration: Integration,
     trigger: Trigger,
     now: datetime,
     settings: Settings,
@@ -94,10 +97,10 @@ def saved_by_schedule(
         return NOTHING  # the first sync: the naive poller makes it too
     elapsed = max(0.0, (now - schedule.last_sync_at).total_seconds())
     stretch = min(elapsed, float(schedule.current_frequency_seconds))
-    per_poll = calls_per_sync(schedule.integration, recent_calls_per_sync)
+    per_poll = calls_per_sync(integration, recent_calls_per_sync)
     calls = _round(per_poll * (_polls_in(stretch, schedule) - 1))
     adaptive = adaptive_interval(
-        schedule.integration,
+        integration,
         schedule.default_frequency_seconds,
         schedule.consecutive_no_changes,
         settings,
@@ -111,8 +114,9 @@ def saved_by_schedule(
 def estimate_saved(
     outcome: Outcome,
     *,
+    integration: Integration,
     trigger: Trigger,
-    schedule: ScheduleRecord,
+    schedule: ScheduleRecord | None,
     now: datetime,
     settings: Settings,
     recent_calls_per_sync: float | None = None,
@@ -121,14 +125,18 @@ def estimate_saved(
 ) -> Savings:
     """The calls this attempt saved against the naive poller, and the one mechanism that saved them.
 
-    `schedule` is the pair's record as it was before this attempt updated it.
+    `schedule` is the pair's record as it was before this attempt updated it (None if the pair
+    has no schedule: then only a skip can save anything).
     """
     if outcome is Outcome.INVALID_TOKEN:
         return saved_by_token_health(schedule, trigger, calls_made)
     if outcome is Outcome.CIRCUIT_OPEN:
         return saved_by_circuit_breaker(recent_calls_per_failure, settings)
-    if outcome in (Outcome.CHANGED, Outcome.UNCHANGED) and trigger is not Trigger.MANUAL:
-        return saved_by_schedule(schedule, trigger, now, settings, recent_calls_per_sync)
+    success = outcome in (Outcome.CHANGED, Outcome.UNCHANGED)
+    if success and trigger is not Trigger.MANUAL and schedule is not None:
+        return saved_by_schedule(
+            schedule, integration, trigger, now, settings, recent_calls_per_sync
+        )
     return NOTHING
 
 

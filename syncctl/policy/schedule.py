@@ -13,8 +13,8 @@ Choices where the contract is silent, as a fleet operator would want them:
 - While a live watch channel covers a calendar, `current_frequency_seconds` holds the relaxed
   interval (never shorter than the adaptive one), so the formula above still holds; the
   no-change counter keeps counting and `on_channel_closed` restores the adaptive interval.
-- A webhook notification makes the pair due now and marks `pending_trigger = webhook` until an
-  attempt consumes it (a success or an invalid-token skip); failures keep it pending.
+- A webhook notification makes the pair due now; the caller stores `pending_trigger = webhook`
+  with it (the column lives beside the record, not in it), so the attempt runs as `webhook`.
 - Manual syncs never change the schedule: `update_schedule` returns the record unchanged for
   them, and the per-outcome functions are for scheduled and webhook-triggered attempts only.
 """
@@ -44,22 +44,19 @@ class Outcome(StrEnum):
 
 @dataclass(frozen=True)
 class ScheduleRecord:
-    """One `sync_schedule` row (the user id is the caller's business)."""
+    """One `sync_schedule` row's timing; the user, integration and pending trigger sit beside it."""
 
-    integration: Integration
     default_frequency_seconds: int
     current_frequency_seconds: int
     consecutive_no_changes: int
     last_sync_at: datetime | None
     next_sync_at: datetime
-    pending_trigger: Trigger | None = None
 
 
 def initial_schedule(integration: Integration, now: datetime, settings: Settings) -> ScheduleRecord:
     """A new pair starts at its default interval with no history and is due now."""
     default = settings.interval_for(integration)
     return ScheduleRecord(
-        integration=integration,
         default_frequency_seconds=default,
         current_frequency_seconds=adaptive_interval(integration, default, 0, settings),
         consecutive_no_changes=0,
@@ -71,11 +68,6 @@ def initial_schedule(integration: Integration, now: datetime, settings: Settings
 def is_due(record: ScheduleRecord, now: datetime) -> bool:
     """A pair is due from its `next_sync_at` on, that instant included."""
     return now >= record.next_sync_at
-
-
-def trigger_for(record: ScheduleRecord) -> Trigger:
-    """A due pair runs as `webhook` when a notification made it due, else as `scheduled`."""
-    return record.pending_trigger or Trigger.SCHEDULED
 
 
 def interval_cap(integration: Integration, default_seconds: int, settings: Settings) -> int:
@@ -106,26 +98,33 @@ def polling_interval_with_live_channel(adaptive_seconds: int, settings: Settings
 
 
 def after_change(
-    record: ScheduleRecord, now: datetime, settings: Settings, *, channel_live: bool = False
+    record: ScheduleRecord,
+    integration: Integration,
+    now: datetime,
+    settings: Settings,
+    *,
+    channel_live: bool = False,
 ) -> ScheduleRecord:
     """A success that found changes restores the default interval and zeroes the counter."""
-    return _after_success(record, now, settings, 0, channel_live)
+    return _after_success(record, integration, now, settings, 0, channel_live)
 
 
 def after_no_change(
-    record: ScheduleRecord, now: datetime, settings: Settings, *, channel_live: bool = False
+    record: ScheduleRecord,
+    integration: Integration,
+    now: datetime,
+    settings: Settings,
+    *,
+    channel_live: bool = False,
 ) -> ScheduleRecord:
     """A success that found no change adds one to the counter and backs the interval off by it."""
-    return _after_success(record, now, settings, record.consecutive_no_changes + 1, channel_live)
+    no_changes = record.consecutive_no_changes + 1
+    return _after_success(record, integration, now, settings, no_changes, channel_live)
 
 
 def after_invalid_token(record: ScheduleRecord, now: datetime) -> ScheduleRecord:
     """A revoked grant's skip advances `next_sync_at` by the current interval, as a sync would."""
-    return replace(
-        record,
-        next_sync_at=now + timedelta(seconds=record.current_frequency_seconds),
-        pending_trigger=None,
-    )
+    return replace(record, next_sync_at=now + timedelta(seconds=record.current_frequency_seconds))
 
 
 def after_transient_failure(record: ScheduleRecord) -> ScheduleRecord:
@@ -150,16 +149,16 @@ def after_quota_failure(
 
 
 def on_webhook_notification(record: ScheduleRecord, now: datetime) -> ScheduleRecord:
-    """A valid notification makes the pair due now (never later), to run as `webhook`."""
-    return replace(
-        record, next_sync_at=min(record.next_sync_at, now), pending_trigger=Trigger.WEBHOOK
-    )
+    """A valid notification makes the pair due now (never later); store it with trigger webhook."""
+    return replace(record, next_sync_at=min(record.next_sync_at, now))
 
 
-def on_channel_closed(record: ScheduleRecord, settings: Settings) -> ScheduleRecord:
+def on_channel_closed(
+    record: ScheduleRecord, integration: Integration, settings: Settings
+) -> ScheduleRecord:
     """When a calendar loses its live channel, polling returns to the adaptive interval at once."""
     adaptive = adaptive_interval(
-        record.integration,
+        integration,
         record.default_frequency_seconds,
         record.consecutive_no_changes,
         settings,
@@ -176,6 +175,7 @@ def update_schedule(
     record: ScheduleRecord,
     outcome: Outcome,
     *,
+    integration: Integration,
     trigger: Trigger,
     now: datetime,
     settings: Settings,
@@ -186,9 +186,9 @@ def update_schedule(
     if trigger is Trigger.MANUAL:
         return record
     if outcome is Outcome.CHANGED:
-        return after_change(record, now, settings, channel_live=channel_live)
+        return after_change(record, integration, now, settings, channel_live=channel_live)
     if outcome is Outcome.UNCHANGED:
-        return after_no_change(record, now, settings, channel_live=channel_live)
+        return after_no_change(record, integration, now, settings, channel_live=channel_live)
     if outcome in (Outcome.INVALID_TOKEN, Outcome.AUTH_FAILURE):
         return after_invalid_token(record, now)
     if outcome is Outcome.QUOTA_FAILURE:
@@ -200,15 +200,16 @@ def update_schedule(
 
 def _after_success(
     record: ScheduleRecord,
+    integration: Integration,
     now: datetime,
     settings: Settings,
     consecutive_no_changes: int,
     channel_live: bool,
 ) -> ScheduleRecord:
     interval = adaptive_interval(
-        record.integration, record.default_frequency_seconds, consecutive_no_changes, settings
+        integration, record.default_frequency_seconds, consecutive_no_changes, settings
     )
-    if channel_live and record.integration is Integration.CALENDAR:
+    if channel_live and integration is Integration.CALENDAR:
         interval = polling_interval_with_live_channel(interval, settings)
     return replace(
         record,
@@ -216,5 +217,4 @@ def _after_success(
         consecutive_no_changes=consecutive_no_changes,
         last_sync_at=now,
         next_sync_at=now + timedelta(seconds=interval),
-        pending_trigger=None,
     )
