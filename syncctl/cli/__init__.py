@@ -80,10 +80,15 @@ def root(
 
 
 def _register() -> None:
-    from syncctl.cli import report, user
+    from syncctl.cli import fake_google, health, report, sync, user
 
-    app.add_typer(user.app, name="user")
+    app.command("run-due")(sync.run_due_command)
+    app.command("sync")(sync.sync_command)
+    app.command("health")(health.health_command)
+    app.add_typer(health.breaker_app, name="breaker")
     app.command("report")(report.report_command)
+    app.add_typer(user.app, name="user")
+    app.add_typer(fake_google.app, name="fake-google")
 
 
 _register()

@@ -57,6 +57,126 @@ def print_text(text: str) -> None:
     sys.stdout.flush()
 
 
+def attempt_row(record: Any) -> dict:
+    """The plain dict of one attempt, shared by the table and --json."""
+    return {
+        "user_id": record.user_id,
+        "integration_type": str(record.integration_type),
+        "trigger": str(record.trigger),
+        "result": str(record.result),
+        "skip_reason": record.skip_reason and str(record.skip_reason),
+        "sync_type": record.sync_type and str(record.sync_type),
+        "items_processed": record.items_processed,
+        "added": record.items_added,
+        "updated": record.items_updated,
+        "deleted": record.items_deleted,
+        "api_calls_made": record.api_calls_made,
+        "api_calls_saved": record.api_calls_saved,
+        "saved_by": record.saved_by and str(record.saved_by),
+        "duration_ms": record.duration_ms,
+        "error": record.error_message,
+    }
+
+
+def render_attempts(records: Sequence[Any], *, json_output: bool, title: str) -> None:
+    """Print attempts as a table (with totals) or as one JSON document."""
+    rows = [attempt_row(r) for r in records]
+    totals = {
+        "attempts": len(rows),
+        "success": sum(r["result"] == "success" for r in rows),
+        "failure": sum(r["result"] == "failure" for r in rows),
+        "skipped": sum(r["result"] == "skipped" for r in rows),
+        "api_calls_made": sum(r["api_calls_made"] for r in rows),
+        "api_calls_saved": sum(r["api_calls_saved"] for r in rows),
+    }
+    if json_output:
+        print_json({"attempts": rows, "totals": totals})
+        return
+    for row in rows:
+        if row["result"] == "failure":
+            note(f"failed: {row['user_id']} {row['integration_type']}: {row['error']}")
+    print_table(
+        title,
+        ["user", "integration", "result", "why", "type", "items", "+/~/-", "calls", "saved"],
+        [
+            (
+                r["user_id"],
+                r["integration_type"],
+                r["result"],
+                r["skip_reason"] or r["error"],
+                r["sync_type"],
+                r["items_processed"],
+                f"{r['added']}/{r['updated']}/{r['deleted']}",
+                r["api_calls_made"],
+                f"{r['api_calls_saved']} ({r['saved_by']})" if r["saved_by"] else 0,
+            )
+            for r in rows
+        ],
+        caption=", ".join(f"{k}: {v}" for k, v in totals.items()),
+    )
+
+
+def render_plan(plans: Sequence[Any], *, json_output: bool) -> None:
+    """Print what run-due would do (dry run)."""
+    rows = [
+        {
+            "user_id": p.user_id,
+            "integration_type": str(p.integration),
+            "trigger": str(p.trigger),
+            "due_since": p.due_since,
+            "action": p.action,
+            "reason": p.reason,
+        }
+        for p in plans
+    ]
+    if json_output:
+        print_json({"dry_run": True, "due": rows})
+        return
+    print_table(
+        "run-due --dry-run (nothing changed)",
+        ["user", "integration", "due since", "would", "why"],
+        [
+            (r["user_id"], r["integration_type"], r["due_since"], r["action"], r["reason"])
+            for r in rows
+        ],
+        caption=f"{len(rows)} due",
+    )
+
+
+class AttemptProgress:
+    """A progress bar on a terminal; nothing otherwise (cron logs stay quiet)."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled and stderr.is_terminal
+        self._progress: Any = None
+        self._task: Any = None
+
+    def __enter__(self) -> AttemptProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+    def start(self, total: int) -> None:
+        if not self.enabled or total == 0:
+            return
+        from rich.progress import Progress
+
+        self._progress = Progress(console=stderr, transient=True)
+        self._task = self._progress.add_task("syncing", total=total)
+        self._progress.start()
+
+    def advance(self, record: Any) -> None:
+        if self._progress is not None:
+            self._progress.advance(self._task)
+
+
+def attempt_progress(*, enabled: bool) -> AttemptProgress:
+    """A context-managed progress reporter for run-due."""
+    return AttemptProgress(enabled)
+
+
 def print_figures(
     title: str | None,
     columns: Sequence[str],

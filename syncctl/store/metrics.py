@@ -47,14 +47,20 @@ def insert_attempt(conn: sqlite3.Connection, record: AttemptRecord) -> int:
     return int(cursor.lastrowid or 0)
 
 
-def average_calls_per_sync(
-    conn: sqlite3.Connection, user_id: str, integration: Integration, *, recent: int = 10
+def average_calls(
+    conn: sqlite3.Connection,
+    user_id: str,
+    integration: Integration,
+    result: Result,
+    sync_type: SyncType | None = None,
+    *,
+    recent: int = 10,
 ) -> float | None:
-    """Mean api_calls_made over the pair's recent successful syncs, or None with no history."""
+    """Mean api_calls_made over the pair's recent attempts with this result (and sync type)."""
     row = conn.execute(
         "SELECT avg(api_calls_made) FROM (SELECT api_calls_made FROM sync_metrics"
-        " WHERE user_id = ? AND integration_type = ? AND result = 'success'"
-        " ORDER BY created_at DESC, id DESC LIMIT ?)",
-        [user_id, integration.value, recent],
+        " WHERE user_id = ? AND integration_type = ? AND result = ?"
+        " AND (? IS NULL OR sync_type = ?) ORDER BY created_at DESC, id DESC LIMIT ?)",
+        [user_id, integration.value, result.value, sync_type, sync_type, recent],
     ).fetchone()
     return None if row is None or row[0] is None else float(row[0])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -221,20 +222,13 @@ def load_credentials(db: sqlite_utils.Database, user_id: str) -> UserCredentials
 
 
 def save_access_token(
-    db: sqlite_utils.Database,
-    user_id: str,
-    access_token: str | None,
-    token_expiry: str | None,
-    *,
-    now: datetime,
+    conn: sqlite3.Connection, user_id: str, access_token: str | None, token_expiry: str | None
 ) -> None:
-    """Remember a refreshed access token so the next attempt need not refresh again."""
-    with transaction(db) as conn:
-        conn.execute(
-            "UPDATE credentials SET access_token = ?, token_expiry = ?, updated_at = ?"
-            " WHERE user_id = ?",
-            [access_token, token_expiry, to_iso(now), user_id],
-        )
+    """Remember a refreshed access token (inside the caller's transaction)."""
+    conn.execute(
+        "UPDATE credentials SET access_token = ?, token_expiry = ? WHERE user_id = ?",
+        [access_token, token_expiry, user_id],
+    )
 
 
 def remove_user(db: sqlite_utils.Database, user_id: str, *, purge: bool) -> None:

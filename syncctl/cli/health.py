@@ -1,0 +1,119 @@
+"""`syncctl health` and `syncctl breaker`: token health and circuit breakers."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from syncctl import users
+from syncctl.cli import _output
+from syncctl.cli._context import app_state
+from syncctl.model import TokenStatus, parse_integrations
+from syncctl.orchestrator import orchestrator
+from syncctl.store import state as state_store
+from syncctl.store import transaction
+from syncctl.store import users as user_store
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+
+
+def health_command(
+    ctx: typer.Context,
+    user: Annotated[str | None, typer.Option("--user", help="Only this user.")] = None,
+    check: Annotated[
+        bool, typer.Option("--check", help="Verify now with a token refresh and store the verdict.")
+    ] = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Token health per user and integration; exit 1 if any token is revoked.
+
+    Example: syncctl health --check --user u1
+    """
+    state = app_state(ctx)
+    if user is not None:
+        users.require_user(state.db, user)
+    problems: dict[str, str] = {}
+    if check:
+        targets = [user] if user else [u["id"] for u in user_store.list_users(state.db)]
+        with orchestrator(state.settings) as runner:
+            for user_id in targets:
+                _, problem = runner.check_token(user_id)
+                if problem:
+                    problems[user_id] = problem
+    rows = state_store.list_token_health(state.db.conn, user)
+    for row in rows:
+        row["check_error"] = problems.get(row["user_id"])
+    if json_output:
+        _output.print_json({"token_health": rows})
+    else:
+        _output.print_table(
+            "Token health",
+            ["user", "integration", "status", "last checked", "error"],
+            [
+                (
+                    r["user_id"],
+                    r["integration_type"],
+                    r["status"],
+                    r["last_checked"],
+                    r["check_error"] or r["error_message"],
+                )
+                for r in rows
+            ],
+        )
+    if any(r["status"] == TokenStatus.REVOKED for r in rows):
+        raise typer.Exit(1)
+
+
+breaker_app = typer.Typer(help="Circuit breakers per user and integration.", no_args_is_help=True)
+
+
+@breaker_app.command("list")
+def breaker_list(ctx: typer.Context, json_output: JsonOption = False) -> None:
+    """List breaker states.
+
+    Example: syncctl breaker list --json
+    """
+    rows = state_store.list_breakers(app_state(ctx).db.conn)
+    if json_output:
+        _output.print_json({"breakers": rows})
+        return
+    _output.print_table(
+        "Circuit breakers",
+        ["user", "integration", "state", "failures", "last failure", "reason", "retry at"],
+        [
+            (
+                r["user_id"],
+                r["integration_type"],
+                r["state"],
+                r["failure_count"],
+                r["last_failure_at"],
+                r["last_failure_reason"],
+                r["next_retry_at"],
+            )
+            for r in rows
+        ],
+    )
+
+
+@breaker_app.command("reset")
+def breaker_reset(
+    ctx: typer.Context,
+    user: Annotated[str, typer.Option("--user", help="The user whose breaker to close.")],
+    integration: Annotated[str, typer.Option(help="contacts, calendar or all.")] = "all",
+) -> None:
+    """Close a user's breaker and zero its failure count.
+
+    Example: syncctl breaker reset --user u1 --integration calendar
+    """
+    state = app_state(ctx)
+    try:
+        chosen = parse_integrations(integration)
+    except ValueError as exc:
+        raise users.BadInput(str(exc)) from exc
+    users.require_user(state.db, user)
+    enabled = [i for i in chosen if i in user_store.user_integrations(state.db, user)]
+    with transaction(state.db) as tx:
+        for kind in enabled:
+            state_store.reset_breaker(tx, user, kind)
+    _output.say(f"closed {len(enabled)} breaker(s) of {user}")

@@ -1,0 +1,90 @@
+"""`syncctl run-due` and `syncctl sync`: the orchestrated pipeline from the command line."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from syncctl import users
+from syncctl.cli import _output
+from syncctl.cli._context import app_state
+from syncctl.model import Result, Trigger, parse_integrations
+from syncctl.orchestrator import orchestrator
+from syncctl.store import users as user_store
+
+EXIT_FAILURE = 1
+EXIT_SKIPPED = 4
+
+
+def run_due_command(
+    ctx: typer.Context,
+    limit: Annotated[int | None, typer.Option(min=1, help="Run at most N due pairs.")] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(min=1, help="Pairs synced at once (default from settings: 8).")
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="List what would run and why; change nothing.")
+    ] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
+    """Run every due (user, integration) pair through the pipeline.
+
+    Exit 0 when all ran or were skipped by gating, 1 when any sync failed. An overlapping
+    run-due on the same database prints a notice and exits 0.
+
+    Example: syncctl run-due --concurrency 8
+    """
+    state = app_state(ctx)
+    with orchestrator(state.settings) as runner:
+        if dry_run:
+            _output.render_plan(runner.plan_due(limit=limit), json_output=json_output)
+            return
+        with _output.attempt_progress(enabled=not json_output) as progress:
+            summary = runner.run_due(
+                limit=limit,
+                concurrency=concurrency,
+                on_start=progress.start,
+                on_attempt=progress.advance,
+            )
+    if summary is None:
+        _output.note("another run-due is running on this database; nothing done")
+        return
+    _output.render_attempts(summary.attempts, json_output=json_output, title="run-due")
+    if summary.failed:
+        raise typer.Exit(EXIT_FAILURE)
+
+
+def sync_command(
+    ctx: typer.Context,
+    user: Annotated[str, typer.Option("--user", help="The user to sync.")],
+    integration: Annotated[
+        str, typer.Option(help="contacts, calendar or all (the user's integrations).")
+    ] = "all",
+    full: Annotated[bool, typer.Option("--full", help="Ignore sync tokens: full resync.")] = False,
+    json_output: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+) -> None:
+    """Sync one user now through the same pipeline; never changes the schedule.
+
+    Exit 0 on success, 1 on failure, 4 when skipped by a gate (the reason is printed).
+
+    Example: syncctl sync --user u1 --integration calendar
+    """
+    state = app_state(ctx)
+    try:
+        wanted = parse_integrations(integration)
+    except ValueError as exc:
+        raise users.BadInput(str(exc)) from exc
+    users.require_user(state.db, user)
+    enabled = user_store.user_integrations(state.db, user)
+    chosen = [i for i in wanted if i in enabled]
+    if integration != "all" and len(chosen) < len(wanted):
+        missing = next(i for i in wanted if i not in enabled)
+        raise users.BadInput(f"user {user!r} has no {missing.cli_name} integration")
+    with orchestrator(state.settings) as runner:
+        records = [runner.attempt(user, i, Trigger.MANUAL, full=full) for i in chosen]
+    _output.render_attempts(records, json_output=json_output, title=f"sync {user}")
+    if any(r.result == Result.FAILURE for r in records):
+        raise typer.Exit(EXIT_FAILURE)
+    if any(r.result == Result.SKIPPED for r in records):
+        raise typer.Exit(EXIT_SKIPPED)
