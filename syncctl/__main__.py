@@ -1,0 +1,5 @@
+"""`python -m syncctl` runs the command line."""
+
+from syncctl.cli import main
+
+main()
