@@ -14,7 +14,8 @@ defaults otherwise: no time window (the whole calendar is mirrored), `singleEven
 (recurring events are stored once, as the series plus its modified instances, not expanded
 without bound), `showDeleted` unset (a full sync lists live events; an incremental one always
 returns deletions, as `status: cancelled`, which are removed). Each calendar has its own token
-(scope `events:<calendar_id>`); a 410 on one calendar re-syncs that calendar alone.
+(scope `events:<calendar_id>`); a 410 on one calendar re-syncs that calendar alone, and a 404
+(the calendar vanished between the list and its events) removes it like a deleted entry.
 """
 
 from __future__ import annotations
@@ -27,10 +28,11 @@ import sqlite_utils
 from syncctl.clock import Clock
 from syncctl.engines import SyncOutcome
 from syncctl.engines._scope import Scope, ScopeResult, combine, sync_scope
-from syncctl.google import GoogleSession
-from syncctl.model import Integration
+from syncctl.google import GoogleSession, UnexpectedResponse
+from syncctl.model import Integration, SyncType
 from syncctl.store import calendar as store
 from syncctl.store.calendar import CalendarRow, EventRow
+from syncctl.store.db import transaction
 from syncctl.store.mirror import ChangeCounts
 from syncctl.store.sync_tokens import events_scope
 
@@ -59,7 +61,15 @@ def sync_calendar(
     )
     results = [sync_scope(db, user_id, calendars, full=full, now=now)]
     for calendar_id in store.calendar_ids(db.conn, user_id):
-        results.append(_sync_events(db, session, user_id, calendar_id, full=full, now=now))
+        try:
+            results.append(_sync_events(db, session, user_id, calendar_id, full=full, now=now))
+        except UnexpectedResponse as exc:
+            if exc.status != 404:
+                raise
+            # The calendar went away between the list and its events: Google no longer has it.
+            with transaction(db) as conn:
+                deleted = store.forget_calendar(conn, user_id, calendar_id)
+            results.append(ScopeResult(SyncType.INCREMENTAL, 0, ChangeCounts(deleted=deleted)))
     return combine(results, calls=session.calls_made - calls_before)
 
 

@@ -75,6 +75,12 @@ def sweep_calendars(conn: sqlite3.Connection, user_id: str, generation: int) -> 
     return events_deleted + mirror.delete_keys(conn, CALENDARS, [user_id], gone)
 
 
+def forget_calendar(conn: sqlite3.Connection, user_id: str, calendar_id: str) -> int:
+    """Delete one calendar with its events and sync token; returns the rows deleted."""
+    events_deleted = _forget_events(conn, user_id, [calendar_id])
+    return events_deleted + mirror.delete_keys(conn, CALENDARS, [user_id], [calendar_id])
+
+
 def calendar_ids(conn: sqlite3.Connection, user_id: str) -> list[str]:
     """The ids of a user's synced calendars, primary first."""
     rows = conn.execute(
@@ -111,6 +117,18 @@ def save_events(
 def sweep_events(conn: sqlite3.Connection, user_id: str, calendar_id: str, generation: int) -> int:
     """Delete a calendar's events that a full sync of `generation` did not see."""
     return mirror.sweep(conn, EVENTS, [user_id, calendar_id], generation)
+
+
+def load_calendars(conn: sqlite3.Connection, user_id: str) -> dict[str, CalendarRow]:
+    """A user's stored calendars by calendar id."""
+    rows = mirror.load_rows(conn, CALENDARS, [user_id])
+    return {key: CalendarRow(*row) for key, row in rows.items()}
+
+
+def load_events(conn: sqlite3.Connection, user_id: str, calendar_id: str) -> dict[str, EventRow]:
+    """A calendar's stored events by event id."""
+    rows = mirror.load_rows(conn, EVENTS, [user_id, calendar_id])
+    return {key: EventRow(*row) for key, row in rows.items()}
 
 
 def _forget_events(conn: sqlite3.Connection, user_id: str, calendar_ids: Sequence[str]) -> int:

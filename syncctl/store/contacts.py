@@ -98,3 +98,15 @@ def save_groups(
 def sweep_groups(conn: sqlite3.Connection, user_id: str, generation: int) -> int:
     """Delete the contact groups a full sync of `generation` did not see."""
     return mirror.sweep(conn, GROUPS, [user_id], generation)
+
+
+def load_contacts(conn: sqlite3.Connection, user_id: str) -> dict[str, ContactRow]:
+    """A user's stored contacts by resource name."""
+    rows = mirror.load_rows(conn, CONTACTS, [user_id])
+    return {key: ContactRow(*row) for key, row in rows.items()}
+
+
+def load_groups(conn: sqlite3.Connection, user_id: str) -> dict[str, GroupRow]:
+    """A user's stored contact groups by resource name."""
+    rows = mirror.load_rows(conn, GROUPS, [user_id])
+    return {key: GroupRow(*row) for key, row in rows.items()}

@@ -154,6 +154,17 @@ def sweep(
     return cursor.rowcount
 
 
+def load_rows(
+    conn: sqlite3.Connection, table: MirrorTable, scope: Sequence[str]
+) -> dict[str, tuple]:
+    """Every row of a scope as `{key: (key, *data_columns)}`."""
+    columns = ", ".join(f'"{c}"' for c in (table.key_column, *table.data_columns))
+    cursor = conn.execute(
+        f"SELECT {columns} FROM {table.name} WHERE {table.scope_where()}", list(scope)
+    )
+    return {row[0]: tuple(row) for row in cursor}
+
+
 def _stored_rows(
     conn: sqlite3.Connection, table: MirrorTable, scope: Sequence[str], keys: set[str]
 ) -> dict[str, tuple]:

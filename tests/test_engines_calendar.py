@@ -1,0 +1,244 @@
+"""The calendar engine against the fake Google over HTTP: list, events, removals, fallbacks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from syncctl.clock import utcnow
+from syncctl.config import Settings
+from syncctl.engines import SyncOutcome
+from syncctl.engines.calendar import calendar_row, event_row, sync_calendar
+from syncctl.fakegoogle import FakeGoogle
+from syncctl.google import GoogleSession
+from syncctl.model import Integration, SyncType, UserCredentials
+from syncctl.store import open_database
+from syncctl.store.calendar import load_calendars, load_events
+from syncctl.store.sync_tokens import events_scope, load_sync_token, save_sync_token
+
+USER = "carol"
+
+
+def session_for(fake: FakeGoogle, info: dict[str, Any]) -> GoogleSession:
+    """A fresh session (as each orchestrated attempt has) on the fake, with instant retries."""
+    credentials = UserCredentials(
+        client_id=info["client_id"],
+        client_secret=info["client_secret"],
+        refresh_token=info["refresh_token"],
+        scopes=tuple(info.get("scopes") or ()),
+    )
+    settings = Settings(google_endpoint=fake.base_url, retry_max_attempts=2)
+    return GoogleSession(credentials, settings, now=utcnow, sleep=lambda _: None)
+
+
+@pytest.fixture
+def db(tmp_path):
+    database = open_database(tmp_path / "syncctl.db")
+    yield database
+    database.close()
+
+
+@pytest.fixture
+def account(fake_google):
+    """A user with 3 calendars of 20 events each at the fake; returns its credentials."""
+    return fake_google.add_user(USER, calendars=3, events_per_calendar=20)
+
+
+def sync(fake: FakeGoogle, db, info: dict[str, Any], *, full: bool = False) -> SyncOutcome:
+    with session_for(fake, info) as session:
+        return sync_calendar(db, session, USER, full=full, now=utcnow)
+
+
+def calendar_ids(fake: FakeGoogle) -> list[str]:
+    return sorted(fake.calendars(USER))
+
+
+def assert_mirror_is_exact(fake: FakeGoogle, db) -> None:
+    """The database holds exactly the fake's calendars and events, field for field."""
+    truth = {cid: calendar_row(entry) for cid, entry in fake.calendars(USER).items()}
+    assert load_calendars(db.conn, USER) == truth
+    for calendar_id in truth:
+        events = {eid: event_row(e) for eid, e in fake.events(USER, calendar_id).items()}
+        assert load_events(db.conn, USER, calendar_id) == events
+    stored = {c for (c,) in db.conn.execute("SELECT DISTINCT calendar_id FROM calendar_events")}
+    assert stored <= set(truth)
+    scopes = {s for (s,) in db.conn.execute("SELECT scope FROM sync_tokens")}
+    assert scopes <= {"calendar_list"} | {events_scope(c) for c in truth}
+
+
+def test_first_sync_is_full_and_mirrors_a_3_calendar_account(fake_google, db):
+    info = fake_google.add_user(USER, calendars=3, events_per_calendar=900)
+
+    outcome = sync(fake_google, db, info)
+
+    assert outcome.sync_type is SyncType.FULL
+    assert (outcome.added, outcome.updated, outcome.deleted) == (3 + 2700, 0, 0)
+    assert outcome.items_processed == 3 + 2700
+    # one token refresh, the calendar list, one page of events per calendar
+    assert outcome.api_calls_made == 5
+    assert_mirror_is_exact(fake_google, db)
+    assert load_sync_token(db.conn, USER, Integration.CALENDAR, "calendar_list")
+    for calendar_id in calendar_ids(fake_google):
+        scope = events_scope(calendar_id)
+        assert load_sync_token(db.conn, USER, Integration.CALENDAR, scope)
+
+
+def test_events_arrive_over_several_pages_with_the_same_parameters(fake_google, db):
+    info = fake_google.add_user(USER, calendars=1, events_per_calendar=2600)
+
+    outcome = sync(fake_google, db, info)
+
+    assert outcome.added == 1 + 2600
+    assert fake_google.request_count(USER, "calendar.events.list") == 2
+    assert_mirror_is_exact(fake_google, db)
+
+
+def test_second_sync_is_incremental_and_reports_no_change(fake_google, db, account):
+    sync(fake_google, db, account)
+
+    outcome = sync(fake_google, db, account)
+
+    assert outcome.sync_type is SyncType.INCREMENTAL
+    assert (outcome.items_processed, outcome.added, outcome.updated, outcome.deleted) == (
+        0,
+        0,
+        0,
+        0,
+    )
+    assert not outcome.changed
+
+
+def test_incremental_sync_applies_new_changed_and_cancelled_events_with_exact_counts(
+    fake_google, db, account
+):
+    sync(fake_google, db, account)
+    first, second, _ = calendar_ids(fake_google)
+    events = sorted(fake_google.events(USER, first))
+    fake_google.add_event(USER, first, summary="Dentist")
+    fake_google.add_event(USER, second, summary="Standup")
+    fake_google.update_event(USER, first, events[0], summary="Moved")
+    fake_google.delete_event(USER, first, events[1])
+    fake_google.delete_event(USER, first, events[2])
+
+    outcome = sync(fake_google, db, account)
+
+    assert outcome.sync_type is SyncType.INCREMENTAL
+    assert (outcome.added, outcome.updated, outcome.deleted) == (2, 1, 2)
+    assert outcome.items_processed == 5
+    assert load_events(db.conn, USER, first)[events[0]].summary == "Moved"
+    assert_mirror_is_exact(fake_google, db)
+
+
+def test_a_calendar_removed_at_google_goes_with_its_events_and_token(fake_google, db, account):
+    sync(fake_google, db, account)
+    removed = next(c for c, e in fake_google.calendars(USER).items() if not e.get("primary"))
+    fake_google.remove_calendar(USER, removed)
+    outcome = sync(fake_google, db, account)
+
+    assert outcome.sync_type is SyncType.INCREMENTAL
+    assert (outcome.added, outcome.updated, outcome.deleted) == (0, 0, 1 + 20)
+    assert removed not in load_calendars(db.conn, USER)
+    assert load_events(db.conn, USER, removed) == {}
+    assert load_sync_token(db.conn, USER, Integration.CALENDAR, events_scope(removed)) is None
+    assert_mirror_is_exact(fake_google, db)
+
+
+def test_a_new_calendar_gets_a_full_event_sync_while_the_others_stay_incremental(
+    fake_google, db, account
+):
+    sync(fake_google, db, account)
+    new_calendar = fake_google.add_calendar(USER, summary="Climbing")
+    fake_google.add_event(USER, new_calendar, summary="Bouldering")
+
+    outcome = sync(fake_google, db, account)
+
+    assert outcome.sync_type is SyncType.FULL  # one scope was listed without a token
+    assert not outcome.full_resync
+    assert (outcome.added, outcome.updated, outcome.deleted) == (2, 0, 0)
+    assert_mirror_is_exact(fake_google, db)
+
+
+def test_a_410_resyncs_only_that_calendar_and_is_not_a_failure(fake_google, db, account):
+    sync(fake_google, db, account)
+    first, second, third = calendar_ids(fake_google)
+    # The stored token of one calendar is no longer valid at Google.
+    with db.conn:
+        save_sync_token(
+            db.conn, USER, Integration.CALENDAR, events_scope(first), "CKstale", now=utcnow()
+        )
+    db.conn.execute(
+        "INSERT INTO calendar_events (user_id, calendar_id, event_id, etag) VALUES (?, ?, ?, ?)",
+        [USER, first, "ghost", '"1"'],
+    )
+    gone = sorted(fake_google.events(USER, first))[0]
+    fake_google.delete_event(USER, first, gone)
+    fake_google.add_event(USER, third, summary="Review")
+    fake_google.reset_counts()
+
+    outcome = sync(fake_google, db, account)
+
+    assert outcome.sync_type is SyncType.FULL
+    assert outcome.full_resync
+    # the stale calendar: 19 live events re-listed, the ghost and the deleted one swept
+    assert (outcome.added, outcome.updated, outcome.deleted) == (1, 0, 2)
+    assert outcome.items_processed == 19 + 1
+    # list + (410, full) for the stale calendar + one incremental call for each other one
+    assert fake_google.request_count(USER, "calendar.events.list") == 4
+    assert_mirror_is_exact(fake_google, db)
+
+
+def test_expired_tokens_everywhere_fall_back_to_full_syncs_holding_exactly_googles_data(
+    fake_google, db, account
+):
+    sync(fake_google, db, account)
+    ids = calendar_ids(fake_google)
+    removed = next(c for c in ids if not fake_google.calendars(USER)[c].get("primary"))
+    fake_google.remove_calendar(USER, removed)
+    kept = next(c for c in ids if c != removed)
+    fake_google.delete_event(USER, kept, sorted(fake_google.events(USER, kept))[0])
+    fake_google.add_event(USER, kept, summary="Offsite")
+    fake_google.expire_sync_tokens(USER)
+
+    outcome = sync(fake_google, db, account)
+
+    assert outcome.sync_type is SyncType.FULL
+    assert outcome.full_resync
+    assert (outcome.added, outcome.updated, outcome.deleted) == (1, 0, 1 + 20 + 1)
+    assert_mirror_is_exact(fake_google, db)
+    assert sync(fake_google, db, account).sync_type is SyncType.INCREMENTAL
+
+
+def test_full_resync_without_stored_tokens_removes_what_google_no_longer_has(
+    fake_google, db, account
+):
+    sync(fake_google, db, account)
+    db.conn.execute("DELETE FROM sync_tokens")  # every token was lost
+    removed = next(c for c, e in fake_google.calendars(USER).items() if not e.get("primary"))
+    fake_google.remove_calendar(USER, removed)
+
+    outcome = sync(fake_google, db, account)
+
+    assert outcome.sync_type is SyncType.FULL
+    assert not outcome.full_resync
+    assert (outcome.added, outcome.updated, outcome.deleted) == (0, 0, 1 + 20)
+    assert_mirror_is_exact(fake_google, db)
+
+
+def test_a_calendar_that_vanished_before_its_events_were_listed_is_dropped(
+    fake_google, db, account
+):
+    sync(fake_google, db, account)
+    db.conn.execute(
+        "INSERT INTO calendars (user_id, calendar_id, summary) VALUES (?, 'gone@example.com', 'x')",
+        [USER],
+    )
+    db.conn.execute(
+        "INSERT INTO calendar_events (user_id, calendar_id, event_id) VALUES (?, ?, 'e1')",
+        [USER, "gone@example.com"],
+    )
+
+    outcome = sync(fake_google, db, account)
+
+    assert (outcome.added, outcome.updated, outcome.deleted) == (0, 0, 2)
+    assert_mirror_is_exact(fake_google, db)
