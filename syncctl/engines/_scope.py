@@ -41,15 +41,25 @@ class PageLike(Protocol):
     def next_sync_token(self) -> str | None: ...
 
 
+@dataclass
+class PageChanges:
+    """A page turned into rows to upsert, keys to delete and renames (built outside the lock)."""
+
+    rows: list[Any] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    previous: dict[str, list[str]] = field(default_factory=dict)
+
+
 @dataclass(frozen=True)
 class Scope:
-    """How to fetch, save and sweep one scope; the engine supplies the functions."""
+    """How to fetch, convert, save and sweep one scope; the engine supplies the functions."""
 
     integration: Integration
     name: str
     fetch: Callable[[str | None], Iterable[PageLike]]
+    prepare: Callable[[Sequence[dict[str, Any]]], PageChanges]
     generation: Callable[[sqlite3.Connection, bool], int]
-    save: Callable[[sqlite3.Connection, Sequence[dict[str, Any]], int], ChangeCounts]
+    save: Callable[[sqlite3.Connection, PageChanges, int], ChangeCounts]
     sweep: Callable[[sqlite3.Connection, int], int]
 
 
@@ -88,8 +98,9 @@ def _list_scope(
     counts = ChangeCounts()
     swept = False
     for page in scope.fetch(token):
+        changes = scope.prepare(page.items)  # outside the transaction: hold the lock briefly
         with transaction(db) as conn:  # one page, and with the last its token and sweep
-            page_counts = scope.save(conn, page.items, generation)
+            page_counts = scope.save(conn, changes, generation)
             if page.next_sync_token is not None:
                 if is_full:
                     page_counts += ChangeCounts(deleted=scope.sweep(conn, generation))

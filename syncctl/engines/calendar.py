@@ -27,7 +27,7 @@ import sqlite_utils
 
 from syncctl.clock import Clock
 from syncctl.engines import SyncOutcome
-from syncctl.engines._scope import Scope, ScopeResult, combine, sync_scope
+from syncctl.engines._scope import PageChanges, Scope, ScopeResult, combine, sync_scope
 from syncctl.google import GoogleSession, UnexpectedResponse
 from syncctl.model import Integration, SyncType
 from syncctl.store import calendar as store
@@ -55,8 +55,11 @@ def sync_calendar(
         integration=Integration.CALENDAR,
         name=CALENDAR_LIST_SCOPE,
         fetch=lambda token: session.list_calendars(sync_token=token),
+        prepare=_calendar_changes,
         generation=lambda conn, new: store.calendars_generation(conn, user_id, new=new),
-        save=lambda conn, items, generation: _save_calendars(conn, user_id, items, generation),
+        save=lambda conn, changes, generation: store.save_calendars(
+            conn, user_id, changes.rows, generation=generation, removed=changes.removed
+        ),
         sweep=lambda conn, generation: store.sweep_calendars(conn, user_id, generation),
     )
     results = [sync_scope(db, user_id, calendars, full=full, now=now)]
@@ -89,40 +92,33 @@ def _sync_events(
             calendar_id, sync_token=token, params=dict(EVENT_PARAMS)
         ),
         generation=lambda conn, new: store.events_generation(conn, user_id, calendar_id, new=new),
-        save=lambda conn, items, generation: _save_events(
-            conn, user_id, calendar_id, items, generation
+        prepare=_event_changes,
+        save=lambda conn, changes, generation: store.save_events(
+            conn, user_id, calendar_id, changes.rows, generation=generation, removed=changes.removed
         ),
         sweep=lambda conn, generation: store.sweep_events(conn, user_id, calendar_id, generation),
     )
     return sync_scope(db, user_id, events, full=full, now=now)
 
 
-def _save_calendars(
-    conn: Any, user_id: str, entries: Sequence[dict[str, Any]], generation: int
-) -> ChangeCounts:
-    rows: list[CalendarRow] = []
-    removed: list[str] = []
+def _calendar_changes(entries: Sequence[dict[str, Any]]) -> PageChanges:
+    changes = PageChanges()
     for entry in entries:
         if is_synced_calendar(entry):
-            rows.append(calendar_row(entry))
+            changes.rows.append(calendar_row(entry))
         else:
-            removed.append(entry["id"])
-    return store.save_calendars(conn, user_id, rows, generation=generation, removed=removed)
+            changes.removed.append(entry["id"])
+    return changes
 
 
-def _save_events(
-    conn: Any, user_id: str, calendar_id: str, items: Sequence[dict[str, Any]], generation: int
-) -> ChangeCounts:
-    rows: list[EventRow] = []
-    removed: list[str] = []
+def _event_changes(items: Sequence[dict[str, Any]]) -> PageChanges:
+    changes = PageChanges()
     for event in items:
         if event.get("status") == "cancelled":
-            removed.append(event["id"])
+            changes.removed.append(event["id"])
         else:
-            rows.append(event_row(event))
-    return store.save_events(
-        conn, user_id, calendar_id, rows, generation=generation, removed=removed
-    )
+            changes.rows.append(event_row(event))
+    return changes
 
 
 def is_synced_calendar(entry: dict[str, Any]) -> bool:

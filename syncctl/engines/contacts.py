@@ -27,12 +27,11 @@ import sqlite_utils
 
 from syncctl.clock import Clock
 from syncctl.engines import SyncOutcome
-from syncctl.engines._scope import Scope, combine, sync_scope
+from syncctl.engines._scope import PageChanges, Scope, combine, sync_scope
 from syncctl.google import GoogleSession
 from syncctl.model import Integration
 from syncctl.store import contacts as store
 from syncctl.store.contacts import ContactRow, GroupRow
-from syncctl.store.mirror import ChangeCounts
 
 PERSON_FIELDS = ",".join(
     (
@@ -48,6 +47,8 @@ PERSON_FIELDS = ",".join(
     )
 )
 PAGE_SIZE = 1000
+# One encoder for every row: json.dumps with options would build a new one per call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 CONNECTIONS_SCOPE = "connections"
 GROUPS_SCOPE = "contact_groups"
 
@@ -68,16 +69,27 @@ def sync_contacts(
         fetch=lambda token: session.list_connections(
             sync_token=token, person_fields=PERSON_FIELDS, page_size=PAGE_SIZE
         ),
+        prepare=_people_changes,
         generation=lambda conn, new: store.contacts_generation(conn, user_id, new=new),
-        save=lambda conn, items, generation: _save_people(conn, user_id, items, generation),
+        save=lambda conn, changes, generation: store.save_contacts(
+            conn,
+            user_id,
+            changes.rows,
+            generation=generation,
+            removed=changes.removed,
+            previous_names=changes.previous,
+        ),
         sweep=lambda conn, generation: store.sweep_contacts(conn, user_id, generation),
     )
     groups = Scope(
         integration=Integration.CONTACTS,
         name=GROUPS_SCOPE,
         fetch=lambda token: session.list_contact_groups(sync_token=token),
+        prepare=_group_changes,
         generation=lambda conn, new: store.groups_generation(conn, user_id, new=new),
-        save=lambda conn, items, generation: _save_groups(conn, user_id, items, generation),
+        save=lambda conn, changes, generation: store.save_groups(
+            conn, user_id, changes.rows, generation=generation, removed=changes.removed
+        ),
         sweep=lambda conn, generation: store.sweep_groups(conn, user_id, generation),
     )
     results = [sync_scope(db, user_id, people, full=full, now=now)]
@@ -85,38 +97,29 @@ def sync_contacts(
     return combine(results, calls=session.calls_made - calls_before)
 
 
-def _save_people(
-    conn: Any, user_id: str, people: Sequence[dict[str, Any]], generation: int
-) -> ChangeCounts:
-    rows: list[ContactRow] = []
-    removed: list[str] = []
-    previous: dict[str, list[str]] = {}
+def _people_changes(people: Sequence[dict[str, Any]]) -> PageChanges:
+    changes = PageChanges()
     for person in people:
         name = person["resourceName"]
         metadata = person.get("metadata") or {}
         old_names = [n for n in metadata.get("previousResourceNames") or () if n != name]
         if metadata.get("deleted"):
-            removed += [name, *old_names]
+            changes.removed += [name, *old_names]
             continue
-        rows.append(contact_row(person))
+        changes.rows.append(contact_row(person))
         if old_names:
-            previous[name] = old_names
-    return store.save_contacts(
-        conn, user_id, rows, generation=generation, removed=removed, previous_names=previous
-    )
+            changes.previous[name] = old_names
+    return changes
 
 
-def _save_groups(
-    conn: Any, user_id: str, groups: Sequence[dict[str, Any]], generation: int
-) -> ChangeCounts:
-    rows: list[GroupRow] = []
-    removed: list[str] = []
+def _group_changes(groups: Sequence[dict[str, Any]]) -> PageChanges:
+    changes = PageChanges()
     for group in groups:
         if (group.get("metadata") or {}).get("deleted"):
-            removed.append(group["resourceName"])
+            changes.removed.append(group["resourceName"])
         else:
-            rows.append(group_row(group))
-    return store.save_groups(conn, user_id, rows, generation=generation, removed=removed)
+            changes.rows.append(group_row(group))
+    return changes
 
 
 def contact_row(person: dict[str, Any]) -> ContactRow:
@@ -160,8 +163,9 @@ def _display_name(names: list[dict[str, Any]]) -> str | None:
 
 
 def _json_list(items: list[dict[str, Any]] | None) -> str:
-    cleaned = [{k: v for k, v in item.items() if k != "metadata"} for item in items or ()]
-    return json.dumps(cleaned, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    if not items:
+        return "[]"
+    return _ENCODER.encode([{k: v for k, v in item.items() if k != "metadata"} for item in items])
 
 
 def _update_time(metadata: dict[str, Any]) -> str | None:
