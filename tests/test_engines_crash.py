@@ -1,9 +1,9 @@
 """A sync process SIGKILLed at any moment loses and duplicates nothing; the rerun is exact.
 
-Each test runs the engine in a subprocess against the fixture's fake Google (slowed down with
-injected latency so that pages are far apart), polls the database until the moment it wants,
-kills the process with SIGKILL, reruns the sync to completion and compares the database with
-the fake's ground truth.
+Each test runs `syncctl sync --user dave` in a subprocess against the fixture's fake Google
+(slowed down with injected latency so that pages are far apart), polls the database until the
+moment it wants, kills the process with SIGKILL, reruns the command to completion and compares
+the database with the fake's ground truth.
 """
 
 from __future__ import annotations
@@ -17,101 +17,76 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from subprocess import Popen
 from typing import Any
 
 import pytest
 
 from syncctl.clock import utcnow
 from syncctl.config import Settings
-from syncctl.engines import SyncOutcome
-from syncctl.engines.calendar import calendar_row, event_row, sync_calendar
-from syncctl.engines.contacts import contact_row, sync_contacts
+from syncctl.engines.calendar import calendar_row, event_row
+from syncctl.engines.contacts import contact_row, group_row, sync_contacts
 from syncctl.fakegoogle import FakeGoogle
 from syncctl.google import GoogleSession
-from syncctl.model import Integration, SyncType, UserCredentials
+from syncctl.model import Integration
 from syncctl.store import open_database
 from syncctl.store.calendar import load_calendars, load_events
-from syncctl.store.contacts import load_contacts
+from syncctl.store.contacts import load_contacts, load_groups
 from syncctl.store.sync_tokens import load_sync_token
+from syncctl.users import add_user, parse_credentials
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
 
 USER = "dave"
-LATENCY = 0.25
-# The child reads its job from stdin, so no credential appears on a command line.
-CHILD = """
-import json, sys
-from syncctl.clock import utcnow
-from syncctl.config import Settings
-from syncctl.engines.calendar import sync_calendar
-from syncctl.engines.contacts import sync_contacts
-from syncctl.google import GoogleSession
-from syncctl.model import UserCredentials
-from syncctl.store import open_database
-
-job = json.load(sys.stdin)
-info = job["credentials"]
-credentials = UserCredentials(
-    client_id=info["client_id"], client_secret=info["client_secret"],
-    refresh_token=info["refresh_token"], scopes=tuple(info["scopes"]),
-)
-engine = sync_contacts if job["engine"] == "contacts" else sync_calendar
-db = open_database(job["db"])
-with GoogleSession(credentials, Settings(google_endpoint=job["base_url"]), now=utcnow) as session:
-    engine(db, session, job["user"], full=job["full"], now=utcnow)
-print("finished")
-"""
+LATENCY = 0.15
 
 
-def session_for(fake: FakeGoogle, info: dict[str, Any]) -> GoogleSession:
-    credentials = UserCredentials(
-        client_id=info["client_id"],
-        client_secret=info["client_secret"],
-        refresh_token=info["refresh_token"],
-        scopes=tuple(info.get("scopes") or ()),
-    )
-    return GoogleSession(credentials, Settings(google_endpoint=fake.base_url), now=utcnow)
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "syncctl.db"
 
 
-def run_in_process(fake: FakeGoogle, db_path: Path, info: dict[str, Any], engine: str):
+def enroll(fake: FakeGoogle, db_path: Path, **data: int) -> dict[str, Any]:
+    """Create the account at the fake and add the user to syncctl (as `user add` does)."""
+    info = fake.add_user(USER, **data)
     db = open_database(db_path)
     try:
-        with session_for(fake, info) as session:
-            sync = sync_contacts if engine == "contacts" else sync_calendar
-            return sync(db, session, USER, full=False, now=utcnow)
+        add_user(db, Settings(), USER, parse_credentials(info), now=utcnow())
     finally:
         db.close()
+    return info
+
+
+def sync_command(fake: FakeGoogle, db_path: Path, integration: str, *, full: bool) -> Popen:
+    """Start `syncctl sync --user USER` against the fake, as an operator would run it."""
+    env = dict(os.environ, SYNCCTL_GOOGLE_ENDPOINT=fake.base_url, SYNCCTL_CONFIG=os.devnull)
+    env.pop("SYNCCTL_DB", None)
+    command = [sys.executable, "-m", "syncctl", "--db", str(db_path), "sync", "--user", USER]
+    command += ["--integration", integration, "--json", *(["--full"] if full else [])]
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def rerun(fake: FakeGoogle, db_path: Path, integration: str) -> dict[str, Any]:
+    """Run `syncctl sync` to completion and return its attempt (it must succeed)."""
+    child = sync_command(fake, db_path, integration, full=False)
+    out, err = child.communicate(timeout=60)
+    assert child.returncode == 0, err.decode()
+    attempt: dict[str, Any] = json.loads(out)["attempts"][0]
+    assert attempt["result"] == "success"
+    return attempt
 
 
 def kill_when(
     fake: FakeGoogle,
     db_path: Path,
-    info: dict[str, Any],
-    engine: str,
+    integration: str,
     ready: Callable[[sqlite3.Connection], bool],
     *,
     full: bool = False,
     timeout: float = 30.0,
 ) -> None:
-    """Run a sync in a subprocess and SIGKILL it as soon as `ready(db)` holds."""
-    open_database(db_path).close()  # created by syncctl (mode 0600), not by the watcher below
-    job = {
-        "credentials": info,
-        "engine": engine,
-        "db": str(db_path),
-        "base_url": fake.base_url,
-        "user": USER,
-        "full": full,
-    }
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    assert child.stdin is not None
-    child.stdin.write(json.dumps(job).encode())
-    child.stdin.close()
+    """Run `syncctl sync` in a subprocess and SIGKILL it as soon as `ready(db)` holds."""
+    child = sync_command(fake, db_path, integration, full=full)
     watcher = sqlite3.connect(db_path, timeout=0)  # never waits for the child's locks
     try:
         deadline = time.monotonic() + timeout
@@ -167,16 +142,14 @@ def calendar_exact(fake: FakeGoogle, db_path: Path) -> None:
 
 
 def test_first_contact_sync_killed_between_pages_is_finished_exactly_by_the_rerun(
-    fake_google, tmp_path
+    fake_google, db_path
 ):
-    info = fake_google.add_user(USER, contacts=2500)
-    db_path = tmp_path / "syncctl.db"
+    enroll(fake_google, db_path, contacts=2500)
     fake_google.set_latency(LATENCY)
 
     kill_when(
         fake_google,
         db_path,
-        info,
         "contacts",
         lambda c: count(c, "SELECT count(*) FROM contacts") >= 1000,
     )
@@ -186,10 +159,10 @@ def test_first_contact_sync_killed_between_pages_is_finished_exactly_by_the_reru
         assert count(conn, "SELECT count(*) FROM sync_tokens") == 0
     fake_google.set_latency(0)
     fake_google.add_contact(USER, name="Arrived Meanwhile")
-    outcome = run_in_process(fake_google, db_path, info, "contacts")
-    assert outcome.sync_type is SyncType.FULL
+    attempt = rerun(fake_google, db_path, "contacts")
+    assert attempt["sync_type"] == "full"
     groups = len(fake_google.groups(USER))  # the system groups, synced after the people
-    assert (outcome.added, outcome.updated, outcome.deleted) == (1501 + groups, 0, 0)
+    assert (attempt["added"], attempt["updated"], attempt["deleted"]) == (1501 + groups, 0, 0)
     contacts_exact(fake_google, db_path)
 
 
@@ -204,66 +177,60 @@ def change_people(fake: FakeGoogle) -> None:
         fake.add_contact(USER, name=f"Newcomer {i}")
 
 
+def synced_account(fake: FakeGoogle, db_path: Path) -> None:
+    """A mirrored 2,500-contact account (generation 1) whose data then changed at Google."""
+    info = enroll(fake, db_path, contacts=2500)
+    credentials = parse_credentials(info)
+    db = open_database(db_path)
+    try:  # in-process: this first sync is the setting, not the subject
+        with GoogleSession(credentials, Settings(google_endpoint=fake.base_url)) as session:
+            sync_contacts(db, session, USER, now=utcnow)
+    finally:
+        db.close()
+    change_people(fake)
+
+
+RESYNCED = "SELECT count(*) FROM contacts WHERE sync_generation = 2"
+
+
 def test_a_full_resync_killed_midway_keeps_the_old_token_and_the_rerun_is_exact(
-    fake_google, tmp_path
+    fake_google, db_path
 ):
-    info = fake_google.add_user(USER, contacts=2500)
-    db_path = tmp_path / "syncctl.db"
-    run_in_process(fake_google, db_path, info, "contacts")
-    change_people(fake_google)
+    synced_account(fake_google, db_path)
     fake_google.set_latency(LATENCY)
 
-    # generation 1 was the first full sync; the resync writes generation 2 page by page
-    kill_when(
-        fake_google,
-        db_path,
-        info,
-        "contacts",
-        lambda c: count(c, "SELECT count(*) FROM contacts WHERE sync_generation = 2") > 0,
-        full=True,
-    )
+    kill_when(fake_google, db_path, "contacts", lambda c: count(c, RESYNCED) > 0, full=True)
 
     fake_google.set_latency(0)
-    outcome = run_in_process(fake_google, db_path, info, "contacts")
-    assert outcome.sync_type is SyncType.INCREMENTAL  # resumed from the token kept
+    attempt = rerun(fake_google, db_path, "contacts")
+    assert attempt["sync_type"] == "incremental"  # resumed from the token kept
     contacts_exact(fake_google, db_path)
 
 
-def test_a_fallback_full_sync_killed_midway_is_redone_in_full_by_the_rerun(fake_google, tmp_path):
-    info = fake_google.add_user(USER, contacts=2500)
-    db_path = tmp_path / "syncctl.db"
-    run_in_process(fake_google, db_path, info, "contacts")
-    change_people(fake_google)
+def test_a_fallback_full_sync_killed_midway_is_redone_in_full_by_the_rerun(fake_google, db_path):
+    synced_account(fake_google, db_path)
     fake_google.expire_sync_tokens(USER)
     fake_google.set_latency(LATENCY)
 
-    kill_when(
-        fake_google,
-        db_path,
-        info,
-        "contacts",
-        lambda c: count(c, "SELECT count(*) FROM contacts WHERE sync_generation = 2") > 0,
-    )
+    kill_when(fake_google, db_path, "contacts", lambda c: count(c, RESYNCED) > 0)
 
     with sqlite3.connect(db_path) as conn:
         assert count(conn, "SELECT count(*) FROM sync_tokens WHERE scope = 'connections'") == 0
     fake_google.set_latency(0)
-    outcome = run_in_process(fake_google, db_path, info, "contacts")
-    assert outcome.sync_type is SyncType.FULL
+    attempt = rerun(fake_google, db_path, "contacts")
+    assert attempt["sync_type"] == "full"
     contacts_exact(fake_google, db_path)
 
 
 def test_a_calendar_sync_killed_after_its_first_calendar_is_finished_exactly_by_the_rerun(
-    fake_google, tmp_path
+    fake_google, db_path
 ):
-    info = fake_google.add_user(USER, calendars=3, events_per_calendar=200)
-    db_path = tmp_path / "syncctl.db"
+    enroll(fake_google, db_path, calendars=3, events_per_calendar=200)
     fake_google.set_latency(LATENCY)
 
     kill_when(
         fake_google,
         db_path,
-        info,
         "calendar",
         lambda c: count(c, "SELECT count(*) FROM sync_tokens WHERE scope LIKE 'events:%'") >= 1,
     )
@@ -273,7 +240,7 @@ def test_a_calendar_sync_killed_after_its_first_calendar_is_finished_exactly_by_
     fake_google.set_latency(0)
     first = sorted(fake_google.calendars(USER))[0]
     fake_google.delete_event(USER, first, sorted(fake_google.events(USER, first))[0])
-    run_in_process(fake_google, db_path, info, "calendar")
+    rerun(fake_google, db_path, "calendar")
     calendar_exact(fake_google, db_path)
 
 
@@ -291,47 +258,43 @@ def writing(conn: sqlite3.Connection) -> bool:
     ("committed", "page"), [(0, "the first page"), (2000, "the last page, token and sweep")]
 )
 def test_a_sync_killed_inside_a_page_transaction_loses_that_page_and_nothing_else(
-    fake_google, tmp_path, committed, page
+    fake_google, db_path, committed, page
 ):
-    info = fake_google.add_user(USER, contacts=2500)
-    db_path = tmp_path / "syncctl.db"
-    run_in_process(fake_google, db_path, info, "contacts")
-    change_people(fake_google)
+    synced_account(fake_google, db_path)
     fake_google.set_latency(0.05)
-    resynced = "SELECT count(*) FROM contacts WHERE sync_generation = 2"
 
     def inside_the_page_transaction(conn: sqlite3.Connection) -> bool:
-        return count(conn, resynced) >= committed and writing(conn)
+        return count(conn, RESYNCED) >= committed and writing(conn)
 
-    kill_when(fake_google, db_path, info, "contacts", inside_the_page_transaction, full=True)
+    kill_when(fake_google, db_path, "contacts", inside_the_page_transaction, full=True)
 
     with sqlite3.connect(db_path) as conn:
-        assert count(conn, resynced) == committed, f"{page} was rolled back"
+        assert count(conn, RESYNCED) == committed, f"{page} was rolled back"
     fake_google.set_latency(0)
-    run_in_process(fake_google, db_path, info, "contacts")
+    rerun(fake_google, db_path, "contacts")
     contacts_exact(fake_google, db_path)
 
 
-@pytest.mark.parametrize("delay", [0.0, 0.15, 0.35])
-def test_a_contact_sync_killed_at_any_moment_leaves_a_database_the_rerun_makes_exact(
-    fake_google, tmp_path, delay
+def test_a_sync_killed_between_the_people_and_the_groups_is_finished_by_the_rerun(
+    fake_google, db_path
 ):
-    # Delays count from the first page committed; the last of four requests ends 0.6 s later.
-    info = fake_google.add_user(USER, contacts=2500)
-    db_path = tmp_path / "syncctl.db"
-    run_in_process(fake_google, db_path, info, "contacts")
-    change_people(fake_google)
-    fake_google.set_latency(0.2)
-    started: list[float] = []
+    synced_account(fake_google, db_path)
+    fake_google.add_group(USER, name="Book club")
+    fake_google.set_latency(LATENCY)
+    with sqlite3.connect(db_path) as conn:
+        old_token = conn.execute("SELECT token FROM sync_tokens WHERE scope = 'connections'")
+        before = old_token.fetchone()[0]
+    new_token = "SELECT count(*) FROM sync_tokens WHERE scope = 'connections' AND token != ?"
 
-    def ready(conn: sqlite3.Connection) -> bool:
-        if not started and count(conn, "SELECT max(sync_generation) FROM contacts") == 2:
-            started.append(time.monotonic())
-        return bool(started) and time.monotonic() - started[0] >= delay
-
-    kill_when(fake_google, db_path, info, "contacts", ready, full=True)
+    kill_when(fake_google, db_path, "contacts", lambda c: count(c, new_token, before) == 1)
 
     fake_google.set_latency(0)
-    run_in_process(fake_google, db_path, info, "contacts")
+    attempt = rerun(fake_google, db_path, "contacts")
+    assert (attempt["sync_type"], attempt["added"]) == ("incremental", 1)  # the new group
     contacts_exact(fake_google, db_path)
-    assert isinstance(run_in_process(fake_google, db_path, info, "contacts"), SyncOutcome)
+    db = open_database(db_path)
+    try:
+        truth = {name: group_row(group) for name, group in fake_google.groups(USER).items()}
+        assert load_groups(db.conn, USER).keys() == truth.keys()
+    finally:
+        db.close()
