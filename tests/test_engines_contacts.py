@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -230,3 +232,43 @@ def test_groups_are_not_synced_when_the_contact_sync_fails(fake_google, db, acco
     assert fake_google.request_count(USER, "people.contactGroups.list") == 0
     assert load_contacts(db.conn, USER) == {}
     assert load_sync_token(db.conn, USER, Integration.CONTACTS, "connections") is None
+
+
+def test_two_overlapping_full_syncs_leave_exactly_googles_data(fake_google, tmp_path):
+    # GIVEN a mirrored account whose data changed since
+    info = fake_google.add_user(USER, contacts=4000)
+    path = tmp_path / "syncctl.db"
+    db = open_database(path)
+    sync(fake_google, db, info)
+    people = list(fake_google.contacts(USER))
+    for name in (people[3], people[1200], people[3900]):
+        fake_google.delete_contact(USER, name)
+    fake_google.add_contact(USER, name="Someone New")
+    fake_google.set_latency(0.05)
+    errors: list[BaseException] = []
+
+    def resync() -> None:
+        own = open_database(path)  # one connection per thread, as the orchestrator has
+        try:
+            sync(fake_google, own, info, full=True)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+        finally:
+            own.close()
+
+    # WHEN a second full resync starts once the first has committed its first page
+    first, second = threading.Thread(target=resync), threading.Thread(target=resync)
+    first.start()
+    marked = "SELECT count(*) FROM contacts WHERE sync_generation = 2"
+    while db.conn.execute(marked).fetchone()[0] == 0 and first.is_alive():
+        time.sleep(0.001)
+    second.start()
+    first.join(timeout=60)
+    second.join(timeout=60)
+
+    # THEN neither swept the other's rows, and nothing Google deleted survived
+    assert errors == []
+    assert db.conn.execute("SELECT max(sync_generation) FROM contacts").fetchone()[0] == 3
+    fake_google.set_latency(0)
+    assert_mirror_is_exact(fake_google, db)
+    db.close()

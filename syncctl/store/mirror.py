@@ -2,9 +2,10 @@
 
 Every synced-data table has `user_id`, zero or more further scope columns, one natural-key
 column, an `etag`, data columns and `sync_generation`. A full sync writes every row it sees
-with a new generation number and, on its last page, deletes the rows of that scope it did not
-see (`sweep`). Counts compare the stored row with the incoming one, so re-applying an
-unchanged row counts as neither added nor updated.
+with a new generation number (one above any stored in the scope) and, on its last page, deletes
+the rows of that scope with an older one (`sweep`). A row's generation never goes down, so two
+overlapping full syncs of one scope cannot sweep each other's rows. Counts compare the stored
+row with the incoming one, so re-applying an unchanged row counts as neither added nor updated.
 """
 
 from __future__ import annotations
@@ -110,7 +111,9 @@ def _upsert_sql(table: MirrorTable) -> str:
     names = ", ".join(f'"{c}"' for c in columns)
     marks = ", ".join("?" * len(columns))
     conflict = ", ".join(f'"{c}"' for c in (*table.scope_columns, table.key_column))
-    updates = ", ".join(f'"{c}" = excluded."{c}"' for c in (*table.data_columns, "sync_generation"))
+    updates = ", ".join(f'"{c}" = excluded."{c}"' for c in table.data_columns)
+    # Never lower a row's generation: an overlapping newer full sync's mark must survive.
+    updates += ", sync_generation = max(sync_generation, excluded.sync_generation)"
     return (
         f"INSERT INTO {table.name} ({names}) VALUES ({marks})"
         f" ON CONFLICT({conflict}) DO UPDATE SET {updates}"
@@ -137,7 +140,7 @@ def swept_keys(
     """Keys of this scope that a full sync of `generation` did not see."""
     rows = conn.execute(
         f'SELECT "{table.key_column}" FROM {table.name} WHERE {table.scope_where()}'
-        " AND sync_generation != ?",
+        " AND sync_generation < ?",
         [*scope, generation],
     )
     return [key for (key,) in rows]
@@ -146,9 +149,12 @@ def swept_keys(
 def sweep(
     conn: sqlite3.Connection, table: MirrorTable, scope: Sequence[str], generation: int
 ) -> int:
-    """Delete the rows of this scope that the full sync of `generation` did not see."""
+    """Delete the rows of this scope that the full sync of `generation` did not see.
+
+    Rows of a newer generation belong to an overlapping, later full sync and are kept.
+    """
     cursor = conn.execute(
-        f"DELETE FROM {table.name} WHERE {table.scope_where()} AND sync_generation != ?",
+        f"DELETE FROM {table.name} WHERE {table.scope_where()} AND sync_generation < ?",
         [*scope, generation],
     )
     return cursor.rowcount
