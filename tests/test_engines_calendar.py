@@ -9,7 +9,7 @@ import pytest
 from syncctl.clock import utcnow
 from syncctl.config import Settings
 from syncctl.engines import SyncOutcome
-from syncctl.engines.calendar import calendar_row, event_row, sync_calendar
+from syncctl.engines.calendar import calendar_row, event_row, is_synced_calendar, sync_calendar
 from syncctl.fakegoogle import FakeGoogle
 from syncctl.google import GoogleSession
 from syncctl.model import Integration, SyncType, UserCredentials
@@ -242,3 +242,18 @@ def test_a_calendar_that_vanished_before_its_events_were_listed_is_dropped(
 
     assert (outcome.added, outcome.updated, outcome.deleted) == (0, 0, 2)
     assert_mirror_is_exact(fake_google, db)
+
+
+@pytest.mark.parametrize(
+    ("entry", "synced"),
+    [
+        ({"id": "a", "accessRole": "owner"}, True),
+        ({"id": "a", "accessRole": "writer"}, True),
+        ({"id": "a", "accessRole": "reader"}, True),
+        ({"id": "a", "accessRole": "freeBusyReader"}, False),
+        ({"id": "a", "accessRole": "owner", "hidden": True}, False),
+        ({"id": "a", "deleted": True}, False),
+    ],
+)
+def test_which_calendar_list_entries_are_mirrored(entry, synced):
+    assert is_synced_calendar(entry) is synced

@@ -5,12 +5,14 @@ The crash-safety argument, in one place:
   (for a full sync) the sweep of rows the full listing did not contain, commit together;
 - incremental pages are idempotent upserts and deletes by natural key, so replaying them
   from the old token after a crash duplicates nothing;
-- a full sync writes its rows with a new generation and deletes every other generation of the
+- a full sync writes its rows with a new generation and deletes the older generations of the
   scope only on its last page. Killed midway, it leaves the old token (if any) in place: the
   next run replays the changes since that token over the partly refreshed rows, which is
   still exact. Without a token the next run is a new full sync with a newer generation.
 - an expired token is deleted at once, so a crash during the fallback full sync leads to
-  another full sync, never to a retry of the dead token.
+  another full sync, never to a retry of the dead token;
+- pages are converted to rows before the transaction opens, so the write lock is held only
+  for the SQL (other workers share the database).
 """
 
 from __future__ import annotations
