@@ -18,9 +18,10 @@ Definitions (documented in the README, section "The report"):
 
 from __future__ import annotations
 
+import heapq
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
 import sqlite_utils
@@ -92,7 +93,12 @@ def build_report(
         "syncs": _by_integration(groups, _sync_figures),
         "api_calls": _by_integration(groups, _api_figures),
         "staleness": _staleness(q.pair_freshness(conn, end, user_id), now),
-        "next_run": _next_run(conn, now, start, user_id),
+        "next_run": _next_run(
+            conn,
+            now,
+            user_id,
+            lambda: groups if user_id is None else q.window_groups(conn, start, end, None),
+        ),
         "daily": _daily(groups, now - since, now),
         "user": _user_detail(conn, user_id, start, end, now) if user_id else None,
     }
@@ -102,11 +108,11 @@ def _names() -> list[str]:
     return [i.cli_name for i in ALL_INTEGRATIONS]
 
 
+_CLI_NAMES = {i.value: i.cli_name for i in ALL_INTEGRATIONS}
+
+
 def _cli_name(integration_type: str) -> str:
-    try:
-        return Integration(integration_type).cli_name
-    except ValueError:
-        return integration_type
+    return _CLI_NAMES.get(integration_type, integration_type)
 
 
 def _total_and_split(per: dict[str, dict], keys: Iterable[str]) -> dict:
@@ -248,16 +254,22 @@ def _staleness(pairs: list[q.PairFreshness], now: datetime) -> dict:
 
 
 def _staleness_of(pairs: list[q.PairFreshness], now: datetime) -> dict:
-    aged = []
-    for pair in pairs:
-        age = None
-        if pair.last_success_at is not None:
-            age = int((now - from_iso(pair.last_success_at)).total_seconds())
-        aged.append((pair, age))
+    now_ts = now.timestamp()
+    aged = [
+        (
+            p,
+            None
+            if p.last_success_at is None
+            else int(now_ts - from_iso(p.last_success_at).timestamp()),
+        )
+        for p in pairs
+    ]
     ages = sorted(age for _, age in aged if age is not None)
     intervals = sorted(p.interval_seconds for p in pairs if p.interval_seconds is not None)
     # Never-synced pairs are the stalest of all; ties broken by user id for a stable list.
-    worst = sorted(aged, key=lambda pa: (pa[1] is not None, -(pa[1] or 0), pa[0].user_id))
+    worst = heapq.nsmallest(
+        WORST_PAIRS, aged, key=lambda pa: (pa[1] is not None, -(pa[1] or 0), pa[0].user_id)
+    )
     return {
         "pairs": len(pairs),
         "synced": len(ages),
@@ -278,12 +290,25 @@ def _staleness_of(pairs: list[q.PairFreshness], now: datetime) -> dict:
                 "staleness_seconds": age,
                 "interval_seconds": pair.interval_seconds,
             }
-            for pair, age in worst[:WORST_PAIRS]
+            for pair, age in worst
         ],
     }
 
 
-def _next_run(conn, now: datetime, start: str, user_id: str | None) -> dict:
+def _fleet_means(groups: list[q.WindowGroup]) -> dict[str, float]:
+    """Mean api_calls_made of the window's successful syncs, per integration type."""
+    made: dict[str, int] = {}
+    count: dict[str, int] = {}
+    for g in groups:
+        if g.result == Result.SUCCESS:
+            made[g.integration_type] = made.get(g.integration_type, 0) + (g.api_calls_made or 0)
+            count[g.integration_type] = count.get(g.integration_type, 0) + g.attempts
+    return {kind: made[kind] / count[kind] for kind in count if count[kind]}
+
+
+def _next_run(
+    conn, now: datetime, user_id: str | None, fleet_groups: Callable[[], list[q.WindowGroup]]
+) -> dict:
     end = to_iso(now)
     due = q.due_pairs(conn, end, user_id, recent=RECENT_SYNCS)
     fallback: dict[str, float] | None = None
@@ -308,10 +333,10 @@ def _next_run(conn, now: datetime, start: str, user_id: str | None) -> dict:
         cost = pair.average_calls
         if cost is None:
             if fallback is None:
-                fallback = q.average_calls_by_integration(conn, start, end)
+                fallback = _fleet_means(fleet_groups())
             cost = fallback.get(pair.integration_type)
         if cost is None:
-            cost = FALLBACK_CALLS_PER_SYNC.get(Integration(pair.integration_type), 2)
+            cost = FALLBACK_CALLS_PER_SYNC.get(pair.integration_type, 2)
         block["expected_api_calls"] += cost
     figures = _total_and_split(per, (*blank, "expected_api_calls"))
     for block in (figures["total"], *per.values()):

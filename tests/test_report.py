@@ -21,6 +21,7 @@ from syncctl.clock import from_iso, to_iso
 from syncctl.report import build_report, parse_duration
 from syncctl.report_render import render_prometheus
 from syncctl.store import open_database
+from syncctl.store.report_queries import ROLLUP_MIGRATION, ROLLUP_TABLE, has_rollup
 from syncctl.users import BadInput
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
@@ -409,9 +410,23 @@ def expected_report(db, now: datetime, since: timedelta, user: str | None = None
 # --- fixtures ----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def db(tmp_path):
+def set_rollup(database, wanted: bool) -> None:
+    """Give the database the hourly rollup of sync_metrics (with triggers), or take it away."""
+    if has_rollup(database.conn) == wanted:
+        return
+    if wanted:
+        database.conn.executescript(ROLLUP_MIGRATION)
+        return
+    for trigger in ("insert", "delete", "update"):
+        database.conn.execute(f"DROP TRIGGER sync_metrics_rollup_{trigger}")
+    database.conn.execute(f"DROP TABLE {ROLLUP_TABLE}")
+
+
+@pytest.fixture(params=["rollup", "raw"])
+def db(tmp_path, request):
+    """The scenario, with the rollup kept by its triggers as rows arrive, or without one."""
     database = open_database(tmp_path / "report.db")
+    set_rollup(database, request.param == "rollup")
     build_scenario(database)
     yield database
     database.close()
@@ -451,9 +466,40 @@ def test_scenario_covers_the_cases_the_report_distinguishes(db):
     assert report["syncs"]["total"]["failures_by_class"]["unclassified"] > 0
 
 
-@pytest.mark.parametrize("since", ["7d", "24h", "30m", "2w", "90d"])
-def test_every_fleet_figure_equals_an_independent_recomputation(db, since):
+@pytest.mark.parametrize("since", ["7d", "24h", "30m", "90m", "2w", "90d"])
+@pytest.mark.parametrize("now", [NOW, NOW + timedelta(minutes=34, seconds=56)])
+def test_every_fleet_figure_equals_an_independent_recomputation(db, since, now):
     window = parse_duration(since)
+    assert fleet_figures(build_report(db, now=now, since=window)) == expected_report(
+        db, now, window
+    )
+
+
+def test_fleet_window_reads_whole_hours_from_the_rollup(db):
+    set_rollup(db, True)
+    statements: list[str] = []
+    db.conn.set_trace_callback(statements.append)
+    build_report(db, now=NOW, since=timedelta(days=7))
+    db.conn.set_trace_callback(None)
+    assert any(f"FROM {ROLLUP_TABLE}" in sql for sql in statements)
+
+
+def test_rollup_backfilled_later_gives_the_same_figures(db):
+    set_rollup(db, False)
+    before = build_report(db, now=NOW, since=timedelta(days=9))
+    set_rollup(db, True)
+    assert build_report(db, now=NOW, since=timedelta(days=9)) == before
+
+
+def test_rollup_follows_deleted_and_corrected_metrics_rows(db):
+    set_rollup(db, True)
+    with db.conn:
+        db.conn.execute("DELETE FROM sync_metrics WHERE id % 7 = 0")
+        db.conn.execute(
+            "UPDATE sync_metrics SET result = 'failure', error_class = 'transient',"
+            " api_calls_made = api_calls_made + 1 WHERE id % 5 = 0 AND result = 'success'"
+        )
+    window = timedelta(days=10)
     assert fleet_figures(build_report(db, now=NOW, since=window)) == expected_report(
         db, NOW, window
     )

@@ -9,8 +9,77 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
+
+from syncctl.clock import from_iso, to_iso
 
 RECONNECT_NOTICE = "reconnect_required"
+HOUR = timedelta(hours=1)
+ROLLUP_TABLE = "sync_metrics_hourly"
+_ROLLUP_KEY = (
+    "substr({row}.created_at, 1, 13), {row}.integration_type, {row}.trigger, {row}.result,"
+    " coalesce({row}.skip_reason, ''), coalesce({row}.saved_by, ''),"
+    " coalesce({row}.error_class, '')"
+)
+_ROLLUP_MATCH = (
+    "hour = substr(OLD.created_at, 1, 13) AND integration_type = OLD.integration_type"
+    " AND trigger = OLD.trigger AND result = OLD.result"
+    " AND skip_reason = coalesce(OLD.skip_reason, '') AND saved_by = coalesce(OLD.saved_by, '')"
+    " AND error_class = coalesce(OLD.error_class, '')"
+)
+_ROLLUP_ADD = (
+    f"INSERT INTO {ROLLUP_TABLE} VALUES ({_ROLLUP_KEY.format(row='NEW')}, 1,"
+    " NEW.api_calls_made, NEW.api_calls_saved, NEW.full_resync, NEW.items_processed)"
+    " ON CONFLICT (hour, integration_type, trigger, result, skip_reason, saved_by, error_class)"
+    " DO UPDATE SET attempts = attempts + 1,"
+    " api_calls_made = api_calls_made + excluded.api_calls_made,"
+    " api_calls_saved = api_calls_saved + excluded.api_calls_saved,"
+    " full_resyncs = full_resyncs + excluded.full_resyncs,"
+    " items_processed = items_processed + excluded.items_processed;"
+)
+_ROLLUP_REMOVE = (
+    f"UPDATE {ROLLUP_TABLE} SET attempts = attempts - 1,"
+    " api_calls_made = api_calls_made - OLD.api_calls_made,"
+    " api_calls_saved = api_calls_saved - OLD.api_calls_saved,"
+    " full_resyncs = full_resyncs - OLD.full_resync,"
+    f" items_processed = items_processed - OLD.items_processed WHERE {_ROLLUP_MATCH};"
+)
+ROLLUP_BACKFILL = (
+    f"INSERT INTO {ROLLUP_TABLE} SELECT {_ROLLUP_KEY.format(row='sync_metrics')}, count(*),"
+    " sum(api_calls_made), sum(api_calls_saved), sum(full_resync), sum(items_processed)"
+    " FROM sync_metrics GROUP BY 1, 2, 3, 4, 5, 6, 7;"
+)
+# Proposed schema migration (the schema owner appends it to store.db.MIGRATIONS; its runner
+# must split statements with sqlite3.complete_statement, since trigger bodies contain ";").
+# Triggers keep the rollup exact whoever writes sync_metrics; the last statement backfills.
+ROLLUP_MIGRATION = f"""
+CREATE TABLE {ROLLUP_TABLE} (
+    hour TEXT NOT NULL,
+    integration_type TEXT NOT NULL,
+    trigger TEXT NOT NULL,
+    result TEXT NOT NULL,
+    skip_reason TEXT NOT NULL,
+    saved_by TEXT NOT NULL,
+    error_class TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    api_calls_made INTEGER NOT NULL,
+    api_calls_saved INTEGER NOT NULL,
+    full_resyncs INTEGER NOT NULL,
+    items_processed INTEGER NOT NULL,
+    PRIMARY KEY (hour, integration_type, trigger, result, skip_reason, saved_by, error_class)
+) WITHOUT ROWID;
+CREATE TRIGGER sync_metrics_rollup_insert AFTER INSERT ON sync_metrics BEGIN
+    {_ROLLUP_ADD}
+END;
+CREATE TRIGGER sync_metrics_rollup_delete AFTER DELETE ON sync_metrics BEGIN
+    {_ROLLUP_REMOVE}
+END;
+CREATE TRIGGER sync_metrics_rollup_update AFTER UPDATE ON sync_metrics BEGIN
+    {_ROLLUP_REMOVE}
+    {_ROLLUP_ADD}
+END;
+{ROLLUP_BACKFILL}
+"""
 
 
 @dataclass(frozen=True)
@@ -57,6 +126,12 @@ def _user_filter(column: str, user_id: str | None) -> tuple[str, list[str]]:
     if user_id is None:
         return "", []
     return f" AND {column} = ?", [user_id]
+
+
+def _time_column(user_id: str | None) -> str:
+    """For one user, `+created_at` keeps SQLite off the fleet-wide time index (which would scan
+    every user's rows in the window) and on the (user_id, integration_type, created_at) one."""
+    return "created_at" if user_id is None else "+created_at"
 
 
 def count_users(conn: sqlite3.Connection, user_id: str | None) -> tuple[int, int]:
@@ -129,17 +204,71 @@ def open_breakers(conn: sqlite3.Connection, user_id: str | None) -> list[tuple]:
 def window_groups(
     conn: sqlite3.Connection, start: str, end: str, user_id: str | None
 ) -> list[WindowGroup]:
-    """One pass over the window's attempts (index on created_at), grouped for every figure."""
+    """The window's attempts grouped for every figure (`start <= created_at <= end`).
+
+    Fleet-wide with the hourly rollup: whole hours come from the rollup and only the partial
+    hours at both edges from sync_metrics, so a year costs about what a day does. Otherwise (or
+    for one user) one range scan of sync_metrics.
+    """
+    if user_id is None and has_rollup(conn):
+        first_hour, last_hour = _hour_ceil(start), _hour_floor(end)
+        if first_hour < last_hour:
+            return [
+                *_raw_groups(conn, start, first_hour, None, end_inclusive=False),
+                *_rolled_groups(conn, first_hour, last_hour),
+                *_raw_groups(conn, last_hour, end, None, end_inclusive=True),
+            ]
+    return _raw_groups(conn, start, end, user_id, end_inclusive=True)
+
+
+def _raw_groups(
+    conn: sqlite3.Connection, start: str, end: str, user_id: str | None, *, end_inclusive: bool
+) -> list[WindowGroup]:
     where, args = _user_filter("user_id", user_id)
+    column = _time_column(user_id)
     rows = conn.execute(
         "SELECT substr(created_at, 1, 10) AS day, integration_type, trigger, result,"
         " skip_reason, saved_by, error_class, count(*), sum(api_calls_made),"
         " sum(api_calls_saved), sum(full_resync), sum(items_processed)"
-        f" FROM sync_metrics WHERE created_at >= ? AND created_at <= ?{where}"
-        " GROUP BY day, integration_type, trigger, result, skip_reason, saved_by, error_class",
+        f" FROM sync_metrics WHERE {column} >= ? AND {column} {'<=' if end_inclusive else '<'} ?"
+        f"{where} GROUP BY day, integration_type, trigger, result, skip_reason, saved_by,"
+        " error_class",
         [start, end, *args],
     ).fetchall()
     return [WindowGroup(*row) for row in rows]
+
+
+def _rolled_groups(conn: sqlite3.Connection, first_hour: str, last_hour: str) -> list[WindowGroup]:
+    """Whole hours from first_hour up to (not including) last_hour, from the rollup."""
+    rows = conn.execute(
+        "SELECT substr(hour, 1, 10) AS day, integration_type, trigger, result,"
+        " nullif(skip_reason, ''), nullif(saved_by, ''), nullif(error_class, ''), sum(attempts),"
+        " sum(api_calls_made), sum(api_calls_saved), sum(full_resyncs), sum(items_processed)"
+        f" FROM {ROLLUP_TABLE} WHERE hour >= ? AND hour < ?"
+        " GROUP BY day, integration_type, trigger, result, skip_reason, saved_by, error_class"
+        " HAVING sum(attempts) > 0",
+        [first_hour[:13], last_hour[:13]],
+    ).fetchall()
+    return [WindowGroup(*row) for row in rows]
+
+
+def _hour_floor(stamp: str) -> str:
+    return to_iso(from_iso(stamp).replace(minute=0, second=0, microsecond=0))
+
+
+def _hour_ceil(stamp: str) -> str:
+    floor = _hour_floor(stamp)
+    return floor if floor == to_iso(from_iso(stamp)) else to_iso(from_iso(floor) + HOUR)
+
+
+def has_rollup(conn: sqlite3.Connection) -> bool:
+    """Whether the database keeps the hourly rollup of sync_metrics."""
+    return (
+        conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", [ROLLUP_TABLE]
+        ).fetchone()
+        is not None
+    )
 
 
 def pair_freshness(conn: sqlite3.Connection, now: str, user_id: str | None) -> list[PairFreshness]:
@@ -180,19 +309,6 @@ def due_pairs(
         [now, recent, now, *args],
     ).fetchall()
     return [DuePair(*row) for row in rows]
-
-
-def average_calls_by_integration(
-    conn: sqlite3.Connection, start: str, end: str
-) -> dict[str, float]:
-    """Fleet-wide mean api_calls_made of successful syncs in the window, per integration."""
-    rows = conn.execute(
-        "SELECT integration_type, avg(api_calls_made) FROM sync_metrics"
-        " WHERE created_at >= ? AND created_at <= ? AND result = 'success'"
-        " GROUP BY integration_type",
-        [start, end],
-    ).fetchall()
-    return {kind: float(mean) for kind, mean in rows}
 
 
 def user_record(conn: sqlite3.Connection, user_id: str) -> tuple[str, str | None, str] | None:
@@ -252,7 +368,7 @@ def user_history(
     """A user's attempts in the window, newest first, at most `limit`."""
     rows = conn.execute(
         f"SELECT {', '.join(HISTORY_COLUMNS)} FROM sync_metrics"
-        " WHERE user_id = ? AND created_at >= ? AND created_at <= ?"
+        f" WHERE user_id = ? AND {_time_column(user_id)} >= ? AND {_time_column(user_id)} <= ?"
         " ORDER BY created_at DESC, id DESC LIMIT ?",
         [user_id, start, end, limit],
     ).fetchall()
