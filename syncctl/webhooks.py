@@ -22,6 +22,7 @@ from __future__ import annotations
 import hmac
 import logging
 import secrets
+import sqlite3
 import sys
 import uuid
 from collections.abc import Callable, Mapping
@@ -126,7 +127,7 @@ def maintain_channels(
 
 
 def all_calendars_covered(
-    conn, user_id: str, now: datetime, *, until: datetime | None = None
+    conn: sqlite3.Connection, user_id: str, now: datetime, *, until: datetime | None = None
 ) -> bool:
     """Whether the user has calendars and each has an unstopped channel live past `until`."""
     if not channel_store.calendar_ids(conn, user_id):
