@@ -627,15 +627,19 @@ def parse_prometheus(text: str) -> dict[tuple, float]:
 def test_prometheus_exposition_equals_the_recomputed_figures(cli, db):
     result = cli("--format", "prometheus")
     assert result.exit_code == 0
-    samples = parse_prometheus(result.stdout)
-    exp = expected_report(db, NOW, timedelta(days=7))
+    assert_prometheus_matches(result.stdout, expected_report(db, NOW, timedelta(days=7)), NOW)
+
+
+def assert_prometheus_matches(text: str, exp: dict, now: datetime) -> None:
+    """Every sample of the exposition equals the recomputed figure it stands for."""
+    samples = parse_prometheus(text)
 
     def value(name, **labels):
         return samples[(name, tuple(sorted(labels.items())))]
 
     assert value("syncctl_users") == exp["fleet"]["users"]
-    assert value("syncctl_report_window_seconds") == 7 * 86400
-    assert value("syncctl_report_generated_timestamp_seconds") == NOW.timestamp()
+    assert value("syncctl_report_window_seconds") == exp["window"]["seconds"]
+    assert value("syncctl_report_generated_timestamp_seconds") == now.timestamp()
     assert value("syncctl_users_reconnect_required") == len(
         exp["token_health"]["reconnect_required"]
     )
@@ -695,45 +699,80 @@ def test_prometheus_omits_ratios_with_nothing_to_divide(tmp_path):
 def test_table_shows_every_section_with_the_recomputed_figures(cli, db):
     result = cli()
     assert result.exit_code == 0
-    out = result.stdout
     exp = expected_report(db, NOW, timedelta(days=7))
-    for title in (
-        "Integrations and token health", "Circuit breakers", "Users who must reconnect",
-        "Open circuit breakers", "Syncs, last 7d", "API calls, last 7d", "Staleness",
-        "Stalest pairs", "Next run-due",
-    ):  # fmt: skip
-        assert title in out
-    lines = out.splitlines()
+    assert_tables_match(result.stdout, exp)
+    lines = result.stdout.splitlines()
+    since = exp["token_health"]["reconnect_required"][0]["since"]
+    assert table_row(lines, "Users who must reconnect", "u07")[2] == (
+        f"{since[:10]} {since[11:16]} (2d ago)"
+    )
+    assert table_row(lines, "Open circuit breakers", "u05")[3] == "transient: HTTP 503"
 
-    def row(title: str, first_cell: str) -> list[str]:
-        start = next(i for i, line in enumerate(lines) if title in line)
-        found = next(line for line in lines[start:] if re.match(rf"^│ {first_cell}\s", line))
-        return [cell.strip() for cell in found.strip("│").split("│")]
+
+def table_row(lines: list[str], title: str, first_cell: str) -> list[str]:
+    """The cells of the first row starting with first_cell after the table titled title."""
+    start = next(i for i, line in enumerate(lines) if title in line)
+    found = next(line for line in lines[start:] if re.match(rf"^│ {first_cell}\s", line))
+    return [cell.strip() for cell in found.strip("│").split("│")]
+
+
+def assert_tables_match(out: str, exp: dict, window: str = "7d") -> None:
+    """Every figure of the fleet tables equals the recomputed one."""
+    lines = out.splitlines()
+    tokens, breakers, fleet = exp["token_health"], exp["breakers"], exp["fleet"]
+    assert f"{fleet['users']} users, {fleet['users_with_integrations']} with integrations" in out
+
+    def block(section: dict, short: str) -> dict:
+        return section["total"] if short == "all" else section["by_integration"][short]
 
     for short in (*KINDS.values(), "all"):
-        block = "total" if short == "all" else None
-        syncs = exp["syncs"]["total"] if block else exp["syncs"]["by_integration"][short]
-        calls = exp["api_calls"]["total"] if block else exp["api_calls"]["by_integration"][short]
-        cells = row("Syncs, last 7d", short)
+        pairs, health = block(fleet["integrations"], short), block(tokens, short)
+        assert table_row(lines, "Integrations and token health", short)[1:] == [
+            str(pairs["enabled"]), str(pairs["active"]),
+            *(str(health[s]) for s in ("valid", "expired", "revoked", "unknown")),
+        ]  # fmt: skip
+        states = block(breakers, short)
+        assert table_row(lines, "Circuit breakers", short)[1:] == [
+            str(states[s]) for s in ("closed", "open", "half_open")
+        ]
+        syncs, calls = block(exp["syncs"], short), block(exp["api_calls"], short)
+        cells = table_row(lines, f"Syncs, last {window}", short)
         assert cells[1:5] == [str(syncs[k]) for k in ("attempts", "success", "failure", "skipped")]
-        assert cells[5] == f"{syncs['success_rate_percent']:g}%"
+        rate = syncs["success_rate_percent"]
+        assert cells[5] == ("-" if rate is None else f"{rate:g}%")
         assert cells[6] == str(syncs["full_resyncs"])
-        cells = row("Skips and failures, last 7d", short)
+        cells = table_row(lines, f"Skips and failures, last {window}", short)
         assert cells[1:3] == [str(syncs["skipped_by_reason"][r]) for r in REASONS]
-        cells = row("API calls, last 7d", short)
+        failing = [c for c in ERROR_CLASSES if exp["syncs"]["total"]["failures_by_class"][c]]
+        assert cells[3:] == [str(syncs["failures_by_class"][c]) for c in failing]
+        cells = table_row(lines, f"API calls, last {window}", short)
         assert cells[1:7] == [str(calls["made"]), str(calls["saved"])] + [
             str(calls["saved_by"][m]) for m in MECHANISMS
         ]
-        assert cells[7] == f"{calls['saved_share_percent']:g}%"
-        run = exp["next_run"]["total"] if block else exp["next_run"]["by_integration"][short]
-        cells = row("Next run-due", short)
-        assert cells[1:] == [
+        share = calls["saved_share_percent"]
+        assert cells[7] == ("-" if share is None else f"{share:g}%")
+        run = block(exp["next_run"], short)
+        assert table_row(lines, "Next run-due", short)[1:] == [
             str(run[k])
             for k in ("due", "will_run", "skip_revoked", "skip_breaker_open", "expected_api_calls")
         ]
-    since = exp["token_health"]["reconnect_required"][0]["since"]
-    assert row("Users who must reconnect", "u07")[2] == f"{since[:10]} {since[11:16]} (2d ago)"
-    assert row("Open circuit breakers", "u05")[3] == "transient: HTTP 503"
+    for short, stale in exp["staleness"]["by_integration"].items():
+        cells = table_row(lines, "Staleness", short)
+        assert [cells[1], cells[6], cells[7]] == [
+            str(stale["pairs"]), str(stale["overdue"]), str(stale["never_synced"])
+        ]  # fmt: skip
+        worst = [
+            table_row(lines, "Stalest pairs", f"{short}.*│ {w['user_id']}")[1]
+            for w in stale["worst"]
+        ]
+        assert worst == [w["user_id"] for w in stale["worst"]]
+    for user in tokens["reconnect_required"]:
+        assert table_row(lines, "Users who must reconnect", user["user_id"])[1] == (
+            ",".join(user["integrations"]) or "-"
+        )
+    for opened in breakers["open"]:
+        cells = table_row(lines, "Open circuit breakers", opened["user_id"])
+        assert cells[1:3] == [opened["integration"], str(opened["failure_count"])]
 
 
 def test_user_table_shows_the_users_history(cli):
