@@ -21,7 +21,9 @@ from __future__ import annotations
 import heapq
 import math
 import re
-from collections.abc import Callable, Iterable
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 import sqlite_utils
@@ -45,6 +47,7 @@ REPORT_VERSION = 1
 RECENT_SYNCS = 10
 WORST_PAIRS = 5
 HISTORY_LIMIT = 500
+MAX_WINDOW_DAYS = 3660  # ten years of daily buckets at most
 # The least an incremental sync costs: one listing call and one groups / events call.
 FALLBACK_CALLS_PER_SYNC = {Integration.CONTACTS: 2, Integration.CALENDAR: 2}
 
@@ -59,8 +62,8 @@ def parse_duration(text: str) -> timedelta:
     if not match or int(match.group(1)) == 0:
         raise BadInput(f"bad duration {text!r}: use a positive number and s, m, h, d or w, e.g. 7d")
     seconds = int(match.group(1)) * DURATION_UNITS[match.group(2)]
-    if seconds > 100 * 365 * 86400:
-        raise BadInput(f"bad duration {text!r}: at most 100 years")
+    if seconds > MAX_WINDOW_DAYS * 86400:
+        raise BadInput(f"bad duration {text!r}: at most {MAX_WINDOW_DAYS}d")
     return timedelta(seconds=seconds)
 
 
@@ -74,7 +77,26 @@ def build_report(
     """Every figure of the report as plain data with stable keys (see the module docstring)."""
     if user_id is not None:
         require_user(db, user_id)
-    conn = db.conn
+    with _snapshot(db.conn):
+        return _figures(db.conn, now, since, user_id)
+
+
+@contextmanager
+def _snapshot(conn: sqlite3.Connection) -> Iterator[None]:
+    """One read transaction, so a run-due writing meanwhile cannot split the figures."""
+    if conn.in_transaction:
+        yield
+        return
+    conn.execute("BEGIN")
+    try:
+        yield
+    finally:
+        conn.execute("COMMIT")
+
+
+def _figures(
+    conn: sqlite3.Connection, now: datetime, since: timedelta, user_id: str | None
+) -> dict:
     start, end = to_iso(now - since), to_iso(now)
     users, with_integrations = q.count_users(conn, user_id)
     groups = q.window_groups(conn, start, end, user_id)
@@ -123,7 +145,6 @@ def _total_and_split(per: dict[str, dict], keys: Iterable[str]) -> dict:
 def _integrations(rows: list[tuple[str, int, int]]) -> dict:
     per = {name: {"enabled": 0, "active": 0} for name in _names()}
     for kind, enabled, active in rows:
-        per.setdefault(_cli_name(kind), {"enabled": 0, "active": 0})
         per[_cli_name(kind)] = {"enabled": int(enabled), "active": int(active or 0)}
     return _total_and_split(per, ("enabled", "active"))
 

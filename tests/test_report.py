@@ -562,7 +562,7 @@ def test_durations_parse(text, seconds):
     assert parse_duration(text) == timedelta(seconds=seconds)
 
 
-@pytest.mark.parametrize("text", ["", "7", "d", "0d", "-1d", "1y", "1.5h", "7 days"])
+@pytest.mark.parametrize("text", ["", "7", "d", "0d", "-1d", "1y", "1.5h", "7 days", "3661d"])
 def test_bad_durations_are_bad_input(text):
     with pytest.raises(BadInput, match="bad duration"):
         parse_duration(text)

@@ -36,13 +36,16 @@ def report_command(
     html: Annotated[
         Path | None,
         typer.Option(
-            "--html", help="Also write a self-contained HTML page to this file.", dir_okay=False
+            "--html",
+            help="Write a self-contained HTML page here (instead of the table; as well as"
+            " --json or --format output).",
+            dir_okay=False,
         ),
     ] = None,
 ) -> None:
     """Fleet figures: tokens, breakers, success rates, API calls saved, staleness, next spend.
 
-    With --html FILE and no --json/--format, only the page is written.
+    Times are UTC. With --html FILE and no --json/--format, only the page is written.
 
     Example: syncctl report --since 7d --format prometheus > /var/lib/node_exporter/syncctl.prom
     """
