@@ -17,11 +17,12 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 import sqlite_utils
 
+from syncctl import webhooks
 from syncctl.clock import Clock, from_iso, to_iso, utcnow
 from syncctl.config import Settings
 from syncctl.engines import SyncOutcome
@@ -98,6 +99,7 @@ class _Verdict:
     skip_reason: SkipReason | None = None
     outcome: SyncOutcome | None = None
     error: GoogleError | None = None
+    channel_live: bool = False  # every calendar of the user has a live watch channel
 
     @property
     def error_class(self) -> ErrorClass | None:
@@ -139,7 +141,7 @@ class Orchestrator:
         self.sleep = sleep
         self.engines = engines or ENGINES
         self._local = threading.local()
-        self._connections: list[sqlite_utils.Database] = []
+        self._connections: dict[threading.Thread, sqlite_utils.Database] = {}
         self._lock = threading.Lock()
 
     # -- connections -------------------------------------------------------------------------
@@ -151,16 +153,23 @@ class Orchestrator:
             db = open_database(self.settings.db_path)
             self._local.db = db
             with self._lock:
-                self._connections.append(db)
+                self._connections[threading.current_thread()] = db
         return db
 
     def close(self) -> None:
         """Close every connection this orchestrator opened."""
         with self._lock:
-            for db in self._connections:
+            for db in self._connections.values():
                 db.close()
             self._connections.clear()
         self._local = threading.local()
+
+    def _close_finished_threads(self) -> None:
+        # Each run_due has its own pool threads; without this a long-lived orchestrator (the
+        # simulator, a daemon) would keep one open connection per pool thread it ever had.
+        with self._lock:
+            for thread in [t for t in self._connections if not t.is_alive()]:
+                self._connections.pop(thread).close()
 
     # -- one attempt -------------------------------------------------------------------------
 
@@ -173,33 +182,46 @@ class Orchestrator:
         now = self.clock()
         started = time.monotonic()
         status = state_store.load_token_status(conn, user_id, integration)
+        mark = state_store.schedule_mark(conn, user_id, integration)
         if not token_health.may_call_google(status):
             verdict = _Verdict(Result.SKIPPED, SkipReason.INVALID_TOKEN)
-            return self._finish(user_id, integration, trigger, now, started, verdict)
+            return self._finish(user_id, integration, trigger, now, started, verdict, mark)
         admission = breaker_policy.allow_attempt(
             state_store.load_breaker(conn, user_id, integration), now, self.settings
         )
+        if admission.trial:
+            # The half-open lease is decided again under the write lock and stored before the
+            # trial runs, so two processes (run-due and a manual sync) never both run a trial.
+            with transaction(db) as tx:
+                admission = breaker_policy.allow_attempt(
+                    state_store.load_breaker(tx, user_id, integration), now, self.settings
+                )
+                if admission.trial:
+                    state_store.save_breaker(tx, user_id, integration, admission.record)
         if not admission.allowed:
             verdict = _Verdict(Result.SKIPPED, SkipReason.CIRCUIT_OPEN)
-            return self._finish(user_id, integration, trigger, now, started, verdict)
-        if admission.trial:  # the half-open lease is stored first, so one trial runs at a time
-            with transaction(db) as tx:
-                state_store.save_breaker(tx, user_id, integration, admission.record)
+            return self._finish(user_id, integration, trigger, now, started, verdict, mark)
         credentials = user_store.load_credentials(db, user_id)
         if credentials is None:
             raise LookupError(f"user {user_id!r} has no credentials")
         session = GoogleSession(credentials, self.settings, now=self.clock, sleep=self.sleep)
-        verdict = self._run_session(db, session, user_id, integration, full=full)
-        return self._finish(
-            user_id,
-            integration,
-            trigger,
-            now,
-            started,
-            verdict,
-            session=session,
-            breaker=admission.record,
-        )
+        try:
+            verdict = self._run_session(db, session, user_id, integration, full=full)
+            return self._finish(
+                user_id,
+                integration,
+                trigger,
+                now,
+                started,
+                verdict,
+                mark,
+                session=session,
+                breaker=admission.record,
+            )
+        finally:
+            # The discovery client keeps reference cycles: without this the sockets (and the
+            # fake's or Google's connection slots) stay open until the garbage collector runs.
+            session.close()
 
     def _run_session(
         self,
@@ -218,12 +240,19 @@ class Orchestrator:
             ):
                 session.refresh_token()
             outcome = self.engines[integration](db, session, user_id, full=full, now=self.clock)
+            channels = None
+            if integration is Integration.CALENDAR:  # on the same session: its calls count
+                channels = webhooks.maintain_channels(
+                    db, session, user_id, settings=self.settings, now=self.clock()
+                )
         except GoogleError as error:
             return _Verdict.from_error(error)
         except Exception as exc:  # a bug or a local fault must not stop the rest of the run
             log.exception("sync of %s for %s failed unexpectedly", integration.cli_name, user_id)
             return _Verdict.from_error(UnexpectedResponse(f"unexpected {type(exc).__name__}"))
-        return _Verdict(Result.SUCCESS, outcome=outcome)
+        return _Verdict(
+            Result.SUCCESS, outcome=outcome, channel_live=bool(channels and channels.covered)
+        )
 
     def _finish(
         self,
@@ -233,6 +262,7 @@ class Orchestrator:
         now: datetime,
         started: float,
         verdict: _Verdict,
+        mark: state_store.ScheduleMark | None,
         *,
         session: GoogleSession | None = None,
         breaker: breaker_policy.BreakerRecord | None = None,
@@ -291,9 +321,15 @@ class Orchestrator:
                     now=now,
                     settings=self.settings,
                     retry_after=verdict.error.retry_after if verdict.error else None,
+                    channel_live=verdict.channel_live,
                 )
-                # A webhook trigger stays pending until an attempt moves the pair on.
+                # A webhook trigger stays pending until an attempt moves the pair on; one that
+                # arrived while this attempt ran keeps the pair due for another sync.
                 consumed = ending in CONSUMING_OUTCOMES
+                notified = state_store.schedule_mark(tx, user_id, integration)
+                if notified and notified != mark and notified.pending_trigger == Trigger.WEBHOOK:
+                    updated = replace(updated, next_sync_at=min(updated.next_sync_at, notified.due))
+                    consumed = False
                 if updated != schedule or consumed:
                     state_store.save_schedule(
                         tx, user_id, integration, updated, keep_pending=not consumed
@@ -370,16 +406,16 @@ class Orchestrator:
         credentials = user_store.load_credentials(db, user_id)
         if credentials is None or not integrations:
             return TokenStatus.UNKNOWN, "no credentials or no integrations"
-        session = GoogleSession(credentials, self.settings, now=self.clock, sleep=self.sleep)
-        try:
-            session.refresh_token()
-        except AuthError as error:
-            with transaction(db) as tx:
-                self.mark_revoked(tx, user_id, integrations, str(error), now)
-            return TokenStatus.REVOKED, str(error)
-        except GoogleError as error:
-            current = statuses.pop() if len(statuses) == 1 else TokenStatus.UNKNOWN
-            return current, f"could not check: {error}"
+        with GoogleSession(credentials, self.settings, now=self.clock, sleep=self.sleep) as session:
+            try:
+                session.refresh_token()
+            except AuthError as error:
+                with transaction(db) as tx:
+                    self.mark_revoked(tx, user_id, integrations, str(error), now)
+                return TokenStatus.REVOKED, str(error)
+            except GoogleError as error:
+                current = statuses.pop() if len(statuses) == 1 else TokenStatus.UNKNOWN
+                return current, f"could not check: {error}"
         with transaction(db) as tx:
             _save_refreshed_token(tx, user_id, session)
             state_store.save_token_health(tx, user_id, integrations, TokenStatus.VALID, now=now)
@@ -429,14 +465,25 @@ class Orchestrator:
                 on_start(len(pairs))
             summary = RunSummary()
             workers = max(1, concurrency or self.settings.concurrency)
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sync") as pool:
-                for record in pool.map(
-                    lambda p: self.attempt(p.user_id, p.integration, p.trigger), pairs
-                ):
-                    summary.attempts.append(record)
-                    if on_attempt:
-                        on_attempt(record)
+            # A user's due pairs run one after another on one worker: the second reuses the
+            # access token the first refreshed, and a revoked grant costs one request, not one
+            # per integration racing to discover it.
+            by_user: dict[str, list[state_store.DuePair]] = {}
+            for pair in pairs:
+                by_user.setdefault(pair.user_id, []).append(pair)
+            try:
+                with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sync") as pool:
+                    for records in pool.map(self._attempt_pairs, by_user.values()):
+                        for record in records:
+                            summary.attempts.append(record)
+                            if on_attempt:
+                                on_attempt(record)
+            finally:
+                self._close_finished_threads()
             return summary
+
+    def _attempt_pairs(self, pairs: Sequence[state_store.DuePair]) -> list[AttemptRecord]:
+        return [self.attempt(p.user_id, p.integration, p.trigger) for p in pairs]
 
 
 def _save_refreshed_token(tx, user_id: str, session: GoogleSession) -> None:

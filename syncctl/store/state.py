@@ -32,6 +32,28 @@ def _stamp(moment: datetime | None) -> str | None:
     return to_iso(moment) if moment else None
 
 
+@dataclass(frozen=True)
+class ScheduleMark:
+    """A pair's `next_sync_at` and pending trigger at one moment; a change means a notification."""
+
+    due: datetime
+    pending_trigger: Trigger | None
+
+
+def schedule_mark(
+    conn: sqlite3.Connection, user_id: str, integration: Integration
+) -> ScheduleMark | None:
+    """The pair's schedule mark now (None when the pair is not scheduled)."""
+    row = conn.execute(
+        "SELECT next_sync_at, pending_trigger FROM sync_schedule"
+        " WHERE user_id = ? AND integration_type = ?",
+        [user_id, integration.value],
+    ).fetchone()
+    if row is None:
+        return None
+    return ScheduleMark(from_iso(row[0]), Trigger(row[1]) if row[1] else None)
+
+
 def due_pairs(conn: sqlite3.Connection, now: datetime, limit: int | None = None) -> list[DuePair]:
     """Pairs due at `now`, most overdue first, from the next_sync_at index."""
     rows = conn.execute(
