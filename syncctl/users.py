@@ -13,8 +13,18 @@ import sqlite_utils
 
 from syncctl.clock import from_iso, to_iso
 from syncctl.config import Settings
-from syncctl.model import ALL_INTEGRATIONS, Integration, UserCredentials, parse_integrations
+from syncctl.google.session import GoogleSession
+from syncctl.model import (
+    ALL_INTEGRATIONS,
+    Integration,
+    TokenStatus,
+    UserCredentials,
+    parse_integrations,
+)
+from syncctl.store import channels as channel_store
+from syncctl.store import state as state_store
 from syncctl.store import users as user_store
+from syncctl.webhooks import stop_user_channels
 
 IMPORT_BATCH = 5000
 REQUIRED_CREDENTIAL_FIELDS = ("client_id", "client_secret", "refresh_token")
@@ -198,6 +208,24 @@ def _batches(grants: Iterable[user_store.UserGrant]) -> Iterator[list[user_store
             batch = []
     if batch:
         yield batch
+
+
+def remove_user(
+    db: sqlite_utils.Database, settings: Settings, user_id: str, *, purge: bool, now: datetime
+) -> list[str]:
+    """Stop the user's watch channels (at Google unless the grant is revoked), then forget the
+    user; returns the problems met while stopping channels, which never block the removal."""
+    require_user(db, user_id)
+    statuses = {row["status"] for row in state_store.list_token_health(db.conn, user_id)}
+    credentials = user_store.load_credentials(db, user_id)
+    usable = credentials is not None and TokenStatus.REVOKED.value not in statuses
+    if usable and channel_store.open_channels(db.conn, user_id):
+        with GoogleSession(credentials, settings) as session:
+            report = stop_user_channels(db, session, user_id, now)
+    else:
+        report = stop_user_channels(db, None, user_id, now)
+    user_store.remove_user(db, user_id, purge=purge)
+    return report.errors
 
 
 def require_user(db: sqlite_utils.Database, user_id: str) -> str:

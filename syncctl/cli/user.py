@@ -95,8 +95,9 @@ def remove(
     Example: syncctl user remove u1 --purge
     """
     state = app_state(ctx)
-    users.require_user(state.db, user_id)
-    user_store.remove_user(state.db, user_id, purge=purge)
+    problems = users.remove_user(state.db, state.settings, user_id, purge=purge, now=utcnow())
+    for problem in problems:
+        _output.note(f"warning: could not stop a watch channel: {problem}")
     _output.say(f"removed user {user_id}{' and its data' if purge else ''}")
 
 
