@@ -49,6 +49,8 @@ def run_due_command(
             )
     if summary is None:
         _output.note("another run-due is running on this database; nothing done")
+        if json_output:  # scripts reading stdout still get their one document
+            _output.print_json({"ran": False, "reason": "another run-due is running"})
         return
     _output.render_attempts(summary.attempts, json_output=json_output, title="run-due")
     if summary.failed:
