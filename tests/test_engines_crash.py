@@ -60,8 +60,8 @@ def enroll(fake: FakeGoogle, db_path: Path, **data: int) -> dict[str, Any]:
 
 def sync_command(fake: FakeGoogle, db_path: Path, integration: str, *, full: bool) -> Popen:
     """Start `syncctl sync --user USER` against the fake, as an operator would run it."""
-    env = dict(os.environ, SYNCCTL_GOOGLE_ENDPOINT=fake.base_url, SYNCCTL_CONFIG=os.devnull)
-    env.pop("SYNCCTL_DB", None)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCCTL_")}
+    env.update(SYNCCTL_GOOGLE_ENDPOINT=fake.base_url, SYNCCTL_CONFIG=os.devnull)
     command = [sys.executable, "-m", "syncctl", "--db", str(db_path), "sync", "--user", USER]
     command += ["--integration", integration, "--json", *(["--full"] if full else [])]
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -71,9 +71,9 @@ def rerun(fake: FakeGoogle, db_path: Path, integration: str) -> dict[str, Any]:
     """Run `syncctl sync` to completion and return its attempt (it must succeed)."""
     child = sync_command(fake, db_path, integration, full=False)
     out, err = child.communicate(timeout=60)
-    assert child.returncode == 0, err.decode()
+    assert child.returncode == 0, (out + err).decode()
     attempt: dict[str, Any] = json.loads(out)["attempts"][0]
-    assert attempt["result"] == "success"
+    assert attempt["result"] == "success", attempt
     return attempt
 
 
