@@ -14,7 +14,10 @@ People API choices (https://developers.google.com/people/api/rest/v1/people.conn
   their per-field `metadata` (source bookkeeping that would bloat every row).
 
 Contact groups (contactGroups.list) follow a successful contact sync, with their own token
-(scope `contact_groups`): Google returns a `nextSyncToken` there without being asked.
+(scope `contact_groups`): Google returns a `nextSyncToken` there without being asked, and
+reports deleted groups with `metadata.deleted`. A group's `member_count` is as fresh as the
+group's own last change or full listing: a membership change is reported on the person, and
+(as far as the fake and Google's documentation show) does not make the group itself "changed".
 """
 
 from __future__ import annotations
