@@ -1,0 +1,169 @@
+"""run_due's workers, connections and sessions, and the half-open trial under concurrency."""
+
+from __future__ import annotations
+
+import gc
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from test_orchestrator import CALENDAR, CONTACTS, HOUR, World, make_world, outcomes
+
+from syncctl.clock import to_iso
+from syncctl.model import Result, SkipReason, Trigger
+from syncctl.orchestrator import Orchestrator
+
+
+def open_files(prefix: str) -> int:
+    """How many of this process's descriptors point at paths starting with prefix."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}").startswith(prefix):
+                count += 1
+        except OSError:
+            continue
+    return count
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    yield from make_world(tmp_path)
+
+
+@pytest.fixture
+def no_gc() -> Iterator[None]:
+    """Keep the garbage collector from closing what the code under test should close itself."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def test_a_users_due_pairs_share_one_token_refresh_in_a_run(world: World):
+    world.add_user("ann", (CONTACTS, CALENDAR))
+
+    attempts = world.run_due(concurrency=8)
+
+    assert outcomes(attempts) == [("calendar", "success", None), ("contacts", "success", None)]
+    assert world.fake.request_count(user_id="ann", endpoint="oauth.token") == 1
+
+
+def test_run_due_leaves_no_database_connection_per_pool_thread(world: World):
+    for n in range(6):
+        world.add_user(f"u{n}")
+    db_file = str(world.db_path)
+
+    def run_due(times: int) -> None:
+        for _ in range(times):
+            world.run_due(concurrency=4)
+            world.clock.advance(5 * HOUR)
+
+    # SQLite keeps a closed connection's descriptor for reuse while another connection of the
+    # process holds a lock on the file, so the count settles near the concurrency instead of
+    # dropping to one; kept connections would add about one per pool thread and run.
+    run_due(2)
+    settled = open_files(db_file)
+    run_due(10)
+
+    assert open_files(db_file) <= settled + 4
+
+
+def test_attempts_close_their_connections_to_google(world: World, no_gc):
+    for n in range(4):
+        world.add_user(f"u{n}", (CONTACTS, CALENDAR))
+    before = open_files("socket:")
+
+    world.run_due(concurrency=4)
+    world.orchestrator.attempt("u0", CALENDAR, Trigger.MANUAL)
+    world.orchestrator.check_token("u1")
+
+    # The fake closes its end once ours is closed; allow its threads a moment to notice.
+    for _ in range(50):
+        if open_files("socket:") <= before:
+            break
+        threading.Event().wait(0.02)
+    assert open_files("socket:") <= before
+
+
+def test_only_one_half_open_trial_runs_when_two_orchestrators_race_for_it(world: World):
+    world.add_user("ann")
+    world.fake.set_always_fail("ann", 503)
+    for _ in range(3):
+        world.run_due()
+    world.fake.heal("ann")
+    world.clock.advance(HOUR)
+    world.fake.set_latency(0.3)  # the trial is still running when the second attempt starts
+    other = Orchestrator(world.settings, clock=world.clock, sleep=lambda seconds: None)
+    results = {}
+
+    def trial() -> None:
+        results["run-due"] = world.run_due()
+
+    runner = threading.Thread(target=trial)
+    runner.start()
+    started = threading.Event()
+    for _ in range(100):  # until the trial's half-open lease is stored
+        if world.breaker("ann")["state"] == "half_open":
+            started.set()
+            break
+        threading.Event().wait(0.01)
+    manual = other.attempt("ann", CALENDAR, Trigger.MANUAL)
+    runner.join()
+    other.close()
+
+    assert started.is_set()
+    assert (manual.result, manual.skip_reason, manual.api_calls_made) == (
+        Result.SKIPPED,
+        SkipReason.CIRCUIT_OPEN,
+        0,
+    )
+    assert outcomes(results["run-due"]) == [("calendar", "success", None)]
+    assert world.breaker("ann")["state"] == "closed"
+
+
+def test_overlapping_run_dues_in_one_process_sync_each_pair_once(world: World):
+    for n in range(4):
+        world.add_user(f"u{n}")
+    world.fake.set_latency(0.05)
+    other = Orchestrator(world.settings, clock=world.clock, sleep=lambda seconds: None)
+    summaries = []
+    threads = [
+        threading.Thread(target=lambda o=o: summaries.append(o.run_due(concurrency=2)))
+        for o in (world.orchestrator, other)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    other.close()
+
+    ran = [s for s in summaries if s is not None]
+    assert len(ran) == 1 and summaries.count(None) == 1
+    assert world.rows(
+        "SELECT user_id, count(*) FROM sync_metrics GROUP BY user_id ORDER BY user_id"
+    ) == [(f"u{n}", 1) for n in range(4)]
+
+
+def test_a_webhook_pending_trigger_survives_a_manual_sync(world: World):
+    world.add_user("ann")
+    world.run_due()
+    conn = sqlite3.connect(world.db_path)
+    with conn:
+        conn.execute(
+            "UPDATE sync_schedule SET pending_trigger = 'webhook', next_sync_at = ?",
+            [to_iso(world.clock())],
+        )
+    conn.close()
+
+    world.orchestrator.attempt("ann", CALENDAR, Trigger.MANUAL)
+    (attempt,) = world.run_due()
+
+    assert attempt.trigger == Trigger.WEBHOOK
+    assert world.rows("SELECT pending_trigger FROM sync_schedule") == [(None,)]
+    assert world.schedule("ann")["next_sync_at"] == to_iso(world.clock() + 4 * HOUR)
