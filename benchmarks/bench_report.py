@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -34,17 +35,35 @@ from syncctl.store import report_queries as q  # noqa: E402
 
 END = datetime.fromisoformat("2026-06-30T12:00:00+00:00")
 TARGET_SECONDS = 2.0
+# The command line as cron runs it, but at the generated data's end (the data does not move
+# with the real clock); freezegun's own import is about 0.05 s of the measured time.
+CLI_AT_END = (
+    "from freezegun import freeze_time\n"
+    "from syncctl.cli import main\n"
+    f"with freeze_time('{END.isoformat()}'):\n"
+    "    main()\n"
+)
 DEFAULT_DB = Path(os.environ.get("TMPDIR", "/tmp")) / "syncctl-bench-report.db"  # noqa: S108
 
 
-def timed(action: Callable[[], object], repeat: int) -> tuple[float, float, float]:
-    """(first, median, max) wall seconds of `repeat` runs."""
-    runs = []
+def _cpu_seconds() -> float:
+    """CPU time of this process and its finished children (contention-proof, unlike wall)."""
+    me, children = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return me.ru_utime + me.ru_stime + children.ru_utime + children.ru_stime
+
+
+def timed(action: Callable[[], object], repeat: int) -> tuple[float, float, float, float]:
+    """(first, median, max) wall seconds and median CPU seconds of `repeat` runs."""
+    runs, cpu = [], []
     for _ in range(repeat):
-        began = time.perf_counter()
+        began, began_cpu = time.perf_counter(), _cpu_seconds()
         action()
         runs.append(time.perf_counter() - began)
-    return runs[0], statistics.median(runs), max(runs)
+        cpu.append(_cpu_seconds() - began_cpu)
+    return runs[0], statistics.median(runs), max(runs), statistics.median(cpu)
 
 
 def prepare(path: Path, users: int, days: int) -> None:
@@ -124,7 +143,7 @@ def main() -> None:
         ("CLI: syncctl report --format prometheus", ["--format", "prometheus"]),
         ("CLI: syncctl report --html FILE", ["--html", str(args.db.with_suffix(".html"))]),
     ):
-        command = [sys.executable, "-c", "from syncctl.cli import main; main()", "report", *extra]
+        command = [sys.executable, "-c", CLI_AT_END, "report", *extra]
 
         def run(command=command) -> None:
             subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
@@ -133,21 +152,24 @@ def main() -> None:
 
     print(f"\n{rows:,} sync_metrics rows, {args.users:,} users, {args.days} days,"
           f" {size:.2f} GiB; {args.repeat} runs each (CLI: fewer), page cache warm\n")  # fmt: skip
-    print(f"| {'what':<46} | first s | median s | max s |")
-    print(f"|{'-' * 48}|---------|----------|-------|")
-    for name, first, median, worst in results:
-        print(f"| {name:<46} | {first:7.3f} | {median:8.3f} | {worst:5.3f} |")
+    print(f"load average at the end: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs\n")
+    print(f"| {'what':<46} | first s | median s | max s | median CPU s |")
+    print(f"|{'-' * 48}|---------|----------|-------|--------------|")
+    for name, first, median, worst, cpu in results:
+        print(f"| {name:<46} | {first:7.3f} | {median:8.3f} | {worst:5.3f} | {cpu:12.3f} |")
     print("\nQuery plans (sqlite EXPLAIN QUERY PLAN):")
     db = open_database(args.db)
     for sql, plan in query_plans(db, revoked):
         print(f"  {sql}...\n      {plan}")
     db.close()
     print(f"\nper-pair mean over the last {RECENT_SYNCS} successes for due pairs (correlated).")
-    fleet_7d = results[0][2]
-    cli_json = next(r for r in results if r[0].startswith("CLI: syncctl report --json"))[2]
-    verdict = "PASS" if max(fleet_7d, cli_json) < TARGET_SECONDS else "FAIL"
-    print(f"{verdict}: report over the year: {fleet_7d:.3f} s in-process, {cli_json:.3f} s CLI"
-          f" (target < {TARGET_SECONDS} s)")  # fmt: skip
+    fleet = results[0]
+    cli_json = next(r for r in results if r[0].startswith("CLI: syncctl report --json"))
+    verdict = "PASS" if max(fleet[2], cli_json[2]) < TARGET_SECONDS else "FAIL"
+    print(
+        f"{verdict}: report over the year: {fleet[2]:.3f} s in-process ({fleet[4]:.3f} s CPU),"
+        f" {cli_json[2]:.3f} s CLI ({cli_json[4]:.3f} s CPU); target < {TARGET_SECONDS} s wall"
+    )
     if verdict == "FAIL":
         sys.exit(1)
 
