@@ -80,7 +80,7 @@ def root(
 
 
 def _register() -> None:
-    from syncctl.cli import fake_google, health, report, sync, user, webhook
+    from syncctl.cli import demo, fake_google, health, report, sync, user, webhook
 
     app.command("run-due")(sync.run_due_command)
     app.command("sync")(sync.sync_command)
@@ -89,6 +89,8 @@ def _register() -> None:
     app.command("report")(report.report_command)
     app.add_typer(user.app, name="user")
     app.add_typer(fake_google.app, name="fake-google")
+    app.command("demo")(demo.demo_command)
+    app.command("simulate")(demo.simulate_command)
     app.add_typer(webhook.app, name="webhook")
 
 

@@ -1,0 +1,270 @@
+"""The simulator: one fleet, one script, several policies, and what each saves over naive polling.
+
+Method.
+- Every policy replays the same scenario (same seed: the same users and data, the same changes
+  at the same virtual times, the same revocation and outage) on its own fake Google and its own
+  database, with a virtual clock shared by the fake and the sync code. `run-due` runs at every
+  step (cron's cadence, default 30 minutes) with one worker, so a seed reproduces the figures.
+  Each run checks that it made exactly the same changes (`script_fingerprint`).
+- API calls are what the fake Google counted: every HTTP request, token refreshes and retries
+  included. Nothing is estimated on this side.
+- `naive` is the counterfactual of SPEC 3.4: every pair synced at its default interval on a fixed
+  grid through the engines, with no token gate, breaker, back-off or webhooks. Measured savings
+  of a policy are naive calls minus its calls.
+- Savings per mechanism are measured by ablation: the orchestrated run is repeated with one
+  mechanism switched off and the mechanism is credited with (calls without it) - (calls with
+  it). Switched off: `circuit_breaker` with a failure threshold no run reaches;
+  `adaptive_schedule` with a no-change threshold no run reaches (every interval stays at its
+  default); `token_health` by forgetting every `revoked` verdict before each run-due, so each due
+  slot of a revoked pair probes the grant again, as a poller without the gate would; `webhook`
+  as orchestrated minus orchestrated-with-webhooks. Ablations answer "what would this fleet cost
+  without this one mechanism"; they need not add up to naive minus orchestrated, because the
+  mechanisms interact and because the orchestrator differs from naive polling in ways that are
+  no mechanism (a failing pair stays due and is retried at every run-due until its breaker opens,
+  and again at every half-open trial, where a naive poller waits its whole interval).
+- What the report claimed is `syncctl report`'s own figure for the run: the sum of
+  `sync_metrics.api_calls_saved` by `saved_by` (SPEC 3.4, method in `syncctl.policy.savings`).
+  The simulator prints it beside the measurements so the estimate can be checked.
+- Staleness is, per change made at the fake, the virtual time from the change to the first
+  successful sync of its (user, integration) at or after it (nearest-rank p50/p95). Changes that
+  no sync picked up before the end (a revoked or failing user's) are counted, not timed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from syncctl.config import Settings
+from syncctl.model import Integration, SavedBy, TokenStatus
+from syncctl.simulation.runs import PolicyRun, run_naive, run_orchestrated
+from syncctl.simulation.scenario import Scenario, make_scenario
+from syncctl.simulation.stage import Stage, scratch_directory
+from syncctl.store import state as state_store
+from syncctl.store import transaction
+
+UNREACHABLE = 10**9  # a threshold no simulated run reaches: the mechanism never acts
+SIMULATION_START = datetime(2026, 1, 5, tzinfo=UTC)  # fixed, so a seed reproduces every figure
+
+
+@dataclass(frozen=True)
+class Policy:
+    """One way of running the fleet."""
+
+    name: str
+    description: str
+    ablates: SavedBy | None = None  # the mechanism this run switches off
+    overrides: dict[str, Any] = field(default_factory=dict)
+
+
+NAIVE = Policy("naive", "fixed polling at the default interval, no gates")
+ORCHESTRATED = Policy("orchestrated", "run-due: token gate, breaker, adaptive schedule")
+WEBHOOKS = Policy("webhooks", "orchestrated, with calendar watch channels (SYNCCTL_WEBHOOK_URL)")
+ABLATIONS = (
+    Policy(
+        "no_breaker",
+        "orchestrated without the circuit breaker",
+        SavedBy.CIRCUIT_BREAKER,
+        {"breaker_failure_threshold": UNREACHABLE},
+    ),
+    Policy(
+        "no_adaptive",
+        "orchestrated without the adaptive schedule",
+        SavedBy.ADAPTIVE_SCHEDULE,
+        {"no_change_threshold": UNREACHABLE},
+    ),
+    Policy("no_token_gate", "orchestrated without the token gate", SavedBy.TOKEN_HEALTH),
+)
+
+
+def simulation_scenario(*, users: int, days: int, seed: int, step_seconds: int) -> Scenario:
+    """The simulator's scenario: `users` users over `days` days from a fixed start."""
+    return make_scenario(
+        users=users, days=days, seed=seed, start=SIMULATION_START, step_seconds=step_seconds
+    )
+
+
+def forget_revocations(stage: Stage) -> None:
+    """Set every `revoked` token verdict back to `unknown` (the token-gate ablation)."""
+    conn = stage.db.conn
+    revoked = [
+        row for row in state_store.list_token_health(conn) if row["status"] == TokenStatus.REVOKED
+    ]
+    if not revoked:
+        return
+    with transaction(stage.db) as tx:
+        for row in revoked:
+            integration = Integration(row["integration_type"])
+            state_store.save_token_health(
+                tx, row["user_id"], [integration], TokenStatus.UNKNOWN, now=stage.clock.now()
+            )
+
+
+def run_policy(policy: Policy, scenario: Scenario, base: Settings, workdir: Path) -> PolicyRun:
+    """Run one policy over the scenario in `workdir` (a process-pool task)."""
+    db_path = workdir / f"{policy.name}.db"
+    if policy.name == NAIVE.name:
+        return run_naive(scenario, base, db_path)
+    settings = replace(base, **policy.overrides)
+    hook = forget_revocations if policy.ablates is SavedBy.TOKEN_HEALTH else None
+    return run_orchestrated(scenario, settings, db_path, name=policy.name, before_step=hook)
+
+
+def webhooks_unavailable() -> str | None:
+    """Why the webhook policy cannot run in this build (None when it can)."""
+    try:
+        from syncctl import webhooks
+    except ImportError:
+        return "syncctl.webhooks is not part of this build"
+    if not hasattr(webhooks, "make_server"):
+        return "syncctl.webhooks has no receiver (make_server)"
+    # The orchestrator must open watch channels when SYNCCTL_WEBHOOK_URL is set.
+    return "the orchestrator does not open calendar watch channels yet"
+
+
+def simulate(
+    scenario: Scenario,
+    base: Settings,
+    *,
+    workers: int | None = None,
+    on_done: Callable[[PolicyRun], None] | None = None,
+) -> dict:
+    """Run every available policy and ablation over the scenario; return the comparison."""
+    policies = [NAIVE, ORCHESTRATED, *ABLATIONS]
+    unavailable = {}
+    reason = webhooks_unavailable()
+    if reason is None:
+        policies.insert(2, WEBHOOKS)
+    else:
+        unavailable[WEBHOOKS.name] = reason
+    workers = max(1, min(len(policies), workers or os.cpu_count() or 1))
+    runs: dict[str, PolicyRun] = {}
+    with scratch_directory("syncctl-sim-") as workdir, _executor(workers) as pool:
+        futures: dict[Future[PolicyRun], Policy] = {
+            pool.submit(run_policy, policy, scenario, base, workdir): policy for policy in policies
+        }
+        for future in as_completed(futures):
+            run = future.result()
+            runs[run.policy] = run
+            if on_done is not None:
+                on_done(run)
+    ordered = [runs[p.name] for p in policies]
+    fingerprints = {run.script_fingerprint for run in ordered}
+    if len(fingerprints) != 1:
+        raise RuntimeError("the policies did not replay the same changes; the comparison is void")
+    return compare(scenario, policies, ordered, unavailable)
+
+
+@contextmanager
+def _executor(workers: int) -> Iterator[Executor]:
+    if workers == 1:
+        with _InlineExecutor() as pool:
+            yield pool
+        return
+    # Each policy runs in its own process: the runs share nothing, and one process per CPU is
+    # the only way past the GIL (the fake Google and the client share each run's process).
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        yield pool
+
+
+class _InlineExecutor(Executor):
+    """Runs tasks in the calling thread (one worker: no process to start)."""
+
+    def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def]
+        future: Future = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except BaseException as exc:  # handed to the caller through the future
+            future.set_exception(exc)
+        return future
+
+
+def compare(
+    scenario: Scenario,
+    policies: list[Policy],
+    runs: list[PolicyRun],
+    unavailable: dict[str, str],
+) -> dict:
+    """The comparison as plain data: per policy, per mechanism, and the report's claims."""
+    by_name = {run.policy: run for run in runs}
+    naive = by_name[NAIVE.name].api_calls
+    orchestrated = by_name[ORCHESTRATED.name]
+    claimed = orchestrated.claimed or {"saved": 0, "saved_by": {}}
+    mechanisms = []
+    for policy in policies:
+        if policy.ablates is None:
+            continue
+        measured = by_name[policy.name].api_calls - orchestrated.api_calls
+        mechanisms.append(
+            _mechanism(policy.ablates, f"{policy.name} - orchestrated", measured, claimed)
+        )
+    if WEBHOOKS.name in by_name:
+        webhooks = by_name[WEBHOOKS.name]
+        measured = orchestrated.api_calls - webhooks.api_calls
+        mechanisms.append(
+            _mechanism(SavedBy.WEBHOOK, "orchestrated - webhooks", measured, webhooks.claimed)
+        )
+    naive_profiles = by_name[NAIVE.name].calls_by_profile
+    claimed_profiles = orchestrated.claimed_by_profile or {}
+    profiles = [
+        {
+            "profile": name,
+            "naive_calls": naive_profiles.get(name, 0),
+            "orchestrated_calls": orchestrated.calls_by_profile.get(name, 0),
+            "measured_saved": naive_profiles.get(name, 0)
+            - orchestrated.calls_by_profile.get(name, 0),
+            "claimed": claimed_profiles.get(name, 0),
+        }
+        for name in sorted(set(naive_profiles) | set(orchestrated.calls_by_profile))
+    ]
+    for row in profiles:
+        row["claimed_minus_measured"] = row["claimed"] - row["measured_saved"]
+    return {
+        "scenario": scenario.summary(),
+        "policies": [_policy_figures(policy, by_name[policy.name], naive) for policy in policies],
+        "unavailable": [{"policy": k, "reason": v} for k, v in unavailable.items()],
+        "mechanisms": mechanisms,
+        "profiles": profiles,
+        "totals": {
+            "naive_calls": naive,
+            "orchestrated_calls": orchestrated.api_calls,
+            "measured_saved": naive - orchestrated.api_calls,
+            "claimed_saved": claimed["saved"],
+            "measured_by_ablation": sum(m["measured"] for m in mechanisms),
+        },
+    }
+
+
+def _mechanism(mechanism: SavedBy, method: str, measured: int, claimed: dict | None) -> dict:
+    claim = (claimed or {}).get("saved_by", {}).get(mechanism.value, 0)
+    return {
+        "mechanism": mechanism.value,
+        "measured_by": method,
+        "measured": measured,
+        "claimed": claim,
+        "claimed_minus_measured": claim - measured,
+    }
+
+
+def _policy_figures(policy: Policy, run: PolicyRun, naive: int) -> dict:
+    saved = naive - run.api_calls
+    return {
+        "policy": run.policy,
+        "description": policy.description,
+        "api_calls": run.api_calls,
+        "saved_vs_naive": saved,
+        "saved_percent": round(100.0 * saved / naive, 1) if naive else None,
+        "attempts": run.attempts,
+        "calls_by_profile": run.calls_by_profile,
+        "calls_by_endpoint": run.calls_by_endpoint,
+        "report_claimed": run.claimed,
+        "staleness": {name: s.as_dict() for name, s in run.staleness.items()},
+        "script_fingerprint": run.script_fingerprint,
+        "wall_seconds": run.wall_seconds,
+    }

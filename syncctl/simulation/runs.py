@@ -1,0 +1,223 @@
+"""One policy over one scenario, measured: API calls counted at the fake, attempts, what the
+report claimed, and how long each change at Google took to reach SQLite."""
+
+from __future__ import annotations
+
+import bisect
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from syncctl.config import Settings
+from syncctl.engines.calendar import sync_calendar
+from syncctl.engines.contacts import sync_contacts
+from syncctl.google.errors import GoogleError
+from syncctl.google.session import GoogleSession
+from syncctl.model import ALL_INTEGRATIONS, Integration, Result
+from syncctl.orchestrator import Orchestrator, RunSummary
+from syncctl.report import build_report, nearest_rank
+from syncctl.simulation.scenario import Scenario
+from syncctl.simulation.stage import Change, Stage, staged
+from syncctl.store import transaction
+from syncctl.store import users as user_store
+
+StepHook = Callable[[Stage], None]
+StepReport = Callable[[datetime, RunSummary, list[str]], None]
+NAIVE_ENGINES = {Integration.CONTACTS: sync_contacts, Integration.CALENDAR: sync_calendar}
+Pair = tuple[str, Integration]
+
+
+@dataclass(frozen=True)
+class Staleness:
+    """How long changes at Google took to be mirrored (nearest-rank percentiles, in seconds)."""
+
+    changes: int
+    mirrored: int
+    p50_seconds: int | None
+    p95_seconds: int | None
+    max_seconds: int | None
+
+    @property
+    def not_mirrored(self) -> int:
+        """Changes no successful sync picked up before the run ended."""
+        return self.changes - self.mirrored
+
+    def as_dict(self) -> dict:
+        """Plain data for JSON."""
+        return {
+            "changes": self.changes,
+            "mirrored": self.mirrored,
+            "not_mirrored": self.not_mirrored,
+            "p50_seconds": self.p50_seconds,
+            "p95_seconds": self.p95_seconds,
+            "max_seconds": self.max_seconds,
+        }
+
+
+@dataclass(frozen=True)
+class PolicyRun:
+    """What one policy did over the scenario."""
+
+    policy: str
+    api_calls: int
+    calls_by_endpoint: dict[str, int]
+    calls_by_profile: dict[str, int]
+    attempts: dict[str, int]
+    claimed: dict | None  # the report's api_calls total (made, saved, saved_by); None if naive
+    claimed_by_profile: dict[str, int] | None  # sum of api_calls_saved of each profile's users
+    staleness: dict[str, Staleness]  # by integration (cli name) and "all"
+    script_fingerprint: str
+    wall_seconds: float
+
+
+@dataclass
+class _Tally:
+    attempts: Counter[str] = field(default_factory=Counter)
+    successes: dict[Pair, list[datetime]] = field(default_factory=dict)
+    saved: Counter[str] = field(default_factory=Counter)  # api_calls_saved by user
+
+    def add(self, pair: Pair, result: Result, at: datetime, saved: int = 0) -> None:
+        self.attempts[result.value] += 1
+        self.saved[pair[0]] += saved
+        if result is Result.SUCCESS:
+            self.successes.setdefault(pair, []).append(at)
+
+
+def run_orchestrated(
+    scenario: Scenario,
+    base: Settings,
+    db_path: Path,
+    *,
+    name: str = "orchestrated",
+    before_step: StepHook | None = None,
+    on_step: StepReport | None = None,
+    concurrency: int = 1,
+) -> PolicyRun:
+    """Replay the scenario with `run_due` at every step, as cron would run `syncctl run-due`."""
+    started = time.perf_counter()
+    tally = _Tally()
+    with staged(scenario, base, db_path) as stage:
+        runner = Orchestrator(stage.settings, clock=stage.clock.now, sleep=stage.clock.sleep)
+        try:
+            for moment in scenario.steps():
+                notes = stage.play_until(moment)
+                if before_step is not None:
+                    before_step(stage)
+                summary = runner.run_due(concurrency=concurrency)
+                if summary is None:
+                    raise RuntimeError(f"another run-due holds {db_path}")
+                if summary.attempts:
+                    # Each run_due's pool threads keep their connections until close(): a long
+                    # run would otherwise hold thousands of them.
+                    runner.close()
+                for record in summary.attempts:
+                    pair = (record.user_id, record.integration_type)
+                    tally.add(pair, record.result, moment, record.api_calls_saved)
+                if on_step is not None:
+                    on_step(moment, summary, notes)
+        finally:
+            runner.close()
+        report = build_report(stage.db, now=scenario.end, since=scenario.end - scenario.start)
+        return _measured(name, stage, tally, report["api_calls"]["total"], started)
+
+
+def run_naive(scenario: Scenario, base: Settings, db_path: Path) -> PolicyRun:
+    """Replay the scenario with the naive poller: every pair synced at its default interval on a
+    fixed grid, through the engines with a GoogleSession, with no gate, breaker or back-off."""
+    started = time.perf_counter()
+    tally = _Tally()
+    with staged(scenario, base, db_path) as stage:
+        interval = {i: stage.settings.interval_for(i) for i in ALL_INTEGRATIONS}
+        due: dict[Pair, float] = {
+            (user.user_id, i): scenario.start.timestamp()
+            for user in scenario.users
+            for i in ALL_INTEGRATIONS
+        }
+        for moment in scenario.steps():
+            stage.play_until(moment)
+            now = moment.timestamp()
+            for pair in sorted(p for p, at in due.items() if at <= now):
+                result = naive_poll(stage, *pair)
+                tally.add(pair, result, moment)
+                while due[pair] <= now:
+                    due[pair] += interval[pair[1]]
+        return _measured("naive", stage, tally, None, started)
+
+
+def naive_poll(stage: Stage, user_id: str, integration: Integration) -> Result:
+    """One naive poll: an incremental (or first full) sync, the token refreshed when needed."""
+    credentials = user_store.load_credentials(stage.db, user_id)
+    if credentials is None:
+        raise LookupError(f"user {user_id!r} has no credentials")
+    session = GoogleSession(
+        credentials, stage.settings, now=stage.clock.now, sleep=stage.clock.sleep
+    )
+    try:
+        NAIVE_ENGINES[integration](stage.db, session, user_id, full=False, now=stage.clock.now)
+        return Result.SUCCESS
+    except GoogleError:
+        return Result.FAILURE
+    finally:
+        if session.credentials_refreshed:
+            with transaction(stage.db) as tx:
+                user_store.save_access_token(
+                    tx, user_id, session.access_token, session.token_expiry
+                )
+        session.close()
+
+
+def _measured(
+    name: str, stage: Stage, tally: _Tally, claimed: dict | None, started: float
+) -> PolicyRun:
+    profiles = stage.scenario.profiles()
+    by_endpoint: Counter[str] = Counter()
+    by_profile: Counter[str] = Counter()
+    for (user_id, endpoint), count in stage.fake.counts().items():
+        by_endpoint[endpoint] += count
+        by_profile[profiles[user_id].value if user_id in profiles else "unattributed"] += count
+    claimed_by_profile: Counter[str] = Counter()
+    for user_id, saved in tally.saved.items():
+        claimed_by_profile[profiles[user_id].value] += saved
+    return PolicyRun(
+        policy=name,
+        api_calls=stage.fake.request_count(),
+        calls_by_endpoint=dict(sorted(by_endpoint.items())),
+        calls_by_profile=dict(sorted(by_profile.items())),
+        attempts={r.value: tally.attempts[r.value] for r in Result},
+        claimed=claimed,
+        claimed_by_profile=None if claimed is None else dict(sorted(claimed_by_profile.items())),
+        staleness=measure_staleness(stage.changes, tally.successes),
+        script_fingerprint=stage.script_fingerprint,
+        wall_seconds=round(time.perf_counter() - started, 2),
+    )
+
+
+def measure_staleness(
+    changes: Iterable[Change], successes: dict[Pair, list[datetime]]
+) -> dict[str, Staleness]:
+    """Per change, the time to the first successful sync of its pair at or after it."""
+    ages: dict[str, list[int]] = {i.cli_name: [] for i in ALL_INTEGRATIONS}
+    totals: Counter[str] = Counter()
+    for change in changes:
+        name = change.integration.cli_name
+        totals[name] += 1
+        times = successes.get((change.user_id, change.integration), [])
+        index = bisect.bisect_left(times, change.at)
+        if index < len(times):
+            ages[name].append(int((times[index] - change.at).total_seconds()))
+    ages["all"] = [age for name in list(ages) for age in ages[name]]
+    totals["all"] = sum(totals.values())
+    return {name: _staleness(totals[name], sorted(values)) for name, values in ages.items()}
+
+
+def _staleness(changes: int, ages: list[int]) -> Staleness:
+    return Staleness(
+        changes=changes,
+        mirrored=len(ages),
+        p50_seconds=nearest_rank(ages, 50),
+        p95_seconds=nearest_rank(ages, 95),
+        max_seconds=ages[-1] if ages else None,
+    )

@@ -1,0 +1,132 @@
+"""A stage for one simulated run: the fake Google and a fresh database, the fleet loaded into both,
+and the script played onto the fake as the virtual clock reaches each event."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import sqlite_utils
+
+from syncctl.config import Settings
+from syncctl.fakegoogle import FakeGoogle
+from syncctl.model import Integration
+from syncctl.simulation.clock import VirtualClock
+from syncctl.simulation.scenario import FAILING_STATUS, Action, Scenario
+from syncctl.store import open_database
+from syncctl.users import add_user, parse_credentials
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change made at Google: when, to whom, and which integration it concerns."""
+
+    at: datetime
+    user_id: str
+    integration: Integration
+
+
+@dataclass
+class Stage:
+    """The running fake, the database and the clock of one simulated run."""
+
+    scenario: Scenario
+    clock: VirtualClock
+    fake: FakeGoogle
+    settings: Settings
+    db: sqlite_utils.Database
+    changes: list[Change] = field(default_factory=list)
+    happenings: list[str] = field(default_factory=list)
+    _cursor: int = 0
+    _digest: Any = field(default_factory=hashlib.sha256)
+
+    def play_until(self, moment: datetime) -> list[str]:
+        """Apply every script event up to `moment`, each at its own virtual time; the clock ends
+        at `moment`. Returns notes on revocations and outages that happened."""
+        notes: list[str] = []
+        script = self.scenario.script
+        while self._cursor < len(script) and script[self._cursor].at <= moment:
+            event = script[self._cursor]
+            self._cursor += 1
+            self.clock.advance_to(event.at)
+            if event.action is Action.CHANGE:
+                for description in self.fake.random_changes(event.user_id, event.count):
+                    self._digest.update(f"{event.at.isoformat()} {description}\n".encode())
+                    self.changes.append(Change(event.at, event.user_id, _integration(description)))
+            elif event.action is Action.REVOKE:
+                self.fake.revoke(event.user_id)
+                notes.append(f"{event.at:%Y-%m-%d %H:%M} {event.user_id}'s grant revoked at Google")
+            elif event.action is Action.FAIL:
+                self.fake.set_always_fail(event.user_id, FAILING_STATUS)
+                notes.append(
+                    f"{event.at:%Y-%m-%d %H:%M} every Google request of {event.user_id} fails"
+                    f" with {FAILING_STATUS} from now on"
+                )
+        self.clock.advance_to(moment)
+        self.happenings.extend(notes)
+        return notes
+
+    @property
+    def script_fingerprint(self) -> str:
+        """A digest of every change made so far: equal across runs that made the same changes."""
+        return self._digest.hexdigest()[:16]
+
+
+def _integration(description: str) -> Integration:
+    # FakeGoogle.random_changes describes each change as "<verb> contact ..." or "<verb> event ...".
+    return Integration.CONTACTS if description.split()[1] == "contact" else Integration.CALENDAR
+
+
+@contextmanager
+def staged(scenario: Scenario, base: Settings, db_path: Path) -> Iterator[Stage]:
+    """Start the fake Google on the scenario's virtual clock, create the database at `db_path`
+    and add the fleet to both; stop and close everything on exit."""
+    clock = VirtualClock(scenario.start)
+    fake = FakeGoogle(clock=clock.now, seed=scenario.seed)
+    base_url = fake.start()
+    db: sqlite_utils.Database | None = None
+    try:
+        settings = replace(base, db_path=db_path, google_endpoint=base_url, webhook_url=None)
+        db = open_database(db_path)
+        for user in scenario.users:
+            credentials = fake.add_user(
+                user.user_id,
+                contacts=user.contacts,
+                groups=user.groups,
+                calendars=user.calendars,
+                events_per_calendar=user.events_per_calendar,
+            )
+            add_user(
+                db,
+                settings,
+                user.user_id,
+                parse_credentials(credentials),
+                now=clock.now(),
+                email=f"{user.user_id}@example.com",
+            )
+        yield Stage(scenario, clock, fake, settings, db)
+    finally:
+        if db is not None:
+            db.close()
+        fake.stop()
+
+
+@contextmanager
+def scratch_directory(prefix: str) -> Iterator[Path]:
+    """A private throwaway directory, in memory (/dev/shm) where there is one: simulated
+    databases are discarded, and fsyncs to a disk would only slow the run."""
+    shm = Path("/dev/shm")  # noqa: S108 (mkdtemp makes a private directory inside it)
+    where = str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=where))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
