@@ -125,12 +125,13 @@ def test_simulate_json_compares_every_policy_on_the_same_fleet(run):
     document = json.loads(result.stdout)
     names = [p["policy"] for p in document["policies"]]
     assert names[:2] == ["naive", "orchestrated"]
-    assert {"no_breaker", "no_adaptive", "no_token_gate"} <= set(names)
+    assert {"webhooks", "no_breaker", "no_adaptive", "no_token_gate"} <= set(names)
     assert len({p["script_fingerprint"] for p in document["policies"]}) == 1
-    assert {m["mechanism"] for m in document["mechanisms"]} >= {
+    assert {m["mechanism"] for m in document["mechanisms"]} == {
         "circuit_breaker",
         "adaptive_schedule",
         "token_health",
+        "webhook",
     }
     assert document["scenario"]["users"] == 4
     assert "simulate: naive:" in result.stderr
@@ -139,7 +140,7 @@ def test_simulate_json_compares_every_policy_on_the_same_fleet(run):
 def test_simulate_prints_its_tables(run):
     result = run("simulate", "--users", "4", "--days", "1", "--workers", "1")
     assert result.exit_code == 0
-    for title in ("API calls by policy", "Savings by user profile", "Savings by mechanism"):
+    for title in ("API calls by policy", "By user profile: naive -", "Savings by mechanism"):
         assert title in result.stdout
     assert "Staleness: change at Google" in result.stdout
     assert "the report claimed" in result.stdout

@@ -113,7 +113,14 @@ def run_policy(policy: Policy, scenario: Scenario, base: Settings, workdir: Path
         return run_naive(scenario, base, db_path)
     settings = replace(base, **policy.overrides)
     hook = forget_revocations if policy.ablates is SavedBy.TOKEN_HEALTH else None
-    return run_orchestrated(scenario, settings, db_path, name=policy.name, before_step=hook)
+    return run_orchestrated(
+        scenario,
+        settings,
+        db_path,
+        name=policy.name,
+        before_step=hook,
+        webhooks=policy.name == WEBHOOKS.name,
+    )
 
 
 def webhooks_unavailable() -> str | None:
@@ -124,8 +131,7 @@ def webhooks_unavailable() -> str | None:
         return "syncctl.webhooks is not part of this build"
     if not hasattr(webhooks, "make_server"):
         return "syncctl.webhooks has no receiver (make_server)"
-    # The orchestrator must open watch channels when SYNCCTL_WEBHOOK_URL is set.
-    return "the orchestrator does not open calendar watch channels yet"
+    return None
 
 
 def simulate(
@@ -193,6 +199,7 @@ def compare(
 ) -> dict:
     """The comparison as plain data: per policy, per mechanism, and the report's claims."""
     by_name = {run.policy: run for run in runs}
+    by_policy = {policy.name: policy for policy in policies}
     naive = by_name[NAIVE.name].api_calls
     orchestrated = by_name[ORCHESTRATED.name]
     claimed = orchestrated.claimed or {"saved": 0, "saved_by": {}}
@@ -204,27 +211,19 @@ def compare(
         mechanisms.append(
             _mechanism(policy.ablates, f"{policy.name} - orchestrated", measured, claimed)
         )
+    measured_by_ablation = sum(m["measured"] for m in mechanisms)
     if WEBHOOKS.name in by_name:
         webhooks = by_name[WEBHOOKS.name]
         measured = orchestrated.api_calls - webhooks.api_calls
         mechanisms.append(
             _mechanism(SavedBy.WEBHOOK, "orchestrated - webhooks", measured, webhooks.claimed)
         )
-    naive_profiles = by_name[NAIVE.name].calls_by_profile
-    claimed_profiles = orchestrated.claimed_by_profile or {}
-    profiles = [
-        {
-            "profile": name,
-            "naive_calls": naive_profiles.get(name, 0),
-            "orchestrated_calls": orchestrated.calls_by_profile.get(name, 0),
-            "measured_saved": naive_profiles.get(name, 0)
-            - orchestrated.calls_by_profile.get(name, 0),
-            "claimed": claimed_profiles.get(name, 0),
-        }
-        for name in sorted(set(naive_profiles) | set(orchestrated.calls_by_profile))
-    ]
-    for row in profiles:
-        row["claimed_minus_measured"] = row["claimed"] - row["measured_saved"]
+    naive_run = by_name[NAIVE.name]
+    profiles = {
+        run.policy: _profile_rows(naive_run, run)
+        for run in runs
+        if run.claimed_by_profile is not None and by_policy[run.policy].ablates is None
+    }
     return {
         "scenario": scenario.summary(),
         "policies": [_policy_figures(policy, by_name[policy.name], naive) for policy in policies],
@@ -236,9 +235,44 @@ def compare(
             "orchestrated_calls": orchestrated.api_calls,
             "measured_saved": naive - orchestrated.api_calls,
             "claimed_saved": claimed["saved"],
-            "measured_by_ablation": sum(m["measured"] for m in mechanisms),
+            "measured_by_ablation": measured_by_ablation,
+            **_webhook_totals(by_name.get(WEBHOOKS.name), naive),
         },
     }
+
+
+def _webhook_totals(run: PolicyRun | None, naive: int) -> dict:
+    if run is None:
+        return {
+            "webhooks_calls": None,
+            "webhooks_measured_saved": None,
+            "webhooks_claimed_saved": None,
+        }
+    claimed = run.claimed or {"saved": 0}
+    return {
+        "webhooks_calls": run.api_calls,
+        "webhooks_measured_saved": naive - run.api_calls,
+        "webhooks_claimed_saved": claimed["saved"],
+    }
+
+
+def _profile_rows(naive: PolicyRun, run: PolicyRun) -> list[dict]:
+    """Per user profile: naive calls, the policy's calls, the difference, what was claimed."""
+    claimed = run.claimed_by_profile or {}
+    rows = []
+    for name in sorted(set(naive.calls_by_profile) | set(run.calls_by_profile)):
+        measured = naive.calls_by_profile.get(name, 0) - run.calls_by_profile.get(name, 0)
+        rows.append(
+            {
+                "profile": name,
+                "naive_calls": naive.calls_by_profile.get(name, 0),
+                "policy_calls": run.calls_by_profile.get(name, 0),
+                "measured_saved": measured,
+                "claimed": claimed.get(name, 0),
+                "claimed_minus_measured": claimed.get(name, 0) - measured,
+            }
+        )
+    return rows
 
 
 def _mechanism(mechanism: SavedBy, method: str, measured: int, claimed: dict | None) -> dict:

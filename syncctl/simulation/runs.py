@@ -4,10 +4,12 @@ report claimed, and how long each change at Google took to reach SQLite."""
 from __future__ import annotations
 
 import bisect
+import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -23,9 +25,11 @@ from syncctl.simulation.scenario import Scenario
 from syncctl.simulation.stage import Change, Stage, staged
 from syncctl.store import transaction
 from syncctl.store import users as user_store
+from syncctl.webhooks import make_server
 
 StepHook = Callable[[Stage], None]
 StepReport = Callable[[datetime, RunSummary, list[str]], None]
+NOTIFY_TIMEOUT_SECONDS = 10.0
 NAIVE_ENGINES = {Integration.CONTACTS: sync_contacts, Integration.CALENDAR: sync_calendar}
 Pair = tuple[str, Integration]
 
@@ -95,11 +99,13 @@ def run_orchestrated(
     before_step: StepHook | None = None,
     on_step: StepReport | None = None,
     concurrency: int = 1,
+    webhooks: bool = False,
 ) -> PolicyRun:
-    """Replay the scenario with `run_due` at every step, as cron would run `syncctl run-due`."""
+    """Replay the scenario with `run_due` at every step, as cron would run `syncctl run-due`;
+    with `webhooks`, a receiver runs beside it and calendar watch channels are kept open."""
     started = time.perf_counter()
     tally = _Tally()
-    with staged(scenario, base, db_path) as stage:
+    with staged(scenario, base, db_path) as stage, _receiver(stage, enabled=webhooks):
         runner = Orchestrator(stage.settings, clock=stage.clock.now, sleep=stage.clock.sleep)
         try:
             for moment in scenario.steps():
@@ -109,10 +115,8 @@ def run_orchestrated(
                 summary = runner.run_due(concurrency=concurrency)
                 if summary is None:
                     raise RuntimeError(f"another run-due holds {db_path}")
-                if summary.attempts:
-                    # Each run_due's pool threads keep their connections until close(): a long
-                    # run would otherwise hold thousands of them.
-                    runner.close()
+                if stage.after_change is not None:
+                    stage.after_change()  # the `sync` message of each channel just opened
                 for record in summary.attempts:
                     pair = (record.user_id, record.integration_type)
                     tally.add(pair, record.result, moment, record.api_calls_saved)
@@ -122,6 +126,40 @@ def run_orchestrated(
             runner.close()
         report = build_report(stage.db, now=scenario.end, since=scenario.end - scenario.start)
         return _measured(name, stage, tally, report["api_calls"]["total"], started)
+
+
+@contextmanager
+def _receiver(stage: Stage, *, enabled: bool) -> Iterator[None]:
+    """With `enabled`, serve the webhook receiver on loopback on the stage's clock, point
+    SYNCCTL_WEBHOOK_URL at it, and deliver each change's pushes before the clock moves on."""
+    if not enabled:
+        yield
+        return
+    server = make_server(
+        stage.settings.db_path, "127.0.0.1", 0, clock=stage.clock.now, log_line=_quiet
+    )
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
+    thread.start()
+    stage.settings = replace(stage.settings, webhook_url=f"{server.url}/")
+
+    def deliver() -> None:
+        if not stage.fake.flush_notifications(timeout=NOTIFY_TIMEOUT_SECONDS):
+            raise RuntimeError("the fake Google could not deliver its webhook notifications")
+
+    stage.after_change = deliver
+    try:
+        yield
+    finally:
+        stage.after_change = None
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def _quiet(line: str) -> None:
+    del line  # the receiver's one line per notification would flood a simulated week
 
 
 def run_naive(scenario: Scenario, base: Settings, db_path: Path) -> PolicyRun:

@@ -7,7 +7,7 @@ import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -44,6 +44,8 @@ class Stage:
     settings: Settings
     db: sqlite_utils.Database
     changes: list[Change] = field(default_factory=list)
+    # Called after each change, before the clock moves on (e.g. to deliver webhook pushes).
+    after_change: Callable[[], None] | None = None
     happenings: list[str] = field(default_factory=list)
     _cursor: int = 0
     _digest: Any = field(default_factory=hashlib.sha256)
@@ -61,6 +63,8 @@ class Stage:
                 for description in self.fake.random_changes(event.user_id, event.count):
                     self._digest.update(f"{event.at.isoformat()} {description}\n".encode())
                     self.changes.append(Change(event.at, event.user_id, _integration(description)))
+                if self.after_change is not None:
+                    self.after_change()
             elif event.action is Action.REVOKE:
                 self.fake.revoke(event.user_id)
                 notes.append(f"{event.at:%Y-%m-%d %H:%M} {event.user_id}'s grant revoked at Google")
