@@ -145,8 +145,9 @@ def _print_comparison(result: dict) -> None:
             (m["mechanism"], m["measured"], m["claimed"], m["claimed_minus_measured"])
             for m in result["mechanisms"]
         ],
-        caption="measured: calls with the mechanism switched off minus calls with it (webhook:"
-        " orchestrated minus webhooks); claimed: the report's figure for that mechanism",
+        caption="measured: calls with the mechanism switched off minus calls with it; claimed:"
+        " the orchestrated report's saved_by figure (webhook: calls of orchestrated minus"
+        " webhooks, and the rise of the report's total claim when webhooks are on)",
     )
     _output.print_figures(
         "Staleness: change at Google -> in SQLite (p50 / p95)",

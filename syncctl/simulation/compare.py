@@ -6,28 +6,36 @@ Method.
   database, with a virtual clock shared by the fake and the sync code. `run-due` runs at every
   step (cron's cadence, default 30 minutes) with one worker, so a seed reproduces the figures.
   Each run checks that it made exactly the same changes (`script_fingerprint`).
-- API calls are what the fake Google counted: every HTTP request, token refreshes and retries
-  included. Nothing is estimated on this side.
+- API calls are what the fake Google counted: every HTTP request, token refreshes, retries,
+  watch and stop calls included. Nothing is estimated on this side.
 - `naive` is the counterfactual of SPEC 3.4: every pair synced at its default interval on a fixed
-  grid through the engines, with no token gate, breaker, back-off or webhooks. Measured savings
-  of a policy are naive calls minus its calls.
-- Savings per mechanism are measured by ablation: the orchestrated run is repeated with one
+  grid through the engines, with no token gate, breaker, back-off or webhooks. A policy's
+  measured saving is naive calls minus its calls, in total and per user profile (a profile is
+  shaped by one mechanism: quiet, occasional and busy users by the adaptive schedule, the
+  revoked user by the token gate, the failing user by the breaker).
+- Savings per mechanism are also measured by ablation: the orchestrated run is repeated with one
   mechanism switched off and the mechanism is credited with (calls without it) - (calls with
   it). Switched off: `circuit_breaker` with a failure threshold no run reaches;
   `adaptive_schedule` with a no-change threshold no run reaches (every interval stays at its
-  default); `token_health` by forgetting every `revoked` verdict before each run-due, so each due
-  slot of a revoked pair probes the grant again, as a poller without the gate would; `webhook`
-  as orchestrated minus orchestrated-with-webhooks. Ablations answer "what would this fleet cost
+  default, which makes healthy pairs poll exactly on the naive grid); `token_health` by
+  forgetting every `revoked` verdict before each run-due, so each due slot of a revoked pair
+  probes the grant again, as a poller without the gate would. `webhook` is orchestrated minus
+  orchestrated-with-webhooks (a loopback receiver on the same virtual clock; each change's
+  push is delivered before the clock moves on). Ablations answer "what would this fleet cost
   without this one mechanism"; they need not add up to naive minus orchestrated, because the
-  mechanisms interact and because the orchestrator differs from naive polling in ways that are
-  no mechanism (a failing pair stays due and is retried at every run-due until its breaker opens,
-  and again at every half-open trial, where a naive poller waits its whole interval).
+  mechanisms interact and because the orchestrator differs from naive polling in a way that is
+  no mechanism: a failing pair stays due and is retried at every run-due until its breaker
+  opens, then once an hour (SPEC 3), where a naive poller waits its whole interval.
 - What the report claimed is `syncctl report`'s own figure for the run: the sum of
-  `sync_metrics.api_calls_saved` by `saved_by` (SPEC 3.4, method in `syncctl.policy.savings`).
-  The simulator prints it beside the measurements so the estimate can be checked.
+  `sync_metrics.api_calls_saved`, by `saved_by` (estimation method in `syncctl.policy.savings`),
+  and per profile the same sum over the profile's users. Per mechanism it is set beside the
+  ablation; for `webhook` beside the rise of the total claim when webhooks are switched on (the
+  webhooks run credits to `webhook` whole stretches the orchestrated run credits partly to
+  `adaptive_schedule`).
 - Staleness is, per change made at the fake, the virtual time from the change to the first
   successful sync of its (user, integration) at or after it (nearest-rank p50/p95). Changes that
-  no sync picked up before the end (a revoked or failing user's) are counted, not timed.
+  no sync picked up before the end (a revoked or failing user's, and the latest ones) are
+  counted, not timed.
 """
 
 from __future__ import annotations
@@ -208,15 +216,31 @@ def compare(
         if policy.ablates is None:
             continue
         measured = by_name[policy.name].api_calls - orchestrated.api_calls
+        claim = claimed["saved_by"].get(policy.ablates.value, 0)
         mechanisms.append(
-            _mechanism(policy.ablates, f"{policy.name} - orchestrated", measured, claimed)
+            _mechanism(
+                policy.ablates,
+                f"{policy.name} - orchestrated",
+                measured,
+                f"orchestrated saved_by {policy.ablates.value}",
+                claim,
+            )
         )
     measured_by_ablation = sum(m["measured"] for m in mechanisms)
     if WEBHOOKS.name in by_name:
         webhooks = by_name[WEBHOOKS.name]
         measured = orchestrated.api_calls - webhooks.api_calls
+        # The webhooks run credits `webhook` with whole stretches the orchestrated run credits
+        # partly to `adaptive_schedule`: what webhooks add is the rise of the total claim.
+        claim = (webhooks.claimed or {"saved": 0})["saved"] - claimed["saved"]
         mechanisms.append(
-            _mechanism(SavedBy.WEBHOOK, "orchestrated - webhooks", measured, webhooks.claimed)
+            _mechanism(
+                SavedBy.WEBHOOK,
+                "orchestrated - webhooks",
+                measured,
+                "webhooks claimed - orchestrated claimed",
+                claim,
+            )
         )
     naive_run = by_name[NAIVE.name]
     profiles = {
@@ -275,14 +299,16 @@ def _profile_rows(naive: PolicyRun, run: PolicyRun) -> list[dict]:
     return rows
 
 
-def _mechanism(mechanism: SavedBy, method: str, measured: int, claimed: dict | None) -> dict:
-    claim = (claimed or {}).get("saved_by", {}).get(mechanism.value, 0)
+def _mechanism(
+    mechanism: SavedBy, measured_by: str, measured: int, claimed_by: str, claimed: int
+) -> dict:
     return {
         "mechanism": mechanism.value,
-        "measured_by": method,
+        "measured_by": measured_by,
         "measured": measured,
-        "claimed": claim,
-        "claimed_minus_measured": claim - measured,
+        "claimed_by": claimed_by,
+        "claimed": claimed,
+        "claimed_minus_measured": claimed - measured,
     }
 
 
