@@ -36,6 +36,10 @@ def parse_integrations(text: str, *, allow_all: bool = True) -> tuple[Integratio
     return tuple(chosen)
 
 
+# The `notifications.kind` of the notice that a user must reconnect (grant revoked).
+RECONNECT_NOTICE = "reconnect_required"
+
+
 class SyncType(StrEnum):
     FULL = "full"
     INCREMENTAL = "incremental"

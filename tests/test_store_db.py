@@ -60,3 +60,32 @@ def test_newer_schema_is_refused(tmp_path):
     conn.close()
     with pytest.raises(DatabaseError, match="newer"):
         open_database(path)
+
+
+def test_version_1_database_migrates_forward_in_place(tmp_path):
+    # GIVEN a database made by schema version 1 with an attempt already recorded
+    from syncctl.store.db import APPLICATION_ID, MIGRATIONS, _statements
+
+    path = tmp_path / "v1.db"
+    conn = sqlite3.connect(path)
+    for statement in _statements(MIGRATIONS[0]):
+        conn.execute(statement)
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    conn.execute("PRAGMA user_version = 1")
+    conn.execute(
+        "INSERT INTO sync_metrics (user_id, integration_type, trigger, result, api_calls_made,"
+        " created_at) VALUES ('u1', 'google_calendar', 'scheduled', 'success', 4,"
+        " '2026-11-29T05:00:00+00:00')"
+    )
+    conn.commit()
+    conn.close()
+
+    # WHEN the current syncctl opens it
+    db = open_database(path)
+
+    # THEN it is at the current version, the old row is kept and the rollup covers it
+    assert schema_version(db) == SCHEMA_VERSION
+    assert db.conn.execute("SELECT api_calls_made FROM sync_metrics").fetchall() == [(4,)]
+    assert db.conn.execute(
+        "SELECT hour, attempts, api_calls_made FROM sync_metrics_hourly"
+    ).fetchall() == [("2026-11-29T05", 1, 4)]

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import sqlite_utils
 
+from syncctl.store.report_queries import ROLLUP_MIGRATION
+
 APPLICATION_ID = 0x53594E43  # "SYNC": marks a file as a syncctl database
 BUSY_TIMEOUT_MS = 30_000
 
@@ -183,7 +185,8 @@ SCHEMA_V1 = """
 
 
 # Forward-only migrations: MIGRATIONS[n] is the SQL that takes version n to n + 1.
-MIGRATIONS: list[str] = [SCHEMA_V1]
+# v2: the hourly rollup of sync_metrics that keeps `syncctl report` fast over a year of rows.
+MIGRATIONS: list[str] = [SCHEMA_V1, ROLLUP_MIGRATION]
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -266,11 +269,22 @@ def _migrate(conn: sqlite3.Connection) -> None:
         # Re-read under the write lock: a concurrent process may have migrated meanwhile.
         version = conn.execute("PRAGMA user_version").fetchone()[0]
         for script in MIGRATIONS[version:]:
-            for statement in script.split(";"):
-                if statement.strip():
-                    conn.execute(statement)
+            for statement in _statements(script):
+                conn.execute(statement)
         conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _statements(script: str) -> Iterator[str]:
+    """Split a script into whole statements (trigger bodies contain semicolons)."""
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            yield pending
+            pending = ""
+    if pending.strip():
+        raise ValueError(f"incomplete SQL statement in a migration: {pending[:60]!r}")
 
 
 @contextmanager

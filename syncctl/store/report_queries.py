@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from syncctl.clock import from_iso, to_iso
+from syncctl.model import RECONNECT_NOTICE
 
-RECONNECT_NOTICE = "reconnect_required"
 HOUR = timedelta(hours=1)
 ROLLUP_TABLE = "sync_metrics_hourly"
 _ROLLUP_KEY = (
@@ -49,9 +49,8 @@ ROLLUP_BACKFILL = (
     " sum(api_calls_made), sum(api_calls_saved), sum(full_resync), sum(items_processed)"
     " FROM sync_metrics GROUP BY 1, 2, 3, 4, 5, 6, 7;"
 )
-# Proposed schema migration (the schema owner appends it to store.db.MIGRATIONS; its runner
-# must split statements with sqlite3.complete_statement, since trigger bodies contain ";").
-# Triggers keep the rollup exact whoever writes sync_metrics; the last statement backfills.
+# Schema migration v2 (store.db.MIGRATIONS). Triggers keep the rollup exact whoever writes
+# sync_metrics; the last statement backfills the rows a v1 database already had.
 ROLLUP_MIGRATION = f"""
 CREATE TABLE {ROLLUP_TABLE} (
     hour TEXT NOT NULL,

@@ -11,10 +11,9 @@ from datetime import datetime
 import sqlite_utils
 
 from syncctl.clock import to_iso
-from syncctl.model import ALL_INTEGRATIONS, Integration, UserCredentials
+from syncctl.model import ALL_INTEGRATIONS, RECONNECT_NOTICE, Integration, UserCredentials
 from syncctl.store.db import transaction
 
-RECONNECT_NOTICE = "reconnect_required"
 # The synced-data tables that `user remove --purge` empties for a user.
 USER_DATA_TABLES = ("contacts", "contact_groups", "calendars", "calendar_events", "sync_tokens")
 # The per-(user, integration) state that disappears with the user or the integration.
