@@ -31,6 +31,7 @@ from syncctl.engines.contacts import sync_contacts
 from syncctl.google.errors import AuthError, GoogleError, UnexpectedResponse
 from syncctl.google.session import GoogleSession
 from syncctl.model import (
+    RECONNECT_NOTICE,
     ErrorClass,
     Integration,
     Result,
@@ -56,7 +57,6 @@ ENGINES: dict[Integration, Engine] = {
     Integration.CONTACTS: sync_contacts,
     Integration.CALENDAR: sync_calendar,
 }
-RECONNECT_NOTICE = user_store.RECONNECT_NOTICE
 CONSUMING_OUTCOMES = {
     Outcome.CHANGED,
     Outcome.UNCHANGED,
