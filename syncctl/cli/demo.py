@@ -74,10 +74,10 @@ def simulate_command(
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:
-    """Replay one fleet under naive polling, the orchestrator and its ablations; compare calls,
-    savings per mechanism (measured and as the report claimed) and staleness.
+    """Replay one fleet under naive polling, the orchestrator (with and without webhooks) and its
+    ablations; compare API calls, savings measured and as the report claimed, and staleness.
 
-    Example: syncctl simulate --users 20 --days 14 --seed 7
+    Example: syncctl simulate --days 14 --seed 7 --json > simulation.json
     """
     step_seconds = int(parse_duration(step).total_seconds())
     scenario = compare.simulation_scenario(
