@@ -266,7 +266,7 @@ def receive_notification(
         return Receipt(403, "wrong channel token", channel_id, state, row.user_id, row.calendar_id)
     with transaction(db) as tx:
         changed = channel_store.make_calendar_due(tx, row.user_id, now=now)
-    reason = "calendar sync due now" if changed else "user has no calendar schedule; ignored"
+    reason = "calendar sync due now" if changed else "calendar not scheduled or revoked; ignored"
     return Receipt(200, reason, channel_id, state, row.user_id, row.calendar_id)
 
 

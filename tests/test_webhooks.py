@@ -259,6 +259,16 @@ def test_a_valid_notification_for_a_user_without_calendar_schedule_is_acknowledg
     assert db.conn.execute("SELECT count(*) FROM sync_schedule").fetchone() == (0,)
 
 
+def test_a_notification_for_a_revoked_calendar_is_acknowledged_and_changes_nothing(db, clock):
+    enroll(db, clock)
+    store_channel(db, clock)
+    db.conn.execute("UPDATE token_health SET status = 'revoked' WHERE user_id = ?", [USER])
+    before = calendar_schedule(db)
+
+    assert handle_notification(db, notification("chan-1"), now=clock()) == 200
+    assert calendar_schedule(db) == before
+
+
 def test_one_log_line_per_notification_and_never_the_token(db, clock, receiver, log_lines):
     enroll(db, clock)
     store_channel(db, clock)

@@ -212,4 +212,4 @@ def _table_width(widths: Sequence[int]) -> int:
 
 
 def _is_figure(text: str) -> bool:
-    return text == "-" or text.rstrip("%").replace(".", "", 1).isdigit()
+    return text == "-" or text.rstrip("%").removeprefix("-").replace(".", "", 1).isdigit()

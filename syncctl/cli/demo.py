@@ -9,7 +9,7 @@ import typer
 
 from syncctl.cli import _output
 from syncctl.cli._context import app_state
-from syncctl.cli.report import _print_tables as print_report_tables
+from syncctl.cli.report import print_report_tables
 from syncctl.clock import utcnow
 from syncctl.config import Env
 from syncctl.report import parse_duration

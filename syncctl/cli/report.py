@@ -63,7 +63,7 @@ def report_command(
     elif chosen == "prometheus":
         _output.print_text(report_render.render_prometheus(report))
     else:
-        _print_tables(report)
+        print_report_tables(report)
 
 
 def _choose_format(name: str, json_output: bool) -> str:
@@ -74,7 +74,7 @@ def _choose_format(name: str, json_output: bool) -> str:
     return "json" if json_output else name
 
 
-def _print_tables(report: dict) -> None:
+def print_report_tables(report: dict) -> None:
     _output.say(report_render.headline(report))
     for section in report_render.sections(report):
         if section.rows:
