@@ -220,6 +220,8 @@ def test_a_revoked_grant_is_gated_until_syncctl_user_add_reconnects_it(cli: Cli)
     skipped = cli("sync", "--user", "ann", code=4)  # discovers the revocation
 
     assert skipped.stdout.count("invalid_token") == 2
+    assert "skipped: ann contacts: invalid_token, " in skipped.stderr
+    assert "syncctl user add ann --credentials FILE" in skipped.stderr
     assert cli.sql("SELECT status FROM token_health WHERE user_id = 'ann'") == [
         ("revoked",),
         ("revoked",),
@@ -287,6 +289,8 @@ def test_sync_exits_0_on_success_1_on_failure_and_4_with_the_reason_when_skipped
 
     skipped = cli("sync", "--user", "ann", code=4)
     assert "circuit_open" in skipped.stdout
+    assert "skipped: ann calendar: circuit_open, " in skipped.stderr
+    assert "syncctl breaker reset --user ann" in skipped.stderr
     as_json = cli("sync", "--user", "ann", "--json", code=4).json()
     assert as_json["attempts"][0]["skip_reason"] == "circuit_open"
 
@@ -435,24 +439,29 @@ def test_dry_run_changes_nothing_and_says_why_each_pair_would_run_or_be_skipped(
 
 def test_breaker_list_shows_an_open_breaker_and_reset_closes_it(cli: Cli):
     cli.new_user("ann", None)
+    cli.new_user("bob")
     cli.fake.set_always_fail("ann", 503)
     runner = cli.orchestrator()
     for _ in range(3):
         runner.attempt("ann", Integration.CALENDAR, Trigger.MANUAL)
     runner.close()
 
-    listed = cli("breaker", "list", "--json").json()["breakers"]
-    state = {r["integration_type"]: (r["state"], r["failure_count"]) for r in listed}
-    assert state == {"google_calendar": ("open", 3), "google_contacts": ("closed", 0)}
-    assert "open" in cli("breaker", "list").stdout
+    listed = cli("breaker", "list", "--json").json()
+    rows = [(r["user_id"], r["integration_type"], r["state"]) for r in listed["breakers"]]
+    assert rows == [("ann", "google_calendar", "open")]
+    assert listed["breakers"][0]["failure_count"] == 3
+    assert listed["closed_without_failures_not_listed"] == 2
+    table = cli("breaker", "list").stdout
+    assert "open" in table and "2 closed without failures not listed" in table
 
     cli.fake.heal("ann")
     reset = cli("breaker", "reset", "--user", "ann", "--integration", "calendar")
     assert "closed 1 breaker(s) of ann" in reset.stdout
-    after = cli("breaker", "list", "--json").json()["breakers"]
-    assert {(r["state"], r["failure_count"], r["next_retry_at"]) for r in after} == {
-        ("closed", 0, None)
-    }
+    every = cli("breaker", "list", "--all", "--json").json()
+    rows = [(r["user_id"], r["state"], r["failure_count"]) for r in every["breakers"]]
+    assert rows == [("ann", "closed", 0), ("ann", "closed", 0), ("bob", "closed", 0)]
+    assert {r["next_retry_at"] for r in every["breakers"]} == {None}
+    assert every["closed_without_failures_not_listed"] == 0
     cli("sync", "--user", "ann", "--integration", "calendar")
 
 

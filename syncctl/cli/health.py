@@ -69,14 +69,23 @@ breaker_app = typer.Typer(help="Circuit breakers per user and integration.", no_
 
 
 @breaker_app.command("list")
-def breaker_list(ctx: typer.Context, json_output: JsonOption = False) -> None:
-    """List breaker states.
+def breaker_list(
+    ctx: typer.Context,
+    show_all: Annotated[
+        bool, typer.Option("--all", help="Also list closed breakers with no failures.")
+    ] = False,
+    json_output: JsonOption = False,
+) -> None:
+    """List breakers that are open, half-open or counting failures (all of them with --all).
 
     Example: syncctl breaker list --json
     """
-    rows = state_store.list_breakers(app_state(ctx).db.conn)
+    conn = app_state(ctx).db.conn
+    rows = state_store.list_breakers(conn, active_only=not show_all)
+    # A fleet has a breaker per user and integration; the quiet ones are only counted.
+    quiet = 0 if show_all else state_store.count_quiet_breakers(conn)
     if json_output:
-        _output.print_json({"breakers": rows})
+        _output.print_json({"breakers": rows, "closed_without_failures_not_listed": quiet})
         return
     _output.print_table(
         "Circuit breakers",
@@ -93,6 +102,7 @@ def breaker_list(ctx: typer.Context, json_output: JsonOption = False) -> None:
             )
             for r in rows
         ],
+        caption=f"{quiet} closed without failures not listed (--all lists them)" if quiet else None,
     )
 
 

@@ -9,12 +9,18 @@ import typer
 from syncctl import users
 from syncctl.cli import _output
 from syncctl.cli._context import app_state
-from syncctl.model import Result, Trigger, parse_integrations
+from syncctl.model import Result, SkipReason, Trigger, parse_integrations
 from syncctl.orchestrator import orchestrator
 from syncctl.store import users as user_store
 
 EXIT_FAILURE = 1
 EXIT_SKIPPED = 4
+SKIP_HINTS = {
+    SkipReason.INVALID_TOKEN: "invalid_token, the Google grant is revoked; reconnect with"
+    " `syncctl user add {user} --credentials FILE`",
+    SkipReason.CIRCUIT_OPEN: "circuit_open, the breaker opened after repeated failures; it"
+    " lets one trial through after an hour, or run `syncctl breaker reset --user {user}`",
+}
 
 
 def run_due_command(
@@ -86,6 +92,10 @@ def sync_command(
     with orchestrator(state.settings) as runner:
         records = [runner.attempt(user, i, Trigger.MANUAL, full=full) for i in chosen]
     _output.render_attempts(records, json_output=json_output, title=f"sync {user}")
+    for record in records:
+        if record.skip_reason is not None:
+            hint = SKIP_HINTS[record.skip_reason].format(user=user)
+            _output.note(f"skipped: {user} {record.integration_type.cli_name}: {hint}")
     if any(r.result == Result.FAILURE for r in records):
         raise typer.Exit(EXIT_FAILURE)
     if any(r.result == Result.SKIPPED for r in records):

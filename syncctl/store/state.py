@@ -149,12 +149,17 @@ def save_breaker(
     )
 
 
-def list_breakers(conn: sqlite3.Connection) -> list[dict]:
-    """Every stored breaker, by user and integration."""
+# A breaker worth an operator's look: not closed, or closed with failures counting up.
+_ACTIVE_BREAKER = "(state != 'closed' OR failure_count > 0)"
+
+
+def list_breakers(conn: sqlite3.Connection, *, active_only: bool = False) -> list[dict]:
+    """Stored breakers by user and integration: every one, or only the active ones."""
+    where = f" WHERE {_ACTIVE_BREAKER}" if active_only else ""
     rows = conn.execute(
         "SELECT user_id, integration_type, state, failure_count, last_failure_at,"
         " last_failure_reason, opened_at, next_retry_at FROM circuit_breaker_state"
-        " ORDER BY user_id, integration_type"
+        f"{where} ORDER BY user_id, integration_type"
     ).fetchall()
     keys = (
         "user_id",
@@ -167,6 +172,14 @@ def list_breakers(conn: sqlite3.Connection) -> list[dict]:
         "next_retry_at",
     )
     return [dict(zip(keys, row, strict=True)) for row in rows]
+
+
+def count_quiet_breakers(conn: sqlite3.Connection) -> int:
+    """How many breakers are closed with no failure counted."""
+    row = conn.execute(
+        f"SELECT count(*) FROM circuit_breaker_state WHERE NOT {_ACTIVE_BREAKER}"
+    ).fetchone()
+    return int(row[0])
 
 
 def load_schedule(
