@@ -644,3 +644,42 @@ def dump_tables(db_path: Path) -> dict[str, list[tuple]]:
         return dump
     finally:
         conn.close()
+
+
+# -- auth errors other than invalid_grant ----------------------------------------------------
+
+
+def test_a_missing_scope_revokes_only_that_integration_and_never_counts_for_the_breaker(world):
+    world.add_user(
+        "ann", (CONTACTS, CALENDAR), scopes=["https://www.googleapis.com/auth/contacts.readonly"]
+    )
+
+    attempts = world.run_due()
+
+    assert outcomes(attempts) == [("calendar", "failure", None), ("contacts", "success", None)]
+    assert [a.error_class for a in attempts if a.integration_type is CALENDAR] == ["auth"]
+    assert world.rows("SELECT integration_type, status FROM token_health ORDER BY 1") == [
+        ("google_calendar", "revoked"),
+        ("google_contacts", "valid"),
+    ]
+    assert world.rows("SELECT count(*) FROM notifications") == [(1,)]
+    assert (world.breaker("ann")["state"], world.breaker("ann")["failure_count"]) == ("closed", 0)
+    world.move_to_next_sync("ann")
+    before = world.fake.request_count(user_id="ann")
+    assert outcomes(world.run_due()) == [("calendar", "skipped", "invalid_token")]
+    assert world.fake.request_count(user_id="ann") == before
+
+
+def test_a_401_that_a_refresh_cannot_cure_is_an_auth_failure_not_a_breaker_failure(world):
+    world.add_user("ann")
+    world.run_due()
+    world.move_to_next_sync("ann")
+    world.fake.fail_next(401, count=10, user_id="ann")
+
+    (attempt,) = world.run_due()
+
+    assert (attempt.result, attempt.error_class) == (Result.FAILURE, "auth")
+    assert world.rows("SELECT status FROM token_health") == [("revoked",)]
+    assert world.breaker("ann")["failure_count"] == 0
+    # Like a revoked grant, the pair moves on by its interval rather than staying due.
+    assert world.schedule("ann")["next_sync_at"] == to_iso(world.clock() + 4 * HOUR)
