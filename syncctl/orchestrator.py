@@ -32,6 +32,7 @@ from syncctl.google.errors import AuthError, GoogleError, UnexpectedResponse
 from syncctl.google.session import GoogleSession
 from syncctl.model import (
     RECONNECT_NOTICE,
+    BreakerState,
     ErrorClass,
     Integration,
     Result,
@@ -204,7 +205,12 @@ class Orchestrator:
         credentials = user_store.load_credentials(db, user_id)
         if credentials is None:
             raise LookupError(f"user {user_id!r} has no credentials")
-        session = GoogleSession(credentials, self.settings, now=self.clock, sleep=self.sleep)
+        # A half-open trial is one probe of a service that kept failing: no retries, so an
+        # open breaker costs one request an hour rather than a full retry burst.
+        settings = (
+            replace(self.settings, retry_max_attempts=1) if admission.trial else self.settings
+        )
+        session = GoogleSession(credentials, settings, now=self.clock, sleep=self.sleep)
         try:
             verdict = self._run_session(db, session, user_id, integration, full=full)
             return self._finish(
@@ -272,6 +278,7 @@ class Orchestrator:
         calls_made = session.calls_made if session else 0
         schedule = state_store.load_schedule(conn, user_id, integration)
         ending = verdict.ending
+        trial = breaker is not None and breaker.state == BreakerState.HALF_OPEN
         saved = savings.estimate_saved(
             ending,
             integration=integration,
@@ -284,6 +291,7 @@ class Orchestrator:
             ),
             recent_calls_per_failure=average_calls(conn, user_id, integration, Result.FAILURE),
             calls_made=calls_made,
+            breaker_trial=trial,
         )
         outcome = verdict.outcome
         record = AttemptRecord(
@@ -300,6 +308,7 @@ class Orchestrator:
             items_updated=outcome.updated if outcome else 0,
             items_deleted=outcome.deleted if outcome else 0,
             full_resync=bool(outcome and outcome.full_resync),
+            breaker_trial=trial,
             api_calls_made=calls_made,
             api_calls_saved=saved.calls,
             saved_by=saved.saved_by,

@@ -215,6 +215,32 @@ def test_circuit_open_skip_saves_the_failing_attempt(
 
 
 @pytest.mark.parametrize(
+    ("recent_failure_calls", "calls_made", "expected"),
+    [
+        pytest.param(None, 1, Savings(4, SavedBy.CIRCUIT_BREAKER), id="probe-vs-5-retries"),
+        pytest.param(6.0, 2, Savings(4, SavedBy.CIRCUIT_BREAKER), id="probe-vs-recent-mean"),
+        pytest.param(1.0, 1, NOTHING, id="no-cheaper-than-a-full-attempt"),
+        pytest.param(2.0, 3, NOTHING, id="never-negative"),
+    ],
+)
+def test_failed_breaker_trial_saves_the_retries_it_did_not_send(
+    recent_failure_calls: float | None, calls_made: int, expected: Savings
+) -> None:
+    saved = estimate_saved(
+        Outcome.TRANSIENT_FAILURE,
+        integration=CAL,
+        trigger=Trigger.SCHEDULED,
+        schedule=BACKED_OFF,
+        now=NOW,
+        settings=SETTINGS,
+        recent_calls_per_failure=recent_failure_calls,
+        calls_made=calls_made,
+        breaker_trial=True,
+    )
+    assert saved == expected
+
+
+@pytest.mark.parametrize(
     "outcome", [Outcome.TRANSIENT_FAILURE, Outcome.QUOTA_FAILURE, Outcome.AUTH_FAILURE]
 )
 @pytest.mark.parametrize("trigger", list(Trigger))

@@ -170,12 +170,14 @@ def test_orchestrated_spends_fewer_calls_than_naive_polling_on_every_reachable_u
     assert naive > orchestrated
 
 
-def test_a_failing_user_costs_more_than_naive_polling_as_it_is_retried_every_hour(comparison):
+def test_a_failing_user_costs_no_more_than_naive_polling_with_single_probe_trials(comparison):
     # SPEC 3: a failing pair stays due (retried at every run-due) until its breaker opens, then
-    # one half-open trial an hour; a naive poller tries once per interval (4 h, 3 days).
+    # one half-open trial an hour, which is a single request without retries; a naive poller
+    # sends a full retry burst once per interval (4 h, 3 days). The breaker's claim is measured
+    # against the orchestrator's own retry cadence, so it exceeds the naive difference.
     failing = by_profile(comparison)["failing"]
-    assert failing["policy_calls"] > failing["naive_calls"]
-    assert failing["claimed"] > 0 > failing["measured_saved"]
+    assert failing["policy_calls"] <= failing["naive_calls"]
+    assert failing["claimed"] > failing["measured_saved"] >= 0
 
 
 def test_without_back_off_healthy_users_cost_exactly_what_naive_polling_costs(comparison):

@@ -25,7 +25,9 @@ poller would have sent in that stretch minus what the orchestrator sends for it,
   orchestrator's own retry cadence (a failing pair stays due on every run-due), not the naive
   poller, which would have polled a failing pair only every D: during a long outage the claim
   is larger than the naive-poller difference.
-- Manual syncs and failures save nothing (their calls are counted as made); a manual skip
+- A failed half-open trial is a single probe (no retries): it saves the full failing attempt's
+  calls beyond the ones it sent, credited to `circuit_breaker`.
+- Manual syncs and other failures save nothing (their calls are counted as made); a manual skip
   saves the one attempt it avoided.
 """
 
@@ -83,6 +85,14 @@ def saved_by_circuit_breaker(calls_per_failure: float | None, settings: Settings
     return _credit(_round(per_failure), SavedBy.CIRCUIT_BREAKER)
 
 
+def saved_by_breaker_trial(
+    calls_per_failure: float | None, calls_made: int, settings: Settings
+) -> Savings:
+    """A failed half-open trial is one probe: it saves what a full failing attempt sends more."""
+    full_attempt = saved_by_circuit_breaker(calls_per_failure, settings).calls
+    return _credit(max(0, full_attempt - calls_made), SavedBy.CIRCUIT_BREAKER)
+
+
 def saved_by_schedule(
     schedule: ScheduleRecord,
     integration: Integration,
@@ -122,6 +132,7 @@ def estimate_saved(
     recent_calls_per_sync: float | None = None,
     recent_calls_per_failure: float | None = None,
     calls_made: int = 0,
+    breaker_trial: bool = False,
 ) -> Savings:
     """The calls this attempt saved against the naive poller, and the one mechanism that saved them.
 
@@ -132,6 +143,8 @@ def estimate_saved(
         return saved_by_token_health(schedule, trigger, calls_made)
     if outcome is Outcome.CIRCUIT_OPEN:
         return saved_by_circuit_breaker(recent_calls_per_failure, settings)
+    if breaker_trial and outcome is Outcome.TRANSIENT_FAILURE:
+        return saved_by_breaker_trial(recent_calls_per_failure, calls_made, settings)
     success = outcome in (Outcome.CHANGED, Outcome.UNCHANGED)
     if success and trigger is not Trigger.MANUAL and schedule is not None:
         return saved_by_schedule(

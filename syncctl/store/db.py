@@ -90,6 +90,7 @@ SCHEMA_V1 = """
             items_updated INTEGER NOT NULL DEFAULT 0,
             items_deleted INTEGER NOT NULL DEFAULT 0,
             full_resync INTEGER NOT NULL DEFAULT 0,
+            breaker_trial INTEGER NOT NULL DEFAULT 0,
             api_calls_made INTEGER NOT NULL DEFAULT 0,
             api_calls_saved INTEGER NOT NULL DEFAULT 0,
             saved_by TEXT,

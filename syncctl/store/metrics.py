@@ -25,6 +25,7 @@ class AttemptRecord:
     items_updated: int = 0
     items_deleted: int = 0
     full_resync: bool = False
+    breaker_trial: bool = False  # the half-open trial of an open breaker (one probe, no retries)
     api_calls_made: int = 0
     api_calls_saved: int = 0
     saved_by: SavedBy | None = None
@@ -39,6 +40,7 @@ def insert_attempt(conn: sqlite3.Connection, record: AttemptRecord) -> int:
     """Write one attempt row (inside the caller's transaction); returns its id."""
     values = asdict(record)
     values["full_resync"] = int(record.full_resync)
+    values["breaker_trial"] = int(record.breaker_trial)
     marks = ", ".join("?" * len(COLUMNS))
     cursor = conn.execute(
         f"INSERT INTO sync_metrics ({', '.join(COLUMNS)}) VALUES ({marks})",
@@ -56,10 +58,11 @@ def average_calls(
     *,
     recent: int = 10,
 ) -> float | None:
-    """Mean api_calls_made over the pair's recent attempts with this result (and sync type)."""
+    """Mean api_calls_made over the pair's recent attempts with this result (and sync type),
+    half-open trials left out (they are single probes, not what an attempt costs)."""
     row = conn.execute(
         "SELECT avg(api_calls_made) FROM (SELECT api_calls_made FROM sync_metrics"
-        " WHERE user_id = ? AND integration_type = ? AND result = ?"
+        " WHERE user_id = ? AND integration_type = ? AND result = ? AND breaker_trial = 0"
         " AND (? IS NULL OR sync_type = ?) ORDER BY created_at DESC, id DESC LIMIT ?)",
         [user_id, integration.value, result.value, sync_type, sync_type, recent],
     ).fetchone()
