@@ -66,6 +66,10 @@ CONSUMING_OUTCOMES = {
 }
 
 
+class UserRemoved(LookupError):
+    """The user of a due pair was removed before its attempt started."""
+
+
 @dataclass(frozen=True)
 class PlannedAttempt:
     """What `run-due --dry-run` says about one due pair."""
@@ -204,7 +208,7 @@ class Orchestrator:
             return self._finish(user_id, integration, trigger, now, started, verdict, mark)
         credentials = user_store.load_credentials(db, user_id)
         if credentials is None:
-            raise LookupError(f"user {user_id!r} has no credentials")
+            raise UserRemoved(f"user {user_id!r} has no credentials")
         # A half-open trial is one probe of a service that kept failing: no retries, so an
         # open breaker costs one request an hour rather than a full retry burst.
         settings = (
@@ -317,6 +321,10 @@ class Orchestrator:
         )
         with transaction(db) as tx:
             insert_attempt(tx, record)
+            if integration not in user_store.user_integrations(db, user_id):
+                # Removed while the attempt ran: the calls made are recorded, but the pair
+                # state that `user remove` deleted is not brought back.
+                return record
             if session is not None:
                 _save_refreshed_token(tx, user_id, session)
             self._record_token_health(tx, user_id, integration, verdict, now)
@@ -492,7 +500,13 @@ class Orchestrator:
             return summary
 
     def _attempt_pairs(self, pairs: Sequence[state_store.DuePair]) -> list[AttemptRecord]:
-        return [self.attempt(p.user_id, p.integration, p.trigger) for p in pairs]
+        records = []
+        for pair in pairs:
+            try:
+                records.append(self.attempt(pair.user_id, pair.integration, pair.trigger))
+            except UserRemoved:  # `user remove` ran after this run-due listed the pair
+                log.info("%s was removed during the run; not synced", pair.user_id)
+        return records
 
 
 def _save_refreshed_token(tx, user_id: str, session: GoogleSession) -> None:

@@ -15,6 +15,8 @@ from test_orchestrator import CALENDAR, CONTACTS, HOUR, World, make_world, outco
 from syncctl.clock import to_iso
 from syncctl.model import Result, SkipReason, Trigger
 from syncctl.orchestrator import Orchestrator
+from syncctl.store import open_database
+from syncctl.store import users as user_store
 
 
 def open_files(prefix: str) -> int:
@@ -167,3 +169,55 @@ def test_a_webhook_pending_trigger_survives_a_manual_sync(world: World):
     assert attempt.trigger == Trigger.WEBHOOK
     assert world.rows("SELECT pending_trigger FROM sync_schedule") == [(None,)]
     assert world.schedule("ann")["next_sync_at"] == to_iso(world.clock() + 4 * HOUR)
+
+
+def test_a_user_removed_while_run_due_runs_is_passed_over_and_the_run_completes(world: World):
+    world.add_user("ann")
+    world.add_user("bob")
+    world.fake.set_latency(0.1)  # ann's sync is still running when bob is removed
+
+    def remove_bob() -> None:
+        for _ in range(100):
+            if world.fake.request_count(user_id="ann"):
+                break
+            threading.Event().wait(0.01)
+        db = open_database(world.db_path)
+        try:
+            user_store.remove_user(db, "bob", purge=False)
+        finally:
+            db.close()
+
+    remover = threading.Thread(target=remove_bob)
+    remover.start()
+    attempts = world.run_due(concurrency=1)
+    remover.join()
+
+    assert [(a.user_id, a.result) for a in attempts] == [("ann", Result.SUCCESS)]
+    assert world.rows("SELECT user_id FROM sync_metrics") == [("ann",)]
+    assert world.fake.request_count(user_id="bob") == 0
+
+
+def test_a_user_removed_during_its_own_sync_gets_its_metrics_row_and_no_state_back(world: World):
+    world.add_user("ann", (CONTACTS, CALENDAR))
+    world.fake.set_latency(0.1)
+
+    def remove_ann() -> None:
+        for _ in range(100):
+            if world.fake.request_count(user_id="ann"):
+                break
+            threading.Event().wait(0.01)
+        db = open_database(world.db_path)
+        try:
+            user_store.remove_user(db, "ann", purge=False)
+        finally:
+            db.close()
+
+    remover = threading.Thread(target=remove_ann)
+    remover.start()
+    attempts = world.run_due(concurrency=1)
+    remover.join()
+
+    assert len(attempts) == 1  # the second pair's attempt found the user gone
+    assert world.rows("SELECT user_id, result FROM sync_metrics") == [("ann", "success")]
+    for table in ("token_health", "circuit_breaker_state", "sync_schedule", "notifications"):
+        assert world.rows(f"SELECT count(*) FROM {table}") == [(0,)], table  # noqa: S608
