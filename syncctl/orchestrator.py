@@ -438,6 +438,17 @@ class Orchestrator:
             state_store.save_token_health(tx, user_id, integrations, TokenStatus.VALID, now=now)
         return TokenStatus.VALID, None
 
+    def check_tokens(
+        self, user_ids: Sequence[str], *, concurrency: int | None = None
+    ) -> dict[str, tuple[TokenStatus, str | None]]:
+        """check_token for many users, K at a time (a fleet's refreshes are mostly waiting)."""
+        workers = max(1, concurrency or self.settings.concurrency)
+        try:
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="check") as pool:
+                return dict(zip(user_ids, pool.map(self.check_token, user_ids), strict=True))
+        finally:
+            self._close_finished_threads()
+
     # -- many attempts -----------------------------------------------------------------------
 
     def plan_due(self, *, limit: int | None = None) -> list[PlannedAttempt]:

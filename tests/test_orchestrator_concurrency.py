@@ -6,6 +6,7 @@ import gc
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -221,3 +222,22 @@ def test_a_user_removed_during_its_own_sync_gets_its_metrics_row_and_no_state_ba
     assert world.rows("SELECT user_id, result FROM sync_metrics") == [("ann", "success")]
     for table in ("token_health", "circuit_breaker_state", "sync_schedule", "notifications"):
         assert world.rows(f"SELECT count(*) FROM {table}") == [(0,)], table  # noqa: S608
+
+
+def test_token_checks_of_a_fleet_run_concurrently_and_store_each_verdict(world: World):
+    user_ids = [f"u{n:02d}" for n in range(12)]
+    for user_id in user_ids:
+        world.add_user(user_id)
+    world.fake.revoke("u03")
+    world.fake.set_latency(0.2)  # one at a time, the twelve refreshes take 2.4 s
+
+    started = time.monotonic()
+    checked = world.orchestrator.check_tokens(user_ids, concurrency=12)
+    elapsed = time.monotonic() - started
+
+    assert elapsed < 1.5
+    assert {u: status for u, (status, _) in checked.items()} == {
+        u: "revoked" if u == "u03" else "valid" for u in user_ids
+    }
+    assert world.rows("SELECT user_id FROM token_health WHERE status = 'revoked'") == [("u03",)]
+    assert world.rows("SELECT count(*) FROM token_health WHERE status = 'valid'") == [(11,)]

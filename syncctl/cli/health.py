@@ -37,10 +37,8 @@ def health_command(
     if check:
         targets = [user] if user else [u["id"] for u in user_store.list_users(state.db)]
         with orchestrator(state.settings) as runner:
-            for user_id in targets:
-                _, problem = runner.check_token(user_id)
-                if problem:
-                    problems[user_id] = problem
+            checked = runner.check_tokens(targets)
+        problems = {user_id: problem for user_id, (_, problem) in checked.items() if problem}
     rows = state_store.list_token_health(state.db.conn, user)
     for row in rows:
         row["check_error"] = problems.get(row["user_id"])
