@@ -331,9 +331,10 @@ def test_a_manual_sync_leaves_next_sync_at_and_the_no_change_counter_untouched(c
 
     cli.fake.add_event("ann", "primary", summary="Standup")
     changed = cli("sync", "--user", "ann", "--json").json()
-    cli("sync", "--user", "ann")  # and one that finds nothing new
+    full = cli("sync", "--user", "ann", "--full", "--json").json()  # and one that finds nothing
 
     assert changed["attempts"][0]["added"] == 1
+    assert [(a["sync_type"], a["added"]) for a in full["attempts"]] == [("full", 0)]
     assert cli.sql("SELECT * FROM sync_schedule") == before
 
 

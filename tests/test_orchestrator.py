@@ -394,7 +394,7 @@ def test_five_unchanged_calendar_syncs_double_the_interval_to_eight_hours(world)
     world.add_user("ann")
     world.run_due()  # the first, full sync finds the events: a change
     seen = []
-    for _ in range(6):
+    for _ in range(11):
         world.move_to_next_sync("ann")
         assert outcomes(world.run_due()) == [("calendar", "success", None)]
         row = world.schedule("ann")
@@ -404,7 +404,20 @@ def test_five_unchanged_calendar_syncs_double_the_interval_to_eight_hours(world)
         )
         assert row["last_sync_at"] == to_iso(world.clock())
 
-    assert seen == [(1, 14400), (2, 14400), (3, 14400), (4, 14400), (5, 28800), (6, 28800)]
+    # The cap (twice the default) holds the interval at 8 hours however quiet the calendar.
+    assert seen == [(n, 14400) for n in range(1, 5)] + [(n, 28800) for n in range(5, 12)]
+
+
+def test_quiet_contacts_back_off_to_six_days_below_the_seven_day_sync_token_lifetime(world):
+    world.add_user("ann", (CONTACTS,), contacts=2)
+    world.run_due()
+    for _ in range(7):
+        world.move_to_next_sync("ann", CONTACTS)
+        (attempt,) = world.run_due()
+        assert (attempt.result, attempt.sync_type) == (Result.SUCCESS, "incremental")
+
+    row = world.schedule("ann", CONTACTS)
+    assert (row["consecutive_no_changes"], row["current_frequency_seconds"]) == (7, 6 * 86400)
 
 
 def test_a_change_at_google_restores_the_four_hour_interval_and_zeroes_the_counter(world):
