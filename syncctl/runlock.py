@@ -16,7 +16,8 @@ def run_due_lock(db_path: Path) -> Iterator[bool]:
     flock is released by the kernel when the holder exits, so a crashed run never blocks later
     ones.
     """
-    lock_path = Path(f"{db_path}.run-due.lock")
+    # Resolved, so a database reached through a symlink or a relative path shares one lock.
+    lock_path = Path(f"{Path(db_path).resolve()}.run-due.lock")
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
     try:

@@ -16,6 +16,7 @@ from test_orchestrator import CALENDAR, CONTACTS, HOUR, World, make_world, outco
 from syncctl.clock import to_iso
 from syncctl.model import Result, SkipReason, Trigger
 from syncctl.orchestrator import Orchestrator
+from syncctl.runlock import run_due_lock
 from syncctl.store import open_database
 from syncctl.store import users as user_store
 
@@ -241,3 +242,16 @@ def test_token_checks_of_a_fleet_run_concurrently_and_store_each_verdict(world: 
     }
     assert world.rows("SELECT user_id FROM token_health WHERE status = 'revoked'") == [("u03",)]
     assert world.rows("SELECT count(*) FROM token_health WHERE status = 'valid'") == [(11,)]
+
+
+def test_the_run_due_lock_is_shared_by_every_path_to_the_same_database(tmp_path: Path):
+    real = tmp_path / "data" / "syncctl.db"
+    real.parent.mkdir()
+    real.touch()
+    link = tmp_path / "syncctl-link.db"
+    link.symlink_to(real)
+
+    with run_due_lock(real) as first, run_due_lock(link) as second:
+        assert (first, second) == (True, False)
+    with run_due_lock(link) as again:
+        assert again is True
