@@ -522,7 +522,13 @@ class Orchestrator:
 
 def _save_refreshed_token(tx, user_id: str, session: GoogleSession) -> None:
     if session.credentials_refreshed:
-        user_store.save_access_token(tx, user_id, session.access_token, session.token_expiry)
+        user_store.save_access_token(
+            tx,
+            user_id,
+            session.access_token,
+            session.token_expiry,
+            rotated_refresh_token=session.new_refresh_token,
+        )
 
 
 def _needs_full_sync(conn, pair: state_store.DuePair) -> bool:

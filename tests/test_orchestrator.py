@@ -272,6 +272,20 @@ def test_a_token_that_expires_within_five_minutes_is_refreshed_first(world):
     assert world.fake.request_count(user_id="ann", endpoint="oauth.token") == before + 1
 
 
+def test_a_refresh_token_rotated_by_google_is_stored_and_used_next_time(world):
+    world.add_user("ann")
+    world.fake.rotate_refresh_tokens("ann")
+    world.run_due()  # the refresh returns a new refresh token and retires the old one
+    world.fake.rotate_refresh_tokens("ann", rotate=False)
+    world.fake.expire_access_tokens("ann")
+    world.clock.advance(4 * HOUR)
+
+    (attempt,) = world.run_due()  # must refresh with the rotated token
+
+    assert attempt.result == Result.SUCCESS
+    assert world.rows("SELECT status FROM token_health") == [("valid",)]
+
+
 # -- circuit breaker -------------------------------------------------------------------------
 
 

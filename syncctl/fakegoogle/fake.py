@@ -546,6 +546,15 @@ class FakeGoogle:
 
     # -- faults ------------------------------------------------------------------------------
 
+    def rotate_refresh_tokens(self, user_id: str, rotate: bool = True) -> None:
+        """Make each refresh of the user return a new refresh token and retire the old one."""
+        with self._state.lock:
+            self._state.user(user_id)
+            if rotate:
+                self._state.rotating_users.add(user_id)
+            else:
+                self._state.rotating_users.discard(user_id)
+
     def revoke(self, user_id: str) -> None:
         """Revoke the user's grant: refresh gives 400 invalid_grant, access tokens 401."""
         with self._state.lock:

@@ -7,7 +7,7 @@ from urllib.parse import parse_qs
 
 from syncctl.fakegoogle.errors import Reply, oauth_error
 from syncctl.fakegoogle.state import ApiRequest, FakeState
-from syncctl.fakegoogle.tokens import ACCESS_TOKEN_SECONDS, AccessToken, new_secret
+from syncctl.fakegoogle.tokens import ACCESS_TOKEN_SECONDS, AccessToken, RefreshGrant, new_secret
 
 
 def token(state: FakeState, request: ApiRequest) -> Reply:
@@ -32,21 +32,27 @@ def token(state: FakeState, request: ApiRequest) -> Reply:
             if not requested <= scopes:
                 raise oauth_error(400, "invalid_scope", "Bad Request")
             scopes = requested
+        rotated = None
+        if grant.user_id in state.rotating_users:
+            # Rotation: the response carries a new refresh token and the old one stops working.
+            grant.revoked = True
+            rotated = new_secret("fake-refresh")
+            state.refresh_grants[rotated] = RefreshGrant(grant.user_id)
         access_token = new_secret("fake-access")
         state.access_tokens[access_token] = AccessToken(
             user_id=user.user_id,
             expires_at=state.now() + timedelta(seconds=ACCESS_TOKEN_SECONDS),
             scopes=scopes,
         )
-    return Reply(
-        200,
-        {
-            "access_token": access_token,
-            "expires_in": ACCESS_TOKEN_SECONDS,
-            "scope": " ".join(sorted(scopes)),
-            "token_type": "Bearer",
-        },
-    )
+    body = {
+        "access_token": access_token,
+        "expires_in": ACCESS_TOKEN_SECONDS,
+        "scope": " ".join(sorted(scopes)),
+        "token_type": "Bearer",
+    }
+    if rotated:
+        body["refresh_token"] = rotated
+    return Reply(200, body)
 
 
 def tokeninfo(state: FakeState, request: ApiRequest) -> Reply:

@@ -87,6 +87,7 @@ class FakeState:
         self.client_id = f"fake-{seed}.apps.googleusercontent.com"
         self.client_secret = ""  # set by FakeGoogle
         self.refresh_grants: dict[str, RefreshGrant] = {}
+        self.rotating_users: set[str] = set()  # their refreshes return a new refresh token
         self.access_tokens: dict[str, AccessToken] = {}
         self.sync_tokens = SyncTokens()
         self.pages = PageSessions()

@@ -221,12 +221,19 @@ def load_credentials(db: sqlite_utils.Database, user_id: str) -> UserCredentials
 
 
 def save_access_token(
-    conn: sqlite3.Connection, user_id: str, access_token: str | None, token_expiry: str | None
+    conn: sqlite3.Connection,
+    user_id: str,
+    access_token: str | None,
+    token_expiry: str | None,
+    *,
+    rotated_refresh_token: str | None = None,
 ) -> None:
-    """Remember a refreshed access token (inside the caller's transaction)."""
+    """Remember a refreshed access token, and a refresh token Google rotated (in the caller's
+    transaction)."""
     conn.execute(
-        "UPDATE credentials SET access_token = ?, token_expiry = ? WHERE user_id = ?",
-        [access_token, token_expiry, user_id],
+        "UPDATE credentials SET access_token = ?, token_expiry = ?,"
+        " refresh_token = coalesce(?, refresh_token) WHERE user_id = ?",
+        [access_token, token_expiry, rotated_refresh_token, user_id],
     )
 
 
