@@ -92,6 +92,14 @@ def _parse_scopes(value: Any) -> tuple[str, ...]:
     raise BadInput("credentials field 'scopes' must be a list or a space-separated string")
 
 
+def integrations_option(text: str) -> tuple[Integration, ...]:
+    """Parse an `--integration(s)` value (contacts, calendar, all); unknown names are BadInput."""
+    try:
+        return parse_integrations(text)
+    except ValueError as exc:
+        raise BadInput(str(exc)) from exc
+
+
 def read_credentials_file(path: Path) -> UserCredentials:
     """Read and validate an authorized-user JSON file."""
     try:

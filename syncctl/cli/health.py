@@ -9,7 +9,7 @@ import typer
 from syncctl import users
 from syncctl.cli import _output
 from syncctl.cli._context import app_state
-from syncctl.model import TokenStatus, parse_integrations
+from syncctl.model import TokenStatus
 from syncctl.orchestrator import orchestrator
 from syncctl.store import state as state_store
 from syncctl.store import transaction
@@ -115,10 +115,7 @@ def breaker_reset(
     Example: syncctl breaker reset --user u1 --integration calendar
     """
     state = app_state(ctx)
-    try:
-        chosen = parse_integrations(integration)
-    except ValueError as exc:
-        raise users.BadInput(str(exc)) from exc
+    chosen = users.integrations_option(integration)
     users.require_user(state.db, user)
     enabled = [i for i in chosen if i in user_store.user_integrations(state.db, user)]
     with transaction(state.db) as tx:

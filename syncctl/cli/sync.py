@@ -9,7 +9,7 @@ import typer
 from syncctl import users
 from syncctl.cli import _output
 from syncctl.cli._context import app_state
-from syncctl.model import Result, SkipReason, Trigger, parse_integrations
+from syncctl.model import Result, SkipReason, Trigger
 from syncctl.orchestrator import orchestrator
 from syncctl.store import users as user_store
 
@@ -79,10 +79,7 @@ def sync_command(
     Example: syncctl sync --user u1 --integration calendar
     """
     state = app_state(ctx)
-    try:
-        wanted = parse_integrations(integration)
-    except ValueError as exc:
-        raise users.BadInput(str(exc)) from exc
+    wanted = users.integrations_option(integration)
     users.require_user(state.db, user)
     enabled = user_store.user_integrations(state.db, user)
     chosen = [i for i in wanted if i in enabled]

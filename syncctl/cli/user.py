@@ -11,7 +11,6 @@ from syncctl import users
 from syncctl.cli import _output
 from syncctl.cli._context import app_state
 from syncctl.clock import utcnow
-from syncctl.model import parse_integrations
 from syncctl.store import users as user_store
 
 app = typer.Typer(help="Add, import, list and remove users.", no_args_is_help=True)
@@ -36,7 +35,7 @@ def add(
     Example: syncctl user add u1 --credentials u1.json --integrations contacts,calendar
     """
     state = app_state(ctx)
-    chosen = _integrations(integrations)
+    chosen = users.integrations_option(integrations) if integrations is not None else None
     grant = users.read_credentials_file(credentials)
     is_new = users.add_user(
         state.db, state.settings, user_id, grant, now=utcnow(), integrations=chosen, email=email
@@ -99,12 +98,3 @@ def remove(
     for problem in problems:
         _output.note(f"warning: could not stop a watch channel: {problem}")
     _output.say(f"removed user {user_id}{' and its data' if purge else ''}")
-
-
-def _integrations(text: str | None):
-    if text is None:
-        return None
-    try:
-        return parse_integrations(text)
-    except ValueError as exc:
-        raise users.BadInput(str(exc)) from exc
