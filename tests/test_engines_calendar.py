@@ -5,38 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from conftest import session_for
 
 from syncctl.clock import utcnow
-from syncctl.config import Settings
 from syncctl.engines import SyncOutcome
 from syncctl.engines.calendar import calendar_row, event_row, is_synced_calendar, sync_calendar
 from syncctl.fakegoogle import FakeGoogle
-from syncctl.google import GoogleSession
-from syncctl.model import Integration, SyncType, UserCredentials
-from syncctl.store import open_database
+from syncctl.model import Integration, SyncType
 from syncctl.store.calendar import load_calendars, load_events
 from syncctl.store.sync_tokens import events_scope, load_sync_token, save_sync_token
 
 USER = "carol"
-
-
-def session_for(fake: FakeGoogle, info: dict[str, Any]) -> GoogleSession:
-    """A fresh session (as each orchestrated attempt has) on the fake, with instant retries."""
-    credentials = UserCredentials(
-        client_id=info["client_id"],
-        client_secret=info["client_secret"],
-        refresh_token=info["refresh_token"],
-        scopes=tuple(info.get("scopes") or ()),
-    )
-    settings = Settings(google_endpoint=fake.base_url, retry_max_attempts=2)
-    return GoogleSession(credentials, settings, now=utcnow, sleep=lambda _: None)
-
-
-@pytest.fixture
-def db(tmp_path):
-    database = open_database(tmp_path / "syncctl.db")
-    yield database
-    database.close()
 
 
 @pytest.fixture

@@ -7,38 +7,19 @@ import time
 from typing import Any
 
 import pytest
+from conftest import session_for
 
 from syncctl.clock import utcnow
-from syncctl.config import Settings
 from syncctl.engines import SyncOutcome
 from syncctl.engines.contacts import contact_row, group_row, sync_contacts
 from syncctl.fakegoogle import FakeGoogle
-from syncctl.google import GoogleSession, TransientError
-from syncctl.model import Integration, SyncType, UserCredentials
+from syncctl.google import TransientError
+from syncctl.model import Integration, SyncType
 from syncctl.store import open_database
 from syncctl.store.contacts import load_contacts, load_groups
 from syncctl.store.sync_tokens import load_sync_token
 
 USER = "alice"
-
-
-def session_for(fake: FakeGoogle, info: dict[str, Any]) -> GoogleSession:
-    """A fresh session (as each orchestrated attempt has) on the fake, with instant retries."""
-    credentials = UserCredentials(
-        client_id=info["client_id"],
-        client_secret=info["client_secret"],
-        refresh_token=info["refresh_token"],
-        scopes=tuple(info.get("scopes") or ()),
-    )
-    settings = Settings(google_endpoint=fake.base_url, retry_max_attempts=2)
-    return GoogleSession(credentials, settings, now=utcnow, sleep=lambda _: None)
-
-
-@pytest.fixture
-def db(tmp_path):
-    database = open_database(tmp_path / "syncctl.db")
-    yield database
-    database.close()
 
 
 @pytest.fixture
