@@ -13,7 +13,6 @@ import sqlite_utils
 
 from syncctl.clock import from_iso, to_iso
 from syncctl.config import Settings
-from syncctl.google.session import GoogleSession
 from syncctl.model import (
     ALL_INTEGRATIONS,
     Integration,
@@ -24,7 +23,6 @@ from syncctl.model import (
 from syncctl.store import channels as channel_store
 from syncctl.store import state as state_store
 from syncctl.store import users as user_store
-from syncctl.webhooks import stop_user_channels
 
 IMPORT_BATCH = 5000
 REQUIRED_CREDENTIAL_FIELDS = ("client_id", "client_secret", "refresh_token")
@@ -223,6 +221,9 @@ def remove_user(
 ) -> list[str]:
     """Stop the user's watch channels (at Google unless the grant is revoked), then forget the
     user; returns the problems met while stopping channels, which never block the removal."""
+    from syncctl.google.session import GoogleSession  # the Google stack loads only when needed
+    from syncctl.webhooks import stop_user_channels
+
     require_user(db, user_id)
     statuses = {row["status"] for row in state_store.list_token_health(db.conn, user_id)}
     credentials = user_store.load_credentials(db, user_id)

@@ -14,8 +14,6 @@ from syncctl.clock import utcnow
 from syncctl.config import Env
 from syncctl.report import parse_duration
 from syncctl.report_render import human_duration
-from syncctl.simulation import compare
-from syncctl.simulation.demo import check_new_database, demo_report, demo_scenario
 
 
 def demo_command(
@@ -36,6 +34,8 @@ def demo_command(
     keep = settings.db_path if source is not None and source.name == "COMMANDLINE" else None
     if keep is None and os.environ.get(Env.DB):
         _output.note(f"demo: {Env.DB} is ignored; pass --db to keep the demo's database")
+    from syncctl.simulation.demo import check_new_database, demo_report, demo_scenario
+
     check_new_database(keep)
     scenario = demo_scenario(utcnow(), users=users, days=days, seed=seed)
     _output.note(
@@ -79,6 +79,8 @@ def simulate_command(
 
     Example: syncctl simulate --days 14 --seed 7 --json > simulation.json
     """
+    from syncctl.simulation import compare  # the simulator loads the Google stack
+
     step_seconds = int(parse_duration(step).total_seconds())
     scenario = compare.simulation_scenario(
         users=users, days=days, seed=seed, step_seconds=step_seconds

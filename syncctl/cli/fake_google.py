@@ -11,7 +11,6 @@ import typer
 
 from syncctl.cli import _output
 from syncctl.config import Env
-from syncctl.fakegoogle import FakeGoogle, seed_fleet, write_credentials
 
 app = typer.Typer(
     help="Run a fake Google (People, Calendar, OAuth) on loopback.", no_args_is_help=True
@@ -42,6 +41,8 @@ def serve(
     Example: syncctl fake-google serve --users 5 --credentials-dir ./creds
     """
     _stop_on_signals()
+    from syncctl.fakegoogle import FakeGoogle, seed_fleet, write_credentials
+
     fake = FakeGoogle(seed=seed)
     try:
         base_url = fake.start(host, port)

@@ -10,7 +10,6 @@ from syncctl import users
 from syncctl.cli import _output
 from syncctl.cli._context import app_state
 from syncctl.model import TokenStatus
-from syncctl.orchestrator import orchestrator
 from syncctl.store import state as state_store
 from syncctl.store import transaction
 from syncctl.store import users as user_store
@@ -36,6 +35,8 @@ def health_command(
     problems: dict[str, str] = {}
     if check:
         targets = [user] if user else [u["id"] for u in user_store.list_users(state.db)]
+        from syncctl.orchestrator import orchestrator  # loads the Google stack
+
         with orchestrator(state.settings) as runner:
             checked = runner.check_tokens(targets)
         problems = {user_id: problem for user_id, (_, problem) in checked.items() if problem}

@@ -10,7 +10,6 @@ from syncctl import users
 from syncctl.cli import _output
 from syncctl.cli._context import app_state
 from syncctl.model import Result, SkipReason, Trigger
-from syncctl.orchestrator import orchestrator
 from syncctl.store import users as user_store
 
 EXIT_FAILURE = 1
@@ -42,6 +41,8 @@ def run_due_command(
     Example: syncctl run-due --concurrency 8
     """
     state = app_state(ctx)
+    from syncctl.orchestrator import orchestrator  # loads the Google stack
+
     with orchestrator(state.settings) as runner:
         if dry_run:
             _output.render_plan(runner.plan_due(limit=limit), json_output=json_output)
@@ -86,6 +87,8 @@ def sync_command(
     if integration != "all" and len(chosen) < len(wanted):
         missing = next(i for i in wanted if i not in enabled)
         raise users.BadInput(f"user {user!r} has no {missing.cli_name} integration")
+    from syncctl.orchestrator import orchestrator  # loads the Google stack
+
     with orchestrator(state.settings) as runner:
         records = [runner.attempt(user, i, Trigger.MANUAL, full=full) for i in chosen]
     _output.render_attempts(records, json_output=json_output, title=f"sync {user}")
