@@ -50,6 +50,7 @@ from syncctl.store import open_database, transaction
 from syncctl.store import state as state_store
 from syncctl.store import users as user_store
 from syncctl.store.metrics import AttemptRecord, average_calls, insert_attempt
+from syncctl.store.sync_tokens import has_sync_tokens
 
 log = logging.getLogger("syncctl.orchestrator")
 
@@ -466,7 +467,8 @@ class Orchestrator:
                 retry = to_iso(breaker.next_retry_at) if breaker.next_retry_at else "?"
                 action, reason = "skip", f"circuit_open: breaker open until {retry}"
             else:
-                kind = "full" if _needs_full_sync(conn, pair) else "incremental"
+                incremental = has_sync_tokens(conn, pair.user_id, pair.integration)
+                kind = "incremental" if incremental else "full"
                 trial = " (half-open trial)" if admission.trial else ""
                 action, reason = "sync", f"{kind} sync, {pair.trigger} due{trial}"
             plans.append(
@@ -529,14 +531,6 @@ def _save_refreshed_token(tx, user_id: str, session: GoogleSession) -> None:
             session.token_expiry,
             rotated_refresh_token=session.new_refresh_token,
         )
-
-
-def _needs_full_sync(conn, pair: state_store.DuePair) -> bool:
-    row = conn.execute(
-        "SELECT 1 FROM sync_tokens WHERE user_id = ? AND integration_type = ? LIMIT 1",
-        [pair.user_id, pair.integration.value],
-    ).fetchone()
-    return row is None
 
 
 @contextmanager

@@ -173,24 +173,31 @@ def test_a_webhook_pending_trigger_survives_a_manual_sync(world: World):
     assert world.schedule("ann")["next_sync_at"] == to_iso(world.clock() + 4 * HOUR)
 
 
-def test_a_user_removed_while_run_due_runs_is_passed_over_and_the_run_completes(world: World):
-    world.add_user("ann")
-    world.add_user("bob")
-    world.fake.set_latency(0.1)  # ann's sync is still running when bob is removed
+def remove_once_ann_is_syncing(world: World, user_id: str) -> threading.Thread:
+    """A started thread that removes user_id as soon as the fake has seen a request of ann's."""
 
-    def remove_bob() -> None:
+    def remove() -> None:
         for _ in range(100):
             if world.fake.request_count(user_id="ann"):
                 break
             threading.Event().wait(0.01)
         db = open_database(world.db_path)
         try:
-            user_store.remove_user(db, "bob", purge=False)
+            user_store.remove_user(db, user_id, purge=False)
         finally:
             db.close()
 
-    remover = threading.Thread(target=remove_bob)
+    remover = threading.Thread(target=remove)
     remover.start()
+    return remover
+
+
+def test_a_user_removed_while_run_due_runs_is_passed_over_and_the_run_completes(world: World):
+    world.add_user("ann")
+    world.add_user("bob")
+    world.fake.set_latency(0.1)  # ann's sync is still running when bob is removed
+
+    remover = remove_once_ann_is_syncing(world, "bob")
     attempts = world.run_due(concurrency=1)
     remover.join()
 
@@ -203,19 +210,7 @@ def test_a_user_removed_during_its_own_sync_gets_its_metrics_row_and_no_state_ba
     world.add_user("ann", (CONTACTS, CALENDAR))
     world.fake.set_latency(0.1)
 
-    def remove_ann() -> None:
-        for _ in range(100):
-            if world.fake.request_count(user_id="ann"):
-                break
-            threading.Event().wait(0.01)
-        db = open_database(world.db_path)
-        try:
-            user_store.remove_user(db, "ann", purge=False)
-        finally:
-            db.close()
-
-    remover = threading.Thread(target=remove_ann)
-    remover.start()
+    remover = remove_once_ann_is_syncing(world, "ann")
     attempts = world.run_due(concurrency=1)
     remover.join()
 

@@ -32,6 +32,15 @@ def load_sync_token(
     return None if row is None else str(row[0])
 
 
+def has_sync_tokens(conn: sqlite3.Connection, user_id: str, integration: Integration) -> bool:
+    """Whether any scope of the pair has a sync token (else its next sync is a full one)."""
+    row = conn.execute(
+        "SELECT 1 FROM sync_tokens WHERE user_id = ? AND integration_type = ? LIMIT 1",
+        [user_id, integration.value],
+    ).fetchone()
+    return row is not None
+
+
 def save_sync_token(
     conn: sqlite3.Connection,
     user_id: str,
