@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import metrics_gen  # noqa: E402
 
-from syncctl import report_render  # noqa: E402
 from syncctl.clock import to_iso  # noqa: E402
 from syncctl.report import RECENT_SYNCS, build_report  # noqa: E402
+from syncctl.report_render import page, prometheus, sections  # noqa: E402
 from syncctl.store import open_database  # noqa: E402
 from syncctl.store import report_queries as q  # noqa: E402
 
@@ -129,9 +129,9 @@ def main() -> None:
         ("report 7d, cron stopped 3 days (all due)",
          lambda: build_report(db, now=END + timedelta(days=3), since=timedelta(days=7))),
         ("render JSON", lambda: json.dumps(report, indent=2)),
-        ("render Prometheus", lambda: report_render.render_prometheus(report)),
-        ("render HTML", lambda: report_render.render_html(report)),
-        ("render table sections", lambda: report_render.sections(report)),
+        ("render Prometheus", lambda: prometheus.render_prometheus(report)),
+        ("render HTML", lambda: page.render_html(report)),
+        ("render table sections", lambda: sections.sections(report)),
     ]  # fmt: skip
     results = [(name, *timed(action, args.repeat)) for name, action in cases]
     db.close()

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from syncctl.cli import app
 from syncctl.clock import from_iso, to_iso
 from syncctl.report import build_report, parse_duration
-from syncctl.report_render import render_prometheus
+from syncctl.report_render.prometheus import render_prometheus
 from syncctl.store import open_database
 from syncctl.store.report_queries import ROLLUP_MIGRATION, ROLLUP_TABLE, has_rollup
 from syncctl.users import BadInput

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from syncctl.cli import app
 from syncctl.report import build_report
-from syncctl.report_render import render_html
+from syncctl.report_render.page import render_html
 from syncctl.store import open_database
 
 CHROMIUM = next(
@@ -212,3 +212,32 @@ def test_chromium_screenshot_shows_coloured_bars(page, tmp_path):
     )  # fmt: skip
     colours = png_pixels(shot)
     assert SYNC_GREEN in colours and MADE_BLUE in colours
+
+
+def test_page_aligns_negative_savings_right_like_the_terminal(tmp_path):
+    # GIVEN an early webhook sync that cost a call more than the schedule would have
+    db = open_database(tmp_path / "x.db")
+    created = "2026-03-01T00:00:00+00:00"
+    db.conn.execute(
+        "INSERT INTO users (id, email, created_at, updated_at) VALUES ('u1', NULL, ?, ?)",
+        [created, created],
+    )
+    db.conn.execute(
+        "INSERT INTO sync_metrics (user_id, integration_type, sync_type, trigger, result,"
+        " duration_ms, items_processed, items_added, items_updated, items_deleted, full_resync,"
+        " api_calls_made, api_calls_saved, saved_by, created_at) VALUES ('u1',"
+        " 'google_calendar', 'incremental', 'webhook', 'success', 5, 1, 1, 0, 0, 0, 3, -1,"
+        " 'webhook', ?)",
+        [(NOW - timedelta(hours=1)).isoformat()],
+    )
+    # WHEN the page is rendered
+    text = render_html(build_report(db, now=NOW, since=timedelta(days=1)))
+    db.close()
+    # THEN the API calls table aligns the saved and webhook columns (-1) and the share (-50%) right
+    calls = re.search(r"<h2>API calls, last 1d</h2><table>(.*?)</table>", text).group(1)
+    header = re.findall(r"<th( class=num)?>([^<]*)</th>", calls)
+    assert [name for num, name in header if num] == [
+        "made", "saved", "token health", "circuit breaker", "adaptive schedule", "webhook",
+        "saved share",
+    ]  # fmt: skip
+    assert '<td class="num">-1</td>' in calls and '<td class="num">-50%</td>' in calls

@@ -10,6 +10,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from syncctl.report_render.cells import is_figure
+
 stdout = Console(soft_wrap=False)
 stderr = Console(stderr=True, soft_wrap=True)
 
@@ -195,7 +197,7 @@ def print_figures(
     use_compact = _table_width(widest) > stdout.width >= _table_width(compact)
     table = Table(title=title, caption=caption, title_justify="left", caption_justify="left")
     for index, column in enumerate(columns):
-        numeric = bool(cells) and all(_is_figure(row[index]) for row in cells)
+        numeric = bool(cells) and all(is_figure(row[index]) for row in cells)
         table.add_column(
             column,
             justify="right" if numeric else "left",
@@ -209,7 +211,3 @@ def print_figures(
 
 def _table_width(widths: Sequence[int]) -> int:
     return sum(widths) + 3 * len(widths) + 1
-
-
-def _is_figure(text: str) -> bool:
-    return text == "-" or text.rstrip("%").removeprefix("-").replace(".", "", 1).isdigit()

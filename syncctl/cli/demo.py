@@ -13,7 +13,7 @@ from syncctl.cli.report import print_report_tables
 from syncctl.clock import utcnow
 from syncctl.config import Env
 from syncctl.report import parse_duration
-from syncctl.report_render import human_duration
+from syncctl.report_render.cells import human_duration
 
 
 def demo_command(

@@ -9,11 +9,13 @@ from typing import Annotated
 
 import typer
 
-from syncctl import report_render
 from syncctl.cli import _output
 from syncctl.cli._context import app_state
 from syncctl.clock import utcnow
 from syncctl.report import build_report, parse_duration
+from syncctl.report_render.page import render_html
+from syncctl.report_render.prometheus import render_prometheus
+from syncctl.report_render.sections import headline, sections
 from syncctl.users import BadInput
 
 FORMATS = ("table", "json", "prometheus")
@@ -54,14 +56,14 @@ def report_command(
     state = app_state(ctx)
     report = build_report(state.db, now=utcnow(), since=window, user_id=user)
     if html is not None:
-        _write_atomically(html, report_render.render_html(report))
+        _write_atomically(html, render_html(report))
         _output.note(f"wrote {html}")
         if chosen == "table":
             return
     if chosen == "json":
         _output.print_json(report)
     elif chosen == "prometheus":
-        _output.print_text(report_render.render_prometheus(report))
+        _output.print_text(render_prometheus(report))
     else:
         print_report_tables(report)
 
@@ -75,8 +77,8 @@ def _choose_format(name: str, json_output: bool) -> str:
 
 
 def print_report_tables(report: dict) -> None:
-    _output.say(report_render.headline(report))
-    for section in report_render.sections(report):
+    _output.say(headline(report))
+    for section in sections(report):
         if section.rows:
             _output.print_figures(
                 section.title, section.columns, section.rows, caption=section.caption
