@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import sqlite3
 import subprocess
 import sys
@@ -433,6 +434,154 @@ def test_dry_run_changes_nothing_and_says_why_each_pair_would_run_or_be_skipped(
     assert "nothing changed" in table.stdout
     for user_id in reasons:
         assert user_id in table.stdout
+
+
+# -- run-due under cron (SPEC 1: stdout not a terminal, no --json) ---------------------------
+
+
+def on_terminal(cli: Cli, *args: str) -> Ran:
+    """Run a command with stdout on a pseudo-terminal, as an operator at a shell would."""
+    main, child = pty.openpty()
+    process = subprocess.Popen(  # noqa: S603
+        [SYNCCTL, *args], env=cli.env, stdout=child, stderr=subprocess.PIPE, text=True
+    )
+    os.close(child)
+    chunks = []
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(main)
+    stderr = process.stderr.read() if process.stderr else ""
+    process.wait(timeout=60)
+    return cli._finished(args, process.returncode, b"".join(chunks).decode(), stderr, 0)
+
+
+def attempts_since(cli: Cli, row_id: int) -> list[tuple]:
+    return cli.sql(
+        "SELECT user_id, integration_type, result, skip_reason FROM sync_metrics WHERE id > ?"
+        " ORDER BY user_id, integration_type",
+        row_id,
+    )
+
+
+def last_row(cli: Cli) -> int:
+    return cli.sql("SELECT coalesce(max(id), 0) FROM sync_metrics")[0][0]
+
+
+def test_under_cron_run_due_prints_nothing_when_nothing_is_due(cli: Cli):
+    cli.new_user("ann")
+    cli.run_due_in_process()
+    before = last_row(cli)
+
+    quiet = cli("run-due")
+
+    assert (quiet.stdout, quiet.stderr) == ("", "")
+    assert attempts_since(cli, before) == []
+
+
+def test_under_cron_run_due_prints_nothing_when_every_attempt_succeeded(cli: Cli):
+    cli.new_user("ann", None, contacts=2)
+    cli.new_user("bob")
+
+    quiet = cli("run-due")
+
+    assert (quiet.stdout, quiet.stderr) == ("", "")
+    assert attempts_since(cli, 0) == [
+        ("ann", "google_calendar", "success", None),
+        ("ann", "google_contacts", "success", None),
+        ("bob", "google_calendar", "success", None),
+    ]
+
+
+def test_under_cron_a_failure_prints_one_summary_line_and_one_line_per_failed_pair(cli: Cli):
+    cli.new_user("ann")
+    cli.new_user("bob")
+    cli.new_user("cy", None, contacts=1)
+    cli.run_due_in_process()
+    cli.fake.set_always_fail("cy", 503)
+    cli.make_due()
+    before = last_row(cli)
+
+    failed = cli("run-due", code=1)
+
+    errors = dict(
+        cli.sql(
+            "SELECT integration_type, error_message FROM sync_metrics WHERE id > ? AND user_id"
+            " = 'cy'",
+            before,
+        )
+    )
+    assert failed.stdout == ""
+    assert failed.stderr.splitlines() == [
+        "syncctl run-due: 4 attempts, 2 succeeded, 2 failed, 0 skipped",
+        f"failed: cy calendar: {errors['google_calendar']}",
+        f"failed: cy contacts: {errors['google_contacts']}",
+    ]
+    assert errors["google_calendar"].startswith("Calendar API HTTP 503")
+
+
+def test_under_cron_a_newly_revoked_grant_is_reported_once_then_its_skips_are_silent(cli: Cli):
+    cli.new_user("ann", None, contacts=2)
+    cli.new_user("bob")
+    cli.run_due_in_process()
+    cli.fake.revoke("ann")
+    cli.make_due()
+    before = last_row(cli)
+
+    found = cli("run-due")  # a revoked grant is a skip, not a failure: exit 0
+
+    assert found.stdout == ""
+    assert found.stderr.splitlines() == [
+        "syncctl run-due: 3 attempts, 1 succeeded, 0 failed, 2 skipped; 1 grant(s) newly revoked",
+        "revoked: ann: the Google grant has been revoked or has expired (invalid_grant); the user"
+        " must reconnect (run `syncctl user add ann --credentials FILE`)",
+    ]
+    cli.make_due()
+    before = last_row(cli)
+
+    later = cli("run-due")
+
+    assert (later.stdout, later.stderr) == ("", "")
+    assert attempts_since(cli, before) == [
+        ("ann", "google_calendar", "skipped", "invalid_token"),
+        ("ann", "google_contacts", "skipped", "invalid_token"),
+        ("bob", "google_calendar", "success", None),
+    ]
+
+
+def test_under_cron_skips_by_an_open_breaker_are_silent(cli: Cli):
+    cli.new_user("ann")
+    cli.fake.set_always_fail("ann", 503)
+    runner = cli.orchestrator()
+    for _ in range(3):  # three failures, each reported by its own run, open the breaker
+        runner.attempt("ann", Integration.CALENDAR, Trigger.MANUAL)
+    runner.close()
+    cli.make_due()
+    before = last_row(cli)
+
+    quiet = cli("run-due")
+
+    assert (quiet.stdout, quiet.stderr) == ("", "")
+    assert attempts_since(cli, before) == [("ann", "google_calendar", "skipped", "circuit_open")]
+
+
+def test_run_due_prints_the_attempt_table_on_a_terminal_or_with_verbose(cli: Cli):
+    cli.new_user("ann")
+    cli.new_user("bob")
+
+    shown = on_terminal(cli, "run-due")
+    cli.make_due()
+    logged = cli("run-due", "--verbose")
+
+    for ran in (shown, logged):
+        assert "run-due" in ran.stdout and "attempts: 2, success: 2" in ran.stdout
+        assert "ann" in ran.stdout and "bob" in ran.stdout
+    assert "\x1b[" not in logged.stdout  # no colour codes in a log
 
 
 # -- breakers --------------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from syncctl.model import Result, SkipReason
 from syncctl.report_render.cells import is_figure
 
 stdout = Console(soft_wrap=False)
@@ -116,6 +117,68 @@ def render_attempts(records: Sequence[Any], *, json_output: bool, title: str) ->
         ],
         caption=", ".join(f"{k}: {v}" for k, v in totals.items()),
     )
+
+
+def stdout_is_terminal() -> bool:
+    """Whether stdout is a terminal (SPEC 1 "Under cron": not one means cron or a pipe)."""
+    isatty = getattr(sys.stdout, "isatty", None)
+    try:
+        return bool(isatty and isatty())
+    except ValueError:  # closed
+        return False
+
+
+def newly_revoked(record: Any) -> bool:
+    """Whether this attempt found the grant revoked (Google said so now), rather than being
+    skipped because a revocation found earlier is stored."""
+    return record.skip_reason == SkipReason.INVALID_TOKEN and record.error_class is not None
+
+
+def run_due_problems(records: Sequence[Any]) -> list[str]:
+    """What newly went wrong in a run, for stderr under cron: nothing when every attempt
+    succeeded or was skipped for a cause already reported; otherwise one summary line, then a
+    line per failed pair and per grant found revoked in this run."""
+    failed = [r for r in records if r.result == Result.FAILURE]
+    # One line a grant: the user's other pairs are then skipped on the stored verdict.
+    revoked = list({r.user_id: r for r in records if newly_revoked(r)}.values())
+    if not failed and not revoked:
+        return []
+    succeeded = sum(r.result == Result.SUCCESS for r in records)
+    skipped = sum(r.result == Result.SKIPPED for r in records)
+    summary = (
+        f"syncctl run-due: {len(records)} attempts, {succeeded} succeeded, {len(failed)} failed,"
+        f" {skipped} skipped"
+    )
+    if revoked:
+        summary += f"; {len(revoked)} grant(s) newly revoked"
+    return [
+        summary,
+        *(f"failed: {r.user_id} {r.integration_type.cli_name}: {r.error_message}" for r in failed),
+        *(
+            f"revoked: {r.user_id}: {r.error_message}"
+            f" (run `syncctl user add {r.user_id} --credentials FILE`)"
+            for r in revoked
+        ),
+    ]
+
+
+def render_run_due(records: Sequence[Any] | None, *, json_output: bool, verbose: bool) -> None:
+    """Print a run-due (None: another run-due held the database): JSON, or the attempt table on
+    a terminal or with --verbose; under cron only what newly went wrong, on stderr (nothing at
+    all when all is well)."""
+    shown = json_output or verbose or stdout_is_terminal()
+    if records is None:
+        # Under cron a long run overlapping the next is routine, not news worth a mail.
+        if shown:
+            note("another run-due is running on this database; nothing done")
+        if json_output:  # scripts reading stdout still get their one document
+            print_json({"ran": False, "reason": "another run-due is running"})
+        return
+    if shown:
+        render_attempts(records, json_output=json_output, title="run-due")
+        return
+    for line in run_due_problems(records):
+        note(line)
 
 
 def render_plan(plans: Sequence[Any], *, json_output: bool) -> None:

@@ -32,11 +32,21 @@ def run_due_command(
         bool, typer.Option("--dry-run", help="List what would run and why; change nothing.")
     ] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose", help="Print the per-attempt table even when stdout is not a terminal."
+        ),
+    ] = False,
 ) -> None:
     """Run every due (user, integration) pair through the pipeline.
 
+    On a terminal (or with --verbose) it prints a table of the attempts. Under cron (stdout
+    not a terminal, no --json) it prints nothing unless something newly went wrong: then, on
+    stderr, one summary line and a line per failed pair and per grant found revoked.
+
     Exit 0 when all ran or were skipped by gating, 1 when any sync failed. An overlapping
-    run-due on the same database prints a notice and exits 0.
+    run-due on the same database exits 0 (with a notice, except under cron).
 
     Example: syncctl run-due --concurrency 8
     """
@@ -54,13 +64,10 @@ def run_due_command(
                 on_start=progress.start,
                 on_attempt=progress.advance,
             )
-    if summary is None:
-        _output.note("another run-due is running on this database; nothing done")
-        if json_output:  # scripts reading stdout still get their one document
-            _output.print_json({"ran": False, "reason": "another run-due is running"})
-        return
-    _output.render_attempts(summary.attempts, json_output=json_output, title="run-due")
-    if summary.failed:
+    _output.render_run_due(
+        None if summary is None else summary.attempts, json_output=json_output, verbose=verbose
+    )
+    if summary is not None and summary.failed:
         raise typer.Exit(EXIT_FAILURE)
 
 
