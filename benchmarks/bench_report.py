@@ -32,6 +32,7 @@ from syncctl.report import RECENT_SYNCS, build_report  # noqa: E402
 from syncctl.report_render import page, prometheus, sections  # noqa: E402
 from syncctl.store import open_database  # noqa: E402
 from syncctl.store import report_queries as q  # noqa: E402
+from syncctl.store.schema import ROLLUP_MIGRATION  # noqa: E402
 
 END = datetime.fromisoformat("2026-06-30T12:00:00+00:00")
 TARGET_SECONDS = 2.0
@@ -73,7 +74,7 @@ def prepare(path: Path, users: int, days: int) -> None:
         db = open_database(path)
         if not q.has_rollup(db.conn):
             began = time.perf_counter()
-            db.conn.executescript(q.ROLLUP_MIGRATION)
+            db.conn.executescript(ROLLUP_MIGRATION)
             print(f"rollup migration (backfill) of {path}: {time.perf_counter() - began:.1f} s")
         db.close()
         return

@@ -24,11 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from syncctl.clock import to_iso  # noqa: E402
 from syncctl.store import open_database  # noqa: E402
-from syncctl.store.report_queries import (  # noqa: E402
+from syncctl.store.report_queries import has_rollup  # noqa: E402
+from syncctl.store.schema import (  # noqa: E402
     ROLLUP_BACKFILL,
     ROLLUP_MIGRATION,
     ROLLUP_TABLE,
-    has_rollup,
 )
 
 CALENDAR, CONTACTS = "google_calendar", "google_contacts"

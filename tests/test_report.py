@@ -21,7 +21,8 @@ from syncctl.clock import from_iso, to_iso
 from syncctl.report import build_report, parse_duration
 from syncctl.report_render.prometheus import render_prometheus
 from syncctl.store import open_database
-from syncctl.store.report_queries import ROLLUP_MIGRATION, ROLLUP_TABLE, has_rollup
+from syncctl.store.report_queries import has_rollup
+from syncctl.store.schema import ROLLUP_MIGRATION, ROLLUP_TABLE
 from syncctl.users import BadInput
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)

@@ -5,7 +5,8 @@ import stat
 import pytest
 
 from syncctl.store import DatabaseError, open_database
-from syncctl.store.db import SCHEMA_VERSION, schema_version
+from syncctl.store.db import schema_version
+from syncctl.store.schema import SCHEMA_VERSION
 
 
 def test_new_database_is_private_wal_and_versioned(tmp_path):
@@ -64,7 +65,8 @@ def test_newer_schema_is_refused(tmp_path):
 
 def test_version_1_database_migrates_forward_in_place(tmp_path):
     # GIVEN a database made by schema version 1 with an attempt already recorded
-    from syncctl.store.db import APPLICATION_ID, MIGRATIONS, _statements
+    from syncctl.store.db import APPLICATION_ID, _statements
+    from syncctl.store.schema import MIGRATIONS
 
     path = tmp_path / "v1.db"
     conn = sqlite3.connect(path)

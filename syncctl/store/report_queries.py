@@ -13,72 +13,9 @@ from datetime import timedelta
 
 from syncctl.clock import from_iso, to_iso
 from syncctl.model import RECONNECT_NOTICE
+from syncctl.store.schema import ROLLUP_TABLE
 
 HOUR = timedelta(hours=1)
-ROLLUP_TABLE = "sync_metrics_hourly"
-_ROLLUP_KEY = (
-    "substr({row}.created_at, 1, 13), {row}.integration_type, {row}.trigger, {row}.result,"
-    " coalesce({row}.skip_reason, ''), coalesce({row}.saved_by, ''),"
-    " coalesce({row}.error_class, '')"
-)
-_ROLLUP_MATCH = (
-    "hour = substr(OLD.created_at, 1, 13) AND integration_type = OLD.integration_type"
-    " AND trigger = OLD.trigger AND result = OLD.result"
-    " AND skip_reason = coalesce(OLD.skip_reason, '') AND saved_by = coalesce(OLD.saved_by, '')"
-    " AND error_class = coalesce(OLD.error_class, '')"
-)
-_ROLLUP_ADD = (
-    f"INSERT INTO {ROLLUP_TABLE} VALUES ({_ROLLUP_KEY.format(row='NEW')}, 1,"
-    " NEW.api_calls_made, NEW.api_calls_saved, NEW.full_resync, NEW.items_processed)"
-    " ON CONFLICT (hour, integration_type, trigger, result, skip_reason, saved_by, error_class)"
-    " DO UPDATE SET attempts = attempts + 1,"
-    " api_calls_made = api_calls_made + excluded.api_calls_made,"
-    " api_calls_saved = api_calls_saved + excluded.api_calls_saved,"
-    " full_resyncs = full_resyncs + excluded.full_resyncs,"
-    " items_processed = items_processed + excluded.items_processed;"
-)
-_ROLLUP_REMOVE = (
-    f"UPDATE {ROLLUP_TABLE} SET attempts = attempts - 1,"
-    " api_calls_made = api_calls_made - OLD.api_calls_made,"
-    " api_calls_saved = api_calls_saved - OLD.api_calls_saved,"
-    " full_resyncs = full_resyncs - OLD.full_resync,"
-    f" items_processed = items_processed - OLD.items_processed WHERE {_ROLLUP_MATCH};"
-)
-ROLLUP_BACKFILL = (
-    f"INSERT INTO {ROLLUP_TABLE} SELECT {_ROLLUP_KEY.format(row='sync_metrics')}, count(*),"
-    " sum(api_calls_made), sum(api_calls_saved), sum(full_resync), sum(items_processed)"
-    " FROM sync_metrics GROUP BY 1, 2, 3, 4, 5, 6, 7;"
-)
-# Schema migration v2 (store.db.MIGRATIONS). Triggers keep the rollup exact whoever writes
-# sync_metrics; the last statement backfills the rows a v1 database already had.
-ROLLUP_MIGRATION = f"""
-CREATE TABLE {ROLLUP_TABLE} (
-    hour TEXT NOT NULL,
-    integration_type TEXT NOT NULL,
-    trigger TEXT NOT NULL,
-    result TEXT NOT NULL,
-    skip_reason TEXT NOT NULL,
-    saved_by TEXT NOT NULL,
-    error_class TEXT NOT NULL,
-    attempts INTEGER NOT NULL,
-    api_calls_made INTEGER NOT NULL,
-    api_calls_saved INTEGER NOT NULL,
-    full_resyncs INTEGER NOT NULL,
-    items_processed INTEGER NOT NULL,
-    PRIMARY KEY (hour, integration_type, trigger, result, skip_reason, saved_by, error_class)
-) WITHOUT ROWID;
-CREATE TRIGGER sync_metrics_rollup_insert AFTER INSERT ON sync_metrics BEGIN
-    {_ROLLUP_ADD}
-END;
-CREATE TRIGGER sync_metrics_rollup_delete AFTER DELETE ON sync_metrics BEGIN
-    {_ROLLUP_REMOVE}
-END;
-CREATE TRIGGER sync_metrics_rollup_update AFTER UPDATE ON sync_metrics BEGIN
-    {_ROLLUP_REMOVE}
-    {_ROLLUP_ADD}
-END;
-{ROLLUP_BACKFILL}
-"""
 
 
 @dataclass(frozen=True)
