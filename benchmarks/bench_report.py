@@ -28,10 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import metrics_gen  # noqa: E402
 
 from syncctl.clock import to_iso  # noqa: E402
-from syncctl.report import RECENT_SYNCS, build_report  # noqa: E402
+from syncctl.report import build_report  # noqa: E402
 from syncctl.report_render import page, prometheus, sections  # noqa: E402
 from syncctl.store import open_database  # noqa: E402
 from syncctl.store import report_queries as q  # noqa: E402
+from syncctl.store.metrics import RECENT_ATTEMPTS as RECENT_SYNCS  # noqa: E402
 from syncctl.store.schema import ROLLUP_MIGRATION  # noqa: E402
 
 END = datetime.fromisoformat("2026-06-30T12:00:00+00:00")

@@ -32,13 +32,14 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from syncctl import fleet
 from syncctl.clock import to_iso, utcnow
-from syncctl.config import load_settings
+from syncctl.config import Settings, load_settings
 from syncctl.model import ALL_INTEGRATIONS, Integration, UserCredentials
-from syncctl.orchestrator import Orchestrator
+from syncctl.orchestrator import Orchestrator, orchestrator
 from syncctl.store import open_database, transaction
-from syncctl.store.users import UserGrant, save_users
-from syncctl.users import parse_credentials
+from syncctl.store.users import UserGrant
+from syncctl.users import parse_credentials, save_grants
 
 BATCH = 5000
 SYNCCTL = [sys.executable, "-m", "syncctl"]
@@ -51,7 +52,6 @@ def build_fleet(db_path: Path, count: int) -> float:
     """Create `count` users with both integrations; return the seconds it took."""
     started = time.perf_counter()
     settings = load_settings(db=db_path, env={})
-    intervals = {i: settings.interval_for(i) for i in ALL_INTEGRATIONS}
     db = open_database(db_path)
     now = utcnow()
     for first in range(0, count, BATCH):
@@ -68,7 +68,7 @@ def build_fleet(db_path: Path, count: int) -> float:
             )
             for index in range(first, min(count, first + BATCH))
         ]
-        save_users(db, grants, now=now, interval_for=intervals)
+        save_grants(db, settings, grants, now=now)
     db.close()
     return time.perf_counter() - started
 
@@ -130,7 +130,7 @@ def plan_in_process(db_path: Path, expected: int) -> Callable[[], None]:
     def run() -> None:
         runner = Orchestrator(settings)
         try:
-            plans = runner.plan_due()
+            plans = fleet.plan_due(runner)
         finally:
             runner.close()
         if len(plans) != expected:
@@ -211,7 +211,7 @@ class FakeProcess:
 
 
 def timed_run(
-    runner: Orchestrator, db: Any, fake: FakeProcess, users: int, workers: int
+    settings: Settings, db: Any, fake: FakeProcess, users: int, workers: int
 ) -> tuple[float, float]:
     """Make every pair due, run them at this concurrency; seconds and requests per sync."""
     with transaction(db) as conn:
@@ -220,7 +220,8 @@ def timed_run(
         )
     before = fake.ask("count")
     started = time.perf_counter()
-    summary = runner.run_due(concurrency=workers)
+    with orchestrator(settings.with_overrides(concurrency=workers)) as runner:
+        summary = fleet.run_due(runner)
     elapsed = time.perf_counter() - started
     if summary is None or summary.failed or len(summary.attempts) != users:
         raise SystemExit(f"run-due at concurrency {workers} did not sync every pair")
@@ -243,22 +244,21 @@ def bench_throughput(
                 UserGrant(user_id, parse_credentials(creds), None, (Integration.CALENDAR,))
                 for user_id, creds in fake.fleet.items()
             ]
-            save_users(db, grants, now=utcnow(), interval_for={i: 14400 for i in ALL_INTEGRATIONS})
-            runner = Orchestrator(settings)
-            first = runner.run_due()  # full syncs, without latency
+            save_grants(db, settings, grants, now=utcnow())
+            with orchestrator(settings) as runner:
+                first = fleet.run_due(runner)  # full syncs, without latency
             if first is None or first.failed:
                 raise SystemExit("the first full run failed")
             fake.ask("latency", latency)
             for workers in concurrencies:
                 runs = [
-                    timed_run(runner, db, fake, users, workers)
+                    timed_run(settings, db, fake, users, workers)
                     for _ in range(1 if workers == 1 else repeat)
                 ]
                 elapsed, per_sync = sorted(runs)[len(runs) // 2]  # the median run
                 rate = users / elapsed
                 bound = workers / (per_sync * latency)
                 results.append((workers, users, elapsed, per_sync, rate, 100 * rate / bound))
-            runner.close()
             db.close()
     finally:
         fake.stop()

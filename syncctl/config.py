@@ -54,6 +54,13 @@ class Settings:
     http_timeout_seconds: float = 30.0
     concurrency: int = 8
 
+    def with_overrides(self, **changes: Any) -> Settings:
+        """A copy with the given values changed (None leaves a value as it is), validated: where
+        command-line flags meet the resolved configuration."""
+        updated = replace(self, **{k: v for k, v in changes.items() if v is not None})
+        _validate(updated)
+        return updated
+
     def interval_for(self, integration: str) -> int:
         """Default sync interval of an integration type."""
         if integration == "google_contacts":
@@ -120,10 +127,3 @@ def _validate(settings: Settings) -> None:
         ("http://", "https://")
     ):
         raise ConfigError(f"{Env.GOOGLE_ENDPOINT} must start with http:// or https://")
-
-
-def with_overrides(settings: Settings, **changes: Any) -> Settings:
-    """A copy of settings with some values changed (validated)."""
-    updated = replace(settings, **changes)
-    _validate(updated)
-    return updated

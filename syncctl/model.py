@@ -1,5 +1,10 @@
-"""Names shared by every layer: integrations and the public value spellings of SPEC section 7."""
+"""Names shared by every layer: integrations, the public value spellings of SPEC section 7, and
+the records that policy/ decides and store/ persists (so store/ never imports policy/)."""
 
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 
@@ -123,3 +128,156 @@ class UserCredentials:
 
     def __repr__(self) -> str:
         return f"UserCredentials(client_id={self.client_id!r}, secrets=<hidden>)"
+
+
+# -- records: decided by policy/, persisted by store/ ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class BreakerRecord:
+    """One `circuit_breaker_state` row; the default is a fresh, closed breaker."""
+
+    state: BreakerState = BreakerState.CLOSED
+    failure_count: int = 0
+    last_failure_at: datetime | None = None
+    last_failure_reason: str | None = None
+    opened_at: datetime | None = None
+    next_retry_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class ScheduleRecord:
+    """One `sync_schedule` row's timing; the user, integration and pending trigger sit beside it."""
+
+    default_frequency_seconds: int
+    current_frequency_seconds: int
+    consecutive_no_changes: int
+    last_sync_at: datetime | None
+    next_sync_at: datetime
+
+
+@dataclass(frozen=True)
+class ScheduleMark:
+    """A pair's `next_sync_at` and pending trigger at one moment; a change means a notification."""
+
+    due: datetime
+    pending_trigger: Trigger | None
+
+
+@dataclass(frozen=True)
+class DuePair:
+    """A (user, integration) whose next_sync_at has come: what made it due and what gates it."""
+
+    user_id: str
+    integration: Integration
+    next_sync_at: str
+    trigger: Trigger
+    token_status: TokenStatus = TokenStatus.UNKNOWN
+    breaker: BreakerRecord = BreakerRecord()
+    recent_calls_per_sync: float | None = None  # filled only when asked for (the report)
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    """Everything one attempt writes to `sync_metrics`."""
+
+    user_id: str
+    integration_type: Integration
+    trigger: Trigger
+    result: Result
+    created_at: str
+    sync_type: SyncType | None = None
+    skip_reason: SkipReason | None = None
+    duration_ms: int = 0
+    items_processed: int = 0
+    items_added: int = 0
+    items_updated: int = 0
+    items_deleted: int = 0
+    full_resync: bool = False
+    breaker_trial: bool = False  # the half-open trial of an open breaker (one probe, no retries)
+    api_calls_made: int = 0
+    api_calls_saved: int = 0
+    saved_by: SavedBy | None = None
+    error_class: ErrorClass | None = None
+    error_message: str | None = None
+
+
+@dataclass(frozen=True)
+class SyncOutcome:
+    """What one engine run did, as the orchestrator records it.
+
+    `sync_type` is `full` when any scope of the run was listed without a sync token (first
+    sync, `--full`, a calendar seen for the first time, or an expired token); `full_resync`
+    is True when an expired sync token forced that. Counts are rows of the mirror tables
+    (contacts and groups; calendars and events) that were added, changed or deleted, so a
+    run that found nothing new has all three at zero. `api_calls_made` counts the HTTP
+    requests the run sent (GoogleSession.calls_made during the run).
+    """
+
+    sync_type: SyncType
+    items_processed: int
+    added: int
+    updated: int
+    deleted: int
+    full_resync: bool = False
+    api_calls_made: int = 0
+
+    @property
+    def changed(self) -> bool:
+        """Whether the run changed any stored row."""
+        return bool(self.added or self.updated or self.deleted)
+
+
+@dataclass(frozen=True)
+class PairState:
+    """Everything one attempt reads about its (user, integration), loaded once before it starts."""
+
+    user_id: str
+    integration: Integration
+    token_status: TokenStatus
+    breaker: BreakerRecord
+    schedule: ScheduleRecord | None
+    mark: ScheduleMark | None
+    user_integrations: tuple[Integration, ...]
+    reconnect_notice_open: bool
+    recent_calls_per_sync: float | None  # mean calls of recent successful incremental syncs
+    recent_calls_per_failure: float | None  # mean calls of recent failed attempts
+
+
+@dataclass(frozen=True)
+class TokenHealthUpdate:
+    """A token-health verdict to store for some of a user's integrations."""
+
+    integrations: tuple[Integration, ...]
+    status: TokenStatus
+    error_message: str | None = None
+
+
+@dataclass(frozen=True)
+class Notice:
+    """An operator notice to record for a user (e.g. that the user must reconnect)."""
+
+    kind: str
+    message: str
+
+
+@dataclass(frozen=True)
+class PairUpdate:
+    """Everything one attempt writes, in one transaction; None fields are left as they are."""
+
+    attempt: AttemptRecord
+    breaker: BreakerRecord | None = None
+    schedule: ScheduleRecord | None = None
+    keep_pending: bool = True  # False: the attempt consumed the trigger a webhook left pending
+    token_health: TokenHealthUpdate | None = None
+    notice: Notice | None = None
+    refreshed: RefreshedToken | None = None
+
+
+@dataclass(frozen=True)
+class RefreshedToken:
+    """An access token a refresh obtained during the attempt, and a rotated refresh token."""
+
+    access_token: str | None
+    token_expiry: str | None
+    rotated_refresh_token: str | None = None

@@ -10,10 +10,11 @@ Definitions (documented in the README, section "The report"):
 - staleness: now - the pair's last successful sync (ever, not only in the window); pairs never
   synced are counted in `never_synced` and lead the `worst` list. p50/p95 use the nearest-rank
   method over pairs with a success. `overdue` counts pairs staler than their current interval.
-- next_run: pairs with `next_sync_at <= now`; those with a revoked token or a breaker open
-  until after now will be skipped; the rest are expected to cost the mean api_calls_made of
-  their last RECENT_SYNCS successful syncs, else the integration's mean over the window, else
-  FALLBACK_CALLS_PER_SYNC.
+- next_run: pairs with `next_sync_at <= now`; those the gate (policy.gate) skips, a revoked
+  token or a breaker open (or half-open with its trial lease held), will be skipped; the rest
+  are expected to cost the pair's recent mean (store.metrics.recent_mean_sql: its last
+  successful incremental syncs, trials left out), else the integration's mean over the window,
+  else policy.savings.FALLBACK_CALLS_PER_SYNC.
 """
 
 from __future__ import annotations
@@ -29,27 +30,29 @@ from datetime import datetime, timedelta
 import sqlite_utils
 
 from syncctl.clock import from_iso, to_iso
+from syncctl.config import Settings
 from syncctl.model import (
     ALL_INTEGRATIONS,
     BreakerState,
     ErrorClass,
-    Integration,
     Result,
     SavedBy,
     SkipReason,
     TokenStatus,
     Trigger,
 )
+from syncctl.policy import savings
+from syncctl.policy.gate import gate
 from syncctl.store import report_queries as q
+from syncctl.store import state as state_store
 from syncctl.users import BadInput, require_user
 
 REPORT_VERSION = 1
-RECENT_SYNCS = 10
 WORST_PAIRS = 5
 HISTORY_LIMIT = 500
 MAX_WINDOW_DAYS = 3660  # ten years of daily buckets at most
-# The least an incremental sync costs: one listing call and one groups / events call.
-FALLBACK_CALLS_PER_SYNC = {Integration.CONTACTS: 2, Integration.CALENDAR: 2}
+# Only the trial lease a gate would store depends on settings, never whether a pair runs.
+_GATE_SETTINGS = Settings()
 
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
@@ -330,40 +333,34 @@ def _fleet_means(groups: list[q.WindowGroup]) -> dict[str, float]:
 def _next_run(
     conn, now: datetime, user_id: str | None, fleet_groups: Callable[[], list[q.WindowGroup]]
 ) -> dict:
-    end = to_iso(now)
-    due = q.due_pairs(conn, end, user_id, recent=RECENT_SYNCS)
+    # The same gate the run decides with (policy.gate), so the dry run, this figure and the
+    # run agree; the gate's skip-or-run answer does not depend on the settings.
+    due = state_store.due_pairs(conn, now, user_id=user_id, with_cost=True)
     fallback: dict[str, float] | None = None
     blank = {"due": 0, "will_run": 0, "skip_revoked": 0, "skip_breaker_open": 0}
     per = {name: dict(blank, expected_api_calls=0.0) for name in _names()}
     for pair in due:
-        block = per.setdefault(
-            _cli_name(pair.integration_type), dict(blank, expected_api_calls=0.0)
-        )
+        block = per.setdefault(pair.integration.cli_name, dict(blank, expected_api_calls=0.0))
         block["due"] += 1
-        if pair.token_status == TokenStatus.REVOKED:
+        decision = gate(pair.token_status, pair.breaker, now, _GATE_SETTINGS)
+        if decision.skip_reason is SkipReason.INVALID_TOKEN:
             block["skip_revoked"] += 1
             continue
-        if (
-            pair.breaker_state == BreakerState.OPEN
-            and pair.next_retry_at is not None
-            and pair.next_retry_at > end
-        ):
+        if decision.skip_reason is SkipReason.CIRCUIT_OPEN:
             block["skip_breaker_open"] += 1
             continue
         block["will_run"] += 1
-        cost = pair.average_calls
+        cost = pair.recent_calls_per_sync
         if cost is None:
             if fallback is None:
                 fallback = _fleet_means(fleet_groups())
-            cost = fallback.get(pair.integration_type)
-        if cost is None:
-            cost = FALLBACK_CALLS_PER_SYNC.get(pair.integration_type, 2)
-        block["expected_api_calls"] += cost
+            cost = fallback.get(pair.integration.value)
+        block["expected_api_calls"] += savings.calls_per_sync(pair.integration, cost)
     figures = _total_and_split(per, (*blank, "expected_api_calls"))
     for block in (figures["total"], *per.values()):
         block["expected_api_calls"] = round(block["expected_api_calls"], 1)
     figures["fallback_calls_per_sync"] = {
-        i.cli_name: FALLBACK_CALLS_PER_SYNC[i] for i in ALL_INTEGRATIONS
+        i.cli_name: savings.FALLBACK_CALLS_PER_SYNC[i] for i in ALL_INTEGRATIONS
     }
     return figures
 

@@ -13,15 +13,14 @@ import sqlite_utils
 
 from syncctl.clock import from_iso, to_iso
 from syncctl.config import Settings
-from syncctl.model import (
-    ALL_INTEGRATIONS,
-    Integration,
-    TokenStatus,
-    UserCredentials,
-    parse_integrations,
-)
+from syncctl.model import Integration, ScheduleRecord, UserCredentials, parse_integrations
+from syncctl.policy import breaker as breaker_policy
+from syncctl.policy import schedule as schedule_policy
+from syncctl.policy import token_health
+from syncctl.policy.gate import gate
 from syncctl.store import channels as channel_store
 from syncctl.store import state as state_store
+from syncctl.store import transaction
 from syncctl.store import users as user_store
 
 IMPORT_BATCH = 5000
@@ -125,8 +124,17 @@ def check_user_id(user_id: Any) -> str:
     return user_id
 
 
-def _interval_for(settings: Settings) -> dict[Integration, int]:
-    return {i: settings.interval_for(i) for i in ALL_INTEGRATIONS}
+def _reconnect(settings: Settings, now: datetime) -> user_store.Reconnect:
+    """A reconnect resets token health and the breaker and makes the pair due now."""
+
+    def schedule(integration: Integration, record: ScheduleRecord | None) -> ScheduleRecord:
+        return schedule_policy.on_reconnect(record, integration, now, settings)
+
+    return user_store.Reconnect(
+        token_status=token_health.status_after_reconnect(),
+        breaker=breaker_policy.reset(),
+        schedule=schedule,
+    )
 
 
 def add_user(
@@ -141,7 +149,26 @@ def add_user(
 ) -> bool:
     """Add a user, or reconnect a known one; True when the user is new."""
     grant = user_store.UserGrant(check_user_id(user_id), credentials, email, integrations)
-    return user_store.save_users(db, [grant], now=now, interval_for=_interval_for(settings)) == 1
+    return save_grants(db, settings, [grant], now=now) == 1
+
+
+def save_grants(
+    db: sqlite_utils.Database,
+    settings: Settings,
+    grants: list[user_store.UserGrant],
+    *,
+    now: datetime,
+    reconnect_unchanged: bool = True,
+) -> int:
+    """Add or reconnect users in one transaction (see store.users.save_users); how many are new."""
+    with transaction(db) as tx:
+        return user_store.save_users(
+            tx,
+            grants,
+            now=now,
+            reconnect=_reconnect(settings, now),
+            reconnect_unchanged=reconnect_unchanged,
+        )
 
 
 def _grant_from_line(text: str) -> user_store.UserGrant:
@@ -196,11 +223,8 @@ def import_users(
             report.bad_lines.append((number, str(exc)))
     if report.bad_lines:
         return report
-    intervals = _interval_for(settings)
     for batch in _batches((_grant_from_line(line) for _, line in _numbered_lines(path))):
-        report.new += user_store.save_users(
-            db, batch, now=now, interval_for=intervals, reconnect_unchanged=False
-        )
+        report.new += save_grants(db, settings, batch, now=now, reconnect_unchanged=False)
         report.imported += len(batch)
     return report
 
@@ -225,20 +249,31 @@ def remove_user(
     from syncctl.webhooks import stop_user_channels
 
     require_user(db, user_id)
-    statuses = {row["status"] for row in state_store.list_token_health(db.conn, user_id)}
-    credentials = user_store.load_credentials(db, user_id)
-    usable = credentials is not None and TokenStatus.REVOKED.value not in statuses
-    if usable and channel_store.open_channels(db.conn, user_id):
+    credentials = user_store.load_credentials(db.conn, user_id)
+    if credentials is not None and _may_stop_at_google(db, settings, user_id, now):
         with GoogleSession(credentials, settings) as session:
             report = stop_user_channels(db, session, user_id, now)
     else:
         report = stop_user_channels(db, None, user_id, now)
-    user_store.remove_user(db, user_id, purge=purge)
+    with transaction(db) as tx:
+        user_store.remove_user(tx, user_id, purge=purge)
     return report.errors
+
+
+def _may_stop_at_google(
+    db: sqlite_utils.Database, settings: Settings, user_id: str, now: datetime
+) -> bool:
+    """Channels are stopped at Google only when the calendar pair's gate allows a call."""
+    if not channel_store.open_channels(db.conn, user_id):
+        return False
+    calendar = Integration.CALENDAR
+    status = state_store.load_token_status(db.conn, user_id, calendar)
+    breaker = state_store.load_breaker(db.conn, user_id, calendar)
+    return gate(status, breaker, now, settings).allowed
 
 
 def require_user(db: sqlite_utils.Database, user_id: str) -> str:
     """Return user_id if known, else raise UnknownUser."""
-    if not user_store.user_exists(db, user_id):
+    if not user_store.user_exists(db.conn, user_id):
         raise UnknownUser(f"unknown user {user_id!r} (see `syncctl user list`)")
     return user_id

@@ -37,8 +37,11 @@ import sqlite_utils
 from syncctl.clock import Clock, from_iso, to_iso, utcnow
 from syncctl.config import Settings
 from syncctl.google.errors import GoogleError, QuotaError, TransientError
+from syncctl.model import Integration, Trigger
+from syncctl.policy import gate as gate_policy
 from syncctl.store import channels as channel_store
 from syncctl.store import open_database, transaction
+from syncctl.store import state as state_store
 from syncctl.store.channels import ChannelRow
 
 if TYPE_CHECKING:
@@ -264,8 +267,14 @@ def receive_notification(
     token = found.get("x-goog-channel-token")
     if token is None or not hmac.compare_digest(token.encode(), row.token.encode()):
         return Receipt(403, "wrong channel token", channel_id, state, row.user_id, row.calendar_id)
-    with transaction(db) as tx:
-        changed = channel_store.make_calendar_due(tx, row.user_id, now=now)
+    with transaction(db) as tx:  # the gate decides (policy.gate); the store only saves
+        calendar = Integration.CALENDAR
+        status = state_store.load_token_status(tx, row.user_id, calendar)
+        schedule = state_store.load_schedule(tx, row.user_id, calendar)
+        due = gate_policy.on_notification(schedule, status, now)
+        if due is not None:
+            state_store.save_schedule_due(tx, row.user_id, calendar, due, Trigger.WEBHOOK)
+        changed = due is not None
     reason = "calendar sync due now" if changed else "calendar not scheduled or revoked; ignored"
     return Receipt(200, reason, channel_id, state, row.user_id, row.calendar_id)
 

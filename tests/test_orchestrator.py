@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from syncctl import users
+from syncctl import fleet, users
 from syncctl.clock import from_iso, to_iso
 from syncctl.config import Settings
 from syncctl.fakegoogle import FakeGoogle
@@ -51,6 +51,7 @@ class World:
     settings: Settings
     orchestrator: Orchestrator
     db_path: Path
+    runners: dict[int, Orchestrator] = field(default_factory=dict)
 
     def add_user(
         self, user_id: str, integrations: tuple[Integration, ...] = (CALENDAR,), **data: int
@@ -82,10 +83,29 @@ class World:
         finally:
             db.close()
 
-    def run_due(self, **kwargs: Any) -> list[Any]:
-        summary = self.orchestrator.run_due(**kwargs)
+    def runner(self, concurrency: int | None = None) -> Orchestrator:
+        """The world's orchestrator, or a long-lived one with its own `--concurrency`."""
+        if concurrency is None:
+            return self.orchestrator
+        if concurrency not in self.runners:
+            settings = self.settings.with_overrides(concurrency=concurrency)
+            self.runners[concurrency] = Orchestrator(
+                settings, clock=self.clock, sleep=lambda seconds: None
+            )
+        return self.runners[concurrency]
+
+    def run_due(self, concurrency: int | None = None, **kwargs: Any) -> list[Any]:
+        summary = fleet.run_due(self.runner(concurrency), **kwargs)
         assert summary is not None
         return summary.attempts
+
+    def plan_due(self) -> list[Any]:
+        return fleet.plan_due(self.orchestrator)
+
+    def close(self) -> None:
+        self.orchestrator.close()
+        for runner in self.runners.values():
+            runner.close()
 
     def rows(self, sql: str, *params: Any) -> list[tuple]:
         conn = sqlite3.connect(self.db_path)
@@ -136,10 +156,11 @@ def make_world(tmp_path: Path) -> Iterator[World]:
     fake.start()
     settings = Settings(db_path=tmp_path / "syncctl.db", google_endpoint=fake.base_url)
     orchestrator = Orchestrator(settings, clock=clock, sleep=lambda seconds: None)
+    world = World(clock, fake, settings, orchestrator, settings.db_path)
     try:
-        yield World(clock, fake, settings, orchestrator, settings.db_path)
+        yield world
     finally:
-        orchestrator.close()
+        world.close()
         fake.stop()
 
 
@@ -643,9 +664,7 @@ def test_plan_due_says_why_each_pair_would_run_or_be_skipped_and_changes_nothing
     world.clock.now = opened
     tables = dump_tables(world.db_path)
 
-    plans = {
-        p.user_id: (p.trigger.value, p.action, p.reason) for p in world.orchestrator.plan_due()
-    }
+    plans = {p.user_id: (p.trigger.value, p.action, p.reason) for p in world.plan_due()}
 
     assert dump_tables(world.db_path) == tables
     assert plans == {

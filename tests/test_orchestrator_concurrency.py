@@ -13,11 +13,12 @@ from pathlib import Path
 import pytest
 from test_orchestrator import CALENDAR, CONTACTS, HOUR, World, make_world, outcomes
 
+from syncctl import fleet
 from syncctl.clock import to_iso
 from syncctl.model import Result, SkipReason, Trigger
 from syncctl.orchestrator import Orchestrator
 from syncctl.runlock import run_due_lock
-from syncctl.store import open_database
+from syncctl.store import open_database, transaction
 from syncctl.store import users as user_store
 
 
@@ -135,11 +136,12 @@ def test_overlapping_run_dues_in_one_process_sync_each_pair_once(world: World):
     for n in range(4):
         world.add_user(f"u{n}")
     world.fake.set_latency(0.05)
-    other = Orchestrator(world.settings, clock=world.clock, sleep=lambda seconds: None)
+    settings = world.settings.with_overrides(concurrency=2)
+    other = Orchestrator(settings, clock=world.clock, sleep=lambda seconds: None)
     summaries = []
     threads = [
-        threading.Thread(target=lambda o=o: summaries.append(o.run_due(concurrency=2)))
-        for o in (world.orchestrator, other)
+        threading.Thread(target=lambda o=o: summaries.append(fleet.run_due(o)))
+        for o in (world.runner(2), other)
     ]
     for thread in threads:
         thread.start()
@@ -183,7 +185,8 @@ def remove_once_ann_is_syncing(world: World, user_id: str) -> threading.Thread:
             threading.Event().wait(0.01)
         db = open_database(world.db_path)
         try:
-            user_store.remove_user(db, user_id, purge=False)
+            with transaction(db) as tx:
+                user_store.remove_user(tx, user_id, purge=False)
         finally:
             db.close()
 
@@ -228,7 +231,7 @@ def test_token_checks_of_a_fleet_run_concurrently_and_store_each_verdict(world: 
     world.fake.set_latency(0.2)  # one at a time, the twelve refreshes take 2.4 s
 
     started = time.monotonic()
-    checked = world.orchestrator.check_tokens(user_ids, concurrency=12)
+    checked = fleet.check_tokens(world.runner(12), user_ids)
     elapsed = time.monotonic() - started
 
     assert elapsed < 1.5

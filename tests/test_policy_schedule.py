@@ -20,7 +20,6 @@ from syncctl.policy.schedule import (
     initial_schedule,
     interval_cap,
     is_due,
-    on_channel_closed,
     on_webhook_notification,
     polling_interval_with_live_channel,
     update_schedule,
@@ -51,7 +50,7 @@ def test_new_pair_is_due_now_at_default_interval(
 ) -> None:
     record = initial_schedule(integration, NOW, settings)
     assert record == ScheduleRecord(settings.interval_for(integration), interval, 0, None, NOW)
-    assert is_due(record, NOW)
+    assert is_due(record.next_sync_at, NOW)
 
 
 @pytest.mark.parametrize(
@@ -63,7 +62,7 @@ def test_new_pair_is_due_now_at_default_interval(
     ],
 )
 def test_due_from_next_sync_at_on(at: datetime, expected: bool) -> None:
-    assert is_due(CALENDAR, at) is expected
+    assert is_due(CALENDAR.next_sync_at, at) is expected
 
 
 @pytest.mark.parametrize(
@@ -198,57 +197,6 @@ def test_polling_interval_with_live_channel(
 
 
 @pytest.mark.parametrize(
-    ("record", "expected"),
-    [
-        pytest.param(
-            replace(
-                CALENDAR,
-                current_frequency_seconds=24 * HOUR,
-                next_sync_at=LAST + timedelta(hours=24),
-            ),
-            replace(CALENDAR, next_sync_at=LAST + timedelta(hours=4)),
-            id="relaxed-returns-to-adaptive",
-        ),
-        pytest.param(
-            replace(
-                CALENDAR,
-                consecutive_no_changes=5,
-                current_frequency_seconds=24 * HOUR,
-                next_sync_at=LAST + timedelta(hours=24),
-            ),
-            replace(
-                CALENDAR,
-                consecutive_no_changes=5,
-                current_frequency_seconds=8 * HOUR,
-                next_sync_at=LAST + timedelta(hours=8),
-            ),
-            id="relaxed-returns-to-backed-off",
-        ),
-        pytest.param(CALENDAR, CALENDAR, id="not-relaxed-unchanged"),
-        pytest.param(
-            replace(
-                CALENDAR,
-                last_sync_at=None,
-                current_frequency_seconds=24 * HOUR,
-                next_sync_at=NOW + timedelta(hours=20),
-            ),
-            replace(
-                CALENDAR,
-                last_sync_at=None,
-                current_frequency_seconds=4 * HOUR,
-                next_sync_at=NOW + timedelta(hours=20),
-            ),
-            id="no-last-sync-keeps-next",
-        ),
-    ],
-)
-def test_closed_channel_restores_adaptive_polling(
-    record: ScheduleRecord, expected: ScheduleRecord
-) -> None:
-    assert on_channel_closed(record, CAL, SETTINGS) == expected
-
-
-@pytest.mark.parametrize(
     ("record", "expected_next"),
     [
         pytest.param(CALENDAR, NOW + timedelta(hours=4), id="advanced-by-default"),
@@ -269,7 +217,7 @@ def test_invalid_token_skip_advances_by_current_interval(
 @pytest.mark.parametrize("step", [after_transient_failure, after_circuit_open])
 def test_transient_failure_and_circuit_open_skip_leave_pair_due(step) -> None:
     assert step(CALENDAR) == CALENDAR
-    assert is_due(step(CALENDAR), NOW)
+    assert is_due(step(CALENDAR).next_sync_at, NOW)
 
 
 @pytest.mark.parametrize(
@@ -303,7 +251,7 @@ def test_webhook_notification_makes_pair_due_now(
 ) -> None:
     record = on_webhook_notification(replace(CALENDAR, next_sync_at=next_sync_at), NOW)
     assert record == replace(CALENDAR, next_sync_at=expected_next)
-    assert is_due(record, NOW)
+    assert is_due(record.next_sync_at, NOW)
 
 
 BACKED_OFF = ScheduleRecord(4 * HOUR, 8 * HOUR, 5, NOW - timedelta(hours=8), NOW)

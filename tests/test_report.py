@@ -27,6 +27,8 @@ from syncctl.users import BadInput
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 KINDS = {"google_contacts": "contacts", "google_calendar": "calendar"}
+# Calls per sync without any history, the same for the report and the savings estimate.
+FALLBACK = {"google_contacts": 3, "google_calendar": 5}
 DEFAULT_INTERVAL = {"google_contacts": 3 * 86400, "google_calendar": 4 * 3600}
 MECHANISMS = ["token_health", "circuit_breaker", "adaptive_schedule", "webhook"]
 REASONS = ["invalid_token", "circuit_open"]
@@ -292,7 +294,7 @@ def expected_report(db, now: datetime, since: timedelta, user: str | None = None
             if r["integration_type"] == kind and r["result"] == "success"
             and start <= r["created_at"] <= end
         ]  # fmt: skip
-        fleet_means[kind] = sum(ok) / len(ok) if ok else 2
+        fleet_means[kind] = sum(ok) / len(ok) if ok else FALLBACK[kind]
 
     def next_run(kind):
         block = {"due": 0, "will_run": 0, "skip_revoked": 0, "skip_breaker_open": 0}
@@ -306,13 +308,15 @@ def expected_report(db, now: datetime, since: timedelta, user: str | None = None
             b = breaker.get(key)
             if status_of.get(key) == "revoked":
                 block["skip_revoked"] += 1
-            elif b and b["state"] == "open" and b["next_retry_at"] > end:
+            elif b and b["state"] != "closed" and (b["next_retry_at"] or "") > end:
+                # open, or half-open with its trial lease held: the gate skips it
                 block["skip_breaker_open"] += 1
             else:
                 block["will_run"] += 1
                 history = sorted(
                     (m for m in metrics if (m["user_id"], m["integration_type"]) == key
-                     and m["result"] == "success" and m["created_at"] <= end),
+                     and m["result"] == "success" and m["sync_type"] == "incremental"
+                     and not m["breaker_trial"]),
                     key=lambda m: (m["created_at"], m["id"]),
                 )[-10:]  # fmt: skip
                 made = [m["api_calls_made"] for m in history]
@@ -402,7 +406,7 @@ def expected_report(db, now: datetime, since: timedelta, user: str | None = None
         "next_run": {
             "total": total_run,
             "by_integration": per_run,
-            "fallback_calls_per_sync": {"contacts": 2, "calendar": 2},
+            "fallback_calls_per_sync": {"contacts": 3, "calendar": 5},
         },
         "daily": days,
     }

@@ -27,6 +27,7 @@ from test_report import (
 from test_report_html import Dom, bars, chromium, needs_chromium
 from typer.testing import CliRunner
 
+from syncctl import fleet
 from syncctl.cli import app
 from syncctl.config import Settings
 from syncctl.fakegoogle import FakeGoogle
@@ -81,7 +82,8 @@ def run(tmp_path_factory) -> tuple[Path, datetime]:
             grant = parse_credentials(fake.add_user(user_id, **data))
             add_user(db, settings, user_id, grant, now=clock())
         busy_calendar = next(iter(fake.calendars("busy")))
-        with orchestrator(settings, clock=clock, sleep=lambda _: None) as runner:
+        parallel = settings.with_overrides(concurrency=2)
+        with orchestrator(parallel, clock=clock, sleep=lambda _: None) as runner:
             for step in range(STEPS):
                 if step % 5 == 0:
                     fake.add_event("busy", busy_calendar, summary=f"meeting {step}")
@@ -95,13 +97,13 @@ def run(tmp_path_factory) -> tuple[Path, datetime]:
                     runner.attempt("busy", Integration.CALENDAR, Trigger.MANUAL)
                 if step == STEPS - 30:
                     fake.set_always_fail("flaky", 503)
-                runner.run_due(concurrency=2)
+                fleet.run_due(runner)
                 clock.now += STEP
             for _ in range(12):  # end the run while the flaky user's breaker is open
                 if breaker_open(db, clock()):
                     break
                 clock.now += timedelta(minutes=10)
-                runner.run_due(concurrency=2)
+                fleet.run_due(runner)
         db.close()
     finally:
         fake.stop()

@@ -11,7 +11,6 @@ from syncctl.cli import _output
 from syncctl.cli._context import app_state
 from syncctl.model import TokenStatus
 from syncctl.store import state as state_store
-from syncctl.store import transaction
 from syncctl.store import users as user_store
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
@@ -34,11 +33,12 @@ def health_command(
         users.require_user(state.db, user)
     problems: dict[str, str] = {}
     if check:
-        targets = [user] if user else [u["id"] for u in user_store.list_users(state.db)]
-        from syncctl.orchestrator import orchestrator  # loads the Google stack
+        targets = [user] if user else [u["id"] for u in user_store.list_users(state.db.conn)]
+        from syncctl.fleet import check_tokens  # loads the Google stack
+        from syncctl.orchestrator import orchestrator
 
         with orchestrator(state.settings) as runner:
-            checked = runner.check_tokens(targets)
+            checked = check_tokens(runner, targets)
         problems = {user_id: problem for user_id, (_, problem) in checked.items() if problem}
     rows = state_store.list_token_health(state.db.conn, user)
     for row in rows:
@@ -118,8 +118,8 @@ def breaker_reset(
     state = app_state(ctx)
     chosen = users.integrations_option(integration)
     users.require_user(state.db, user)
-    enabled = [i for i in chosen if i in user_store.user_integrations(state.db, user)]
-    with transaction(state.db) as tx:
-        for kind in enabled:
-            state_store.reset_breaker(tx, user, kind)
+    enabled = [i for i in chosen if i in user_store.user_integrations(state.db.conn, user)]
+    from syncctl.fleet import reset_breakers
+
+    reset_breakers(state.db, user, enabled)
     _output.say(f"closed {len(enabled)} breaker(s) of {user}")

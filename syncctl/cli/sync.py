@@ -51,18 +51,17 @@ def run_due_command(
     Example: syncctl run-due --concurrency 8
     """
     state = app_state(ctx)
-    from syncctl.orchestrator import orchestrator  # loads the Google stack
+    settings = state.settings.with_overrides(concurrency=concurrency)
+    from syncctl import fleet  # loads the Google stack
+    from syncctl.orchestrator import orchestrator
 
-    with orchestrator(state.settings) as runner:
+    with orchestrator(settings) as runner:
         if dry_run:
-            _output.render_plan(runner.plan_due(limit=limit), json_output=json_output)
+            _output.render_plan(fleet.plan_due(runner, limit=limit), json_output=json_output)
             return
         with _output.attempt_progress(enabled=not json_output) as progress:
-            summary = runner.run_due(
-                limit=limit,
-                concurrency=concurrency,
-                on_start=progress.start,
-                on_attempt=progress.advance,
+            summary = fleet.run_due(
+                runner, limit=limit, on_start=progress.start, on_attempt=progress.advance
             )
     _output.render_run_due(
         None if summary is None else summary.attempts, json_output=json_output, verbose=verbose
@@ -89,7 +88,7 @@ def sync_command(
     state = app_state(ctx)
     wanted = users.integrations_option(integration)
     users.require_user(state.db, user)
-    enabled = user_store.user_integrations(state.db, user)
+    enabled = user_store.user_integrations(state.db.conn, user)
     chosen = [i for i in wanted if i in enabled]
     if integration != "all" and len(chosen) < len(wanted):
         missing = next(i for i in wanted if i not in enabled)

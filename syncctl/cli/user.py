@@ -70,7 +70,7 @@ def list_(ctx: typer.Context, json_output: JsonOption = False) -> None:
 
     Example: syncctl user list --json
     """
-    rows = user_store.list_users(app_state(ctx).db)
+    rows = user_store.list_users(app_state(ctx).db.conn)
     if json_output:
         _output.print_json({"users": rows})
         return

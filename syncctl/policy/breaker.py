@@ -17,19 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from syncctl.config import Settings
-from syncctl.model import BreakerState, SkipReason
-
-
-@dataclass(frozen=True)
-class BreakerRecord:
-    """One `circuit_breaker_state` row; the default is a fresh, closed breaker."""
-
-    state: BreakerState = BreakerState.CLOSED
-    failure_count: int = 0
-    last_failure_at: datetime | None = None
-    last_failure_reason: str | None = None
-    opened_at: datetime | None = None
-    next_retry_at: datetime | None = None
+from syncctl.model import BreakerRecord, BreakerState, SkipReason
 
 
 @dataclass(frozen=True)

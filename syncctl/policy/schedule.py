@@ -12,7 +12,8 @@ Choices where the contract is silent, as a fleet operator would want them:
   current_frequency_seconds`; skips and failures move `next_sync_at` only.
 - While a live watch channel covers a calendar, `current_frequency_seconds` holds the relaxed
   interval (never shorter than the adaptive one), so the formula above still holds; the
-  no-change counter keeps counting and `on_channel_closed` restores the adaptive interval.
+  no-change counter keeps counting, and the first success without one (the channel lapsed or
+  could not be renewed) returns to the adaptive interval.
 - A webhook notification makes the pair due now; the caller stores `pending_trigger = webhook`
   with it (the column lives beside the record, not in it), so the attempt runs as `webhook`.
 - Manual syncs never change the schedule: `update_schedule` returns the record unchanged for
@@ -22,12 +23,12 @@ Choices where the contract is silent, as a fleet operator would want them:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 
 from syncctl.config import Settings
-from syncctl.model import Integration, Trigger
+from syncctl.model import Integration, ScheduleRecord, Trigger
 
 
 class Outcome(StrEnum):
@@ -42,17 +43,6 @@ class Outcome(StrEnum):
     QUOTA_FAILURE = "quota_failure"  # quota errors outlasted the retries
 
 
-@dataclass(frozen=True)
-class ScheduleRecord:
-    """One `sync_schedule` row's timing; the user, integration and pending trigger sit beside it."""
-
-    default_frequency_seconds: int
-    current_frequency_seconds: int
-    consecutive_no_changes: int
-    last_sync_at: datetime | None
-    next_sync_at: datetime
-
-
 def initial_schedule(integration: Integration, now: datetime, settings: Settings) -> ScheduleRecord:
     """A new pair starts at its default interval with no history and is due now."""
     default = settings.interval_for(integration)
@@ -65,9 +55,19 @@ def initial_schedule(integration: Integration, now: datetime, settings: Settings
     )
 
 
-def is_due(record: ScheduleRecord, now: datetime) -> bool:
+def is_due(next_sync_at: datetime, now: datetime) -> bool:
     """A pair is due from its `next_sync_at` on, that instant included."""
-    return now >= record.next_sync_at
+    return now >= next_sync_at
+
+
+def on_reconnect(
+    record: ScheduleRecord | None, integration: Integration, now: datetime, settings: Settings
+) -> ScheduleRecord:
+    """A (re)connected pair is due now: a new one starts from `initial_schedule`, a known one
+    keeps its interval and history and becomes due now (never later)."""
+    if record is None:
+        return initial_schedule(integration, now, settings)
+    return replace(record, next_sync_at=min(record.next_sync_at, now))
 
 
 def interval_cap(integration: Integration, default_seconds: int, settings: Settings) -> int:
@@ -151,24 +151,6 @@ def after_quota_failure(
 def on_webhook_notification(record: ScheduleRecord, now: datetime) -> ScheduleRecord:
     """A valid notification makes the pair due now (never later); store it with trigger webhook."""
     return replace(record, next_sync_at=min(record.next_sync_at, now))
-
-
-def on_channel_closed(
-    record: ScheduleRecord, integration: Integration, settings: Settings
-) -> ScheduleRecord:
-    """When a calendar loses its live channel, polling returns to the adaptive interval at once."""
-    adaptive = adaptive_interval(
-        integration,
-        record.default_frequency_seconds,
-        record.consecutive_no_changes,
-        settings,
-    )
-    if adaptive >= record.current_frequency_seconds:
-        return record
-    next_sync_at = record.next_sync_at
-    if record.last_sync_at is not None:
-        next_sync_at = min(next_sync_at, record.last_sync_at + timedelta(seconds=adaptive))
-    return replace(record, current_frequency_seconds=adaptive, next_sync_at=next_sync_at)
 
 
 def update_schedule(

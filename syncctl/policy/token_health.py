@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from syncctl.config import Settings
-from syncctl.model import TokenStatus
+from syncctl.model import RECONNECT_NOTICE, Integration, Notice, TokenHealthUpdate, TokenStatus
 
 
 class TokenCheck(StrEnum):
@@ -87,3 +87,33 @@ def token_action(
 def status_after_reconnect() -> TokenStatus:
     """A reconnect (new credentials) resets token health to `unknown` until a check proves it."""
     return TokenStatus.UNKNOWN
+
+
+def reconnect_notice(user_id: str, message: str) -> Notice:
+    """The one notice a revoked grant leaves: what went wrong and the command that cures it."""
+    return Notice(
+        RECONNECT_NOTICE,
+        f"{message}; run `syncctl user add {user_id} --credentials FILE` to reconnect",
+    )
+
+
+def after_check(
+    user_id: str,
+    integrations: tuple[Integration, ...],
+    check: TokenCheck,
+    message: str | None,
+    previous_status: TokenStatus,
+    *,
+    notice_open: bool,
+) -> tuple[TokenHealthUpdate | None, Notice | None]:
+    """The token-health record a check proves for the integrations it covers (None when it
+    proves nothing), and the reconnect notice when the grant has just become revoked."""
+    status = token_verdict(check)
+    if status is None:
+        return None, None
+    if status is not TokenStatus.REVOKED:
+        return TokenHealthUpdate(integrations, status), None
+    message = message or "auth error"
+    notify = should_notify_reconnect(previous_status, status, notice_open=notice_open)
+    notice = reconnect_notice(user_id, message) if notify else None
+    return TokenHealthUpdate(integrations, status, message), notice

@@ -10,8 +10,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from syncctl.config import Settings
+from syncctl.fleet import RunSummary
 from syncctl.model import Result
-from syncctl.orchestrator import RunSummary
 from syncctl.report import build_report
 from syncctl.simulation.runs import PolicyRun, run_orchestrated
 from syncctl.simulation.scenario import Scenario, make_scenario

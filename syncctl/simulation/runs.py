@@ -13,13 +13,15 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
+from syncctl import fleet
 from syncctl.config import Settings
 from syncctl.engines.calendar import sync_calendar
 from syncctl.engines.contacts import sync_contacts
+from syncctl.fleet import RunSummary
 from syncctl.google.errors import GoogleError
 from syncctl.google.session import GoogleSession
 from syncctl.model import ALL_INTEGRATIONS, Integration, Result
-from syncctl.orchestrator import Orchestrator, RunSummary
+from syncctl.orchestrator import Orchestrator
 from syncctl.report import build_report, nearest_rank
 from syncctl.simulation.scenario import Scenario
 from syncctl.simulation.stage import Change, Stage, staged
@@ -106,13 +108,14 @@ def run_orchestrated(
     started = time.perf_counter()
     tally = _Tally()
     with staged(scenario, base, db_path) as stage, _receiver(stage, enabled=webhooks):
-        runner = Orchestrator(stage.settings, clock=stage.clock.now, sleep=stage.clock.sleep)
+        settings = stage.settings.with_overrides(concurrency=concurrency)
+        runner = Orchestrator(settings, clock=stage.clock.now, sleep=stage.clock.sleep)
         try:
             for moment in scenario.steps():
                 notes = stage.play_until(moment)
                 if before_step is not None:
                     before_step(stage)
-                summary = runner.run_due(concurrency=concurrency)
+                summary = fleet.run_due(runner)
                 if summary is None:
                     raise RuntimeError(f"another run-due holds {db_path}")
                 if stage.after_change is not None:
@@ -187,7 +190,7 @@ def run_naive(scenario: Scenario, base: Settings, db_path: Path) -> PolicyRun:
 
 def naive_poll(stage: Stage, user_id: str, integration: Integration) -> Result:
     """One naive poll: an incremental (or first full) sync, the token refreshed when needed."""
-    credentials = user_store.load_credentials(stage.db, user_id)
+    credentials = user_store.load_credentials(stage.db.conn, user_id)
     if credentials is None:
         raise LookupError(f"user {user_id!r} has no credentials")
     session = GoogleSession(

@@ -8,7 +8,6 @@ from datetime import datetime
 from typing import NamedTuple
 
 from syncctl.clock import to_iso
-from syncctl.model import Integration, Trigger
 
 
 class ChannelRow(NamedTuple):
@@ -80,19 +79,3 @@ def uncovered_calendar_count(conn: sqlite3.Connection, user_id: str, until: date
         [user_id, to_iso(until)],
     ).fetchone()
     return int(row[0])
-
-
-def make_calendar_due(conn: sqlite3.Connection, user_id: str, *, now: datetime) -> int:
-    """Make a user's calendar sync due now with trigger `webhook`; returns rows changed (0/1).
-
-    A revoked calendar is left alone: it can make no Google call until the user reconnects.
-    """
-    cursor = conn.execute(
-        "UPDATE sync_schedule SET next_sync_at = ?, pending_trigger = ?"
-        " WHERE user_id = ? AND integration_type = ? AND NOT EXISTS (SELECT 1 FROM token_health"
-        " WHERE token_health.user_id = sync_schedule.user_id"
-        " AND token_health.integration_type = sync_schedule.integration_type"
-        " AND token_health.status = 'revoked')",
-        [to_iso(now), Trigger.WEBHOOK.value, user_id, Integration.CALENDAR.value],
-    )
-    return cursor.rowcount

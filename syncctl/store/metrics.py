@@ -3,34 +3,12 @@
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
-from syncctl.model import ErrorClass, Integration, Result, SavedBy, SkipReason, SyncType, Trigger
+from syncctl.model import AttemptRecord, Integration, Result, SyncType
 
-
-@dataclass(frozen=True)
-class AttemptRecord:
-    """Everything one attempt writes to `sync_metrics`."""
-
-    user_id: str
-    integration_type: Integration
-    trigger: Trigger
-    result: Result
-    created_at: str
-    sync_type: SyncType | None = None
-    skip_reason: SkipReason | None = None
-    duration_ms: int = 0
-    items_processed: int = 0
-    items_added: int = 0
-    items_updated: int = 0
-    items_deleted: int = 0
-    full_resync: bool = False
-    breaker_trial: bool = False  # the half-open trial of an open breaker (one probe, no retries)
-    api_calls_made: int = 0
-    api_calls_saved: int = 0
-    saved_by: SavedBy | None = None
-    error_class: ErrorClass | None = None
-    error_message: str | None = None
+# How many of a pair's latest attempts its recent mean cost is taken over.
+RECENT_ATTEMPTS = 10
 
 
 COLUMNS = tuple(AttemptRecord.__dataclass_fields__)
@@ -49,21 +27,31 @@ def insert_attempt(conn: sqlite3.Connection, record: AttemptRecord) -> int:
     return int(cursor.lastrowid or 0)
 
 
+def recent_mean_sql(user_column: str, integration_column: str) -> str:
+    """The one definition of a pair's recent mean cost, as a scalar subquery: the mean
+    api_calls_made over its RECENT_ATTEMPTS latest attempts with a result (and a sync type, when
+    given), half-open trials left out (they are single probes, not what an attempt costs).
+    Parameters: result, sync type (or NULL)."""
+    return (
+        "(SELECT avg(api_calls_made) FROM (SELECT m.api_calls_made FROM sync_metrics m"
+        f" WHERE m.user_id = {user_column} AND m.integration_type = {integration_column}"
+        " AND m.result = ?1 AND m.breaker_trial = 0 AND (?2 IS NULL OR m.sync_type = ?2)"
+        f" ORDER BY m.created_at DESC, m.id DESC LIMIT {RECENT_ATTEMPTS}))"
+    )
+
+
+_AVERAGE_CALLS = "SELECT " + recent_mean_sql("?3", "?4")
+
+
 def average_calls(
     conn: sqlite3.Connection,
     user_id: str,
     integration: Integration,
     result: Result,
     sync_type: SyncType | None = None,
-    *,
-    recent: int = 10,
 ) -> float | None:
-    """Mean api_calls_made over the pair's recent attempts with this result (and sync type),
-    half-open trials left out (they are single probes, not what an attempt costs)."""
+    """A pair's recent mean api_calls_made with this result (see recent_mean_sql)."""
     row = conn.execute(
-        "SELECT avg(api_calls_made) FROM (SELECT api_calls_made FROM sync_metrics"
-        " WHERE user_id = ? AND integration_type = ? AND result = ? AND breaker_trial = 0"
-        " AND (? IS NULL OR sync_type = ?) ORDER BY created_at DESC, id DESC LIMIT ?)",
-        [user_id, integration.value, result.value, sync_type, sync_type, recent],
+        _AVERAGE_CALLS, [result.value, sync_type, user_id, integration.value]
     ).fetchone()
     return None if row is None or row[0] is None else float(row[0])

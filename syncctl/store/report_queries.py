@@ -46,18 +46,6 @@ class PairFreshness:
     interval_seconds: int | None
 
 
-@dataclass(frozen=True)
-class DuePair:
-    """A pair whose `next_sync_at` has come, with what gates it and its recent mean cost."""
-
-    user_id: str
-    integration_type: str
-    token_status: str | None
-    breaker_state: str | None
-    next_retry_at: str | None
-    average_calls: float | None
-
-
 def _user_filter(column: str, user_id: str | None) -> tuple[str, list[str]]:
     if user_id is None:
         return "", []
@@ -223,28 +211,6 @@ def pair_freshness(conn: sqlite3.Connection, now: str, user_id: str | None) -> l
         [now, *args],
     ).fetchall()
     return [PairFreshness(*row) for row in rows]
-
-
-def due_pairs(
-    conn: sqlite3.Connection, now: str, user_id: str | None, *, recent: int
-) -> list[DuePair]:
-    """Pairs due at now (index on next_sync_at) with gates and mean calls of recent successes."""
-    where, args = _user_filter("s.user_id", user_id)
-    rows = conn.execute(
-        "SELECT s.user_id, s.integration_type, t.status, b.state, b.next_retry_at,"
-        " (SELECT avg(api_calls_made) FROM (SELECT m.api_calls_made FROM sync_metrics m"
-        "   WHERE m.user_id = s.user_id AND m.integration_type = s.integration_type"
-        "   AND m.created_at <= ? AND m.result = 'success'"
-        "   ORDER BY m.created_at DESC LIMIT ?))"
-        " FROM sync_schedule s"
-        " LEFT JOIN token_health t"
-        " ON t.user_id = s.user_id AND t.integration_type = s.integration_type"
-        " LEFT JOIN circuit_breaker_state b"
-        " ON b.user_id = s.user_id AND b.integration_type = s.integration_type"
-        f" WHERE s.next_sync_at <= ?{where}",
-        [now, recent, now, *args],
-    ).fetchall()
-    return [DuePair(*row) for row in rows]
 
 
 def user_record(conn: sqlite3.Connection, user_id: str) -> tuple[str, str | None, str] | None:

@@ -1,27 +1,37 @@
-"""Per-(user, integration) gate state: token health, circuit breaker, schedule, notices."""
+"""Per-(user, integration) gate state: token health, circuit breaker, schedule, notices.
+
+`load_pair_state` reads everything one attempt needs in one go, `save_attempt` writes what the
+policy decided (`PairUpdate`) inside the caller's transaction. Every function takes the
+`sqlite3.Connection` (the store's one handle type); records come from `syncctl.model`.
+"""
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime
 
 from syncctl.clock import from_iso, to_iso
-from syncctl.model import BreakerState, Integration, TokenStatus, Trigger
-from syncctl.policy import breaker as breaker_policy
-from syncctl.policy.breaker import BreakerRecord
-from syncctl.policy.schedule import ScheduleRecord
-
-
-@dataclass(frozen=True)
-class DuePair:
-    """A (user, integration) whose next_sync_at has passed, and what made it due."""
-
-    user_id: str
-    integration: Integration
-    next_sync_at: str
-    trigger: Trigger
+from syncctl.model import (
+    RECONNECT_NOTICE,
+    BreakerRecord,
+    BreakerState,
+    DuePair,
+    Integration,
+    Notice,
+    PairState,
+    PairUpdate,
+    RefreshedToken,
+    Result,
+    ScheduleMark,
+    ScheduleRecord,
+    SyncType,
+    TokenHealthUpdate,
+    TokenStatus,
+    Trigger,
+)
+from syncctl.store import metrics
+from syncctl.store import users as user_store
 
 
 def _moment(text: str | None) -> datetime | None:
@@ -30,14 +40,6 @@ def _moment(text: str | None) -> datetime | None:
 
 def _stamp(moment: datetime | None) -> str | None:
     return to_iso(moment) if moment else None
-
-
-@dataclass(frozen=True)
-class ScheduleMark:
-    """A pair's `next_sync_at` and pending trigger at one moment; a change means a notification."""
-
-    due: datetime
-    pending_trigger: Trigger | None
 
 
 def schedule_mark(
@@ -54,17 +56,114 @@ def schedule_mark(
     return ScheduleMark(from_iso(row[0]), Trigger(row[1]) if row[1] else None)
 
 
-def due_pairs(conn: sqlite3.Connection, now: datetime, limit: int | None = None) -> list[DuePair]:
-    """Pairs due at `now`, most overdue first, from the next_sync_at index."""
+def due_pairs(
+    conn: sqlite3.Connection,
+    now: datetime,
+    limit: int | None = None,
+    *,
+    user_id: str | None = None,
+    with_cost: bool = False,
+) -> list[DuePair]:
+    """Candidate pairs due at `now` (a range on the next_sync_at index), most overdue first, with
+    the token status and breaker the gate decides on; `with_cost` adds each pair's recent mean
+    calls per successful sync (metrics.RECENT_CALLS_PER_SYNC)."""
+    cost = metrics.recent_mean_sql("s.user_id", "s.integration_type") if with_cost else "NULL"
+    cost_args = [Result.SUCCESS.value, SyncType.INCREMENTAL.value] * with_cost
     rows = conn.execute(
-        "SELECT user_id, integration_type, next_sync_at, pending_trigger FROM sync_schedule"
-        " WHERE next_sync_at <= ? ORDER BY next_sync_at, user_id, integration_type LIMIT ?",
-        [to_iso(now), -1 if limit is None else limit],
+        "SELECT s.user_id, s.integration_type, s.next_sync_at, s.pending_trigger, t.status,"
+        f" {_BREAKER_COLUMNS}, {cost} FROM sync_schedule s"
+        " LEFT JOIN token_health t"
+        " ON t.user_id = s.user_id AND t.integration_type = s.integration_type"
+        " LEFT JOIN circuit_breaker_state b"
+        " ON b.user_id = s.user_id AND b.integration_type = s.integration_type"
+        " WHERE s.next_sync_at <= ? AND (? IS NULL OR s.user_id = ?)"
+        " ORDER BY s.next_sync_at, s.user_id, s.integration_type LIMIT ?",
+        [*cost_args, to_iso(now), user_id, user_id, -1 if limit is None else limit],
     ).fetchall()
     return [
-        DuePair(user_id, Integration(kind), next_at, Trigger(pending or Trigger.SCHEDULED))
-        for user_id, kind, next_at, pending in rows
+        DuePair(
+            user_id,
+            Integration(kind),
+            next_at,
+            Trigger(pending or Trigger.SCHEDULED),
+            TokenStatus(status) if status else TokenStatus.UNKNOWN,
+            _breaker(row),
+            mean,
+        )
+        for user_id, kind, next_at, pending, status, *row, mean in rows
     ]
+
+
+def load_pair_state(conn: sqlite3.Connection, user_id: str, integration: Integration) -> PairState:
+    """Everything one attempt decides on, read once: gate state, schedule, recent costs."""
+    schedule, mark = _load_schedule_and_mark(conn, user_id, integration)
+    return PairState(
+        user_id=user_id,
+        integration=integration,
+        token_status=load_token_status(conn, user_id, integration),
+        breaker=load_breaker(conn, user_id, integration),
+        schedule=schedule,
+        mark=mark,
+        user_integrations=user_store.user_integrations(conn, user_id),
+        reconnect_notice_open=has_open_notice(conn, user_id, RECONNECT_NOTICE),
+        recent_calls_per_sync=metrics.average_calls(
+            conn, user_id, integration, Result.SUCCESS, SyncType.INCREMENTAL
+        ),
+        recent_calls_per_failure=metrics.average_calls(conn, user_id, integration, Result.FAILURE),
+    )
+
+
+def save_attempt(conn: sqlite3.Connection, update: PairUpdate) -> None:
+    """Write one attempt's decisions (inside the caller's transaction): the metrics row always;
+    the pair's state only while the pair still exists (a `user remove` that ran meanwhile is not
+    undone)."""
+    record = update.attempt
+    user_id, integration = record.user_id, record.integration_type
+    metrics.insert_attempt(conn, record)
+    if integration not in user_store.user_integrations(conn, user_id):
+        return
+    if update.refreshed is not None:
+        save_refreshed_token(conn, user_id, update.refreshed)
+    save_token_verdict(
+        conn, user_id, update.token_health, update.notice, now=from_iso(record.created_at)
+    )
+    if update.breaker is not None:
+        save_breaker(conn, user_id, integration, update.breaker)
+    if update.schedule is not None:
+        save_schedule(conn, user_id, integration, update.schedule, keep_pending=update.keep_pending)
+
+
+def save_refreshed_token(conn: sqlite3.Connection, user_id: str, token: RefreshedToken) -> None:
+    """Remember the access token a refresh obtained (and a refresh token Google rotated)."""
+    user_store.save_access_token(
+        conn,
+        user_id,
+        token.access_token,
+        token.token_expiry,
+        rotated_refresh_token=token.rotated_refresh_token,
+    )
+
+
+def save_token_verdict(
+    conn: sqlite3.Connection,
+    user_id: str,
+    health: TokenHealthUpdate | None,
+    notice: Notice | None,
+    *,
+    now: datetime,
+) -> None:
+    """Store a token-health verdict and the notice it leaves (either may be None)."""
+    if health is not None:
+        save_token_health(
+            conn,
+            user_id,
+            health.integrations,
+            health.status,
+            now=now,
+            error_message=health.error_message,
+        )
+    if notice is not None:
+        add_notice(conn, user_id, notice.kind, notice.message, now=now)
 
 
 def load_token_status(
@@ -108,16 +207,16 @@ def list_token_health(conn: sqlite3.Connection, user_id: str | None = None) -> l
     return [dict(zip(keys, row, strict=True)) for row in rows]
 
 
-def load_breaker(conn: sqlite3.Connection, user_id: str, integration: Integration) -> BreakerRecord:
-    """The stored breaker of a pair (closed when none is stored)."""
-    row = conn.execute(
-        "SELECT state, failure_count, last_failure_at, last_failure_reason, opened_at,"
-        " next_retry_at FROM circuit_breaker_state WHERE user_id = ? AND integration_type = ?",
-        [user_id, integration.value],
-    ).fetchone()
-    if row is None:
-        return BreakerRecord()
+_BREAKER_COLUMNS = (
+    "b.state, b.failure_count, b.last_failure_at, b.last_failure_reason, b.opened_at,"
+    " b.next_retry_at"
+)
+
+
+def _breaker(row) -> BreakerRecord:
     state, count, last_at, reason, opened_at, retry_at = row
+    if state is None:
+        return BreakerRecord()
     return BreakerRecord(
         state=BreakerState(state),
         failure_count=count,
@@ -126,6 +225,16 @@ def load_breaker(conn: sqlite3.Connection, user_id: str, integration: Integratio
         opened_at=_moment(opened_at),
         next_retry_at=_moment(retry_at),
     )
+
+
+def load_breaker(conn: sqlite3.Connection, user_id: str, integration: Integration) -> BreakerRecord:
+    """The stored breaker of a pair (closed when none is stored)."""
+    row = conn.execute(
+        f"SELECT {_BREAKER_COLUMNS} FROM circuit_breaker_state b"
+        " WHERE user_id = ? AND integration_type = ?",
+        [user_id, integration.value],
+    ).fetchone()
+    return BreakerRecord() if row is None else _breaker(row)
 
 
 def save_breaker(
@@ -186,22 +295,29 @@ def load_schedule(
     conn: sqlite3.Connection, user_id: str, integration: Integration
 ) -> ScheduleRecord | None:
     """The stored schedule of a pair, or None if the pair is not scheduled."""
+    return _load_schedule_and_mark(conn, user_id, integration)[0]
+
+
+def _load_schedule_and_mark(
+    conn: sqlite3.Connection, user_id: str, integration: Integration
+) -> tuple[ScheduleRecord | None, ScheduleMark | None]:
     row = conn.execute(
         "SELECT default_frequency_seconds, current_frequency_seconds, consecutive_no_changes,"
-        " last_sync_at, next_sync_at FROM sync_schedule"
+        " last_sync_at, next_sync_at, pending_trigger FROM sync_schedule"
         " WHERE user_id = ? AND integration_type = ?",
         [user_id, integration.value],
     ).fetchone()
     if row is None:
-        return None
-    default, current, no_changes, last_at, next_at = row
-    return ScheduleRecord(
+        return None, None
+    default, current, no_changes, last_at, next_at, pending = row
+    record = ScheduleRecord(
         default_frequency_seconds=default,
         current_frequency_seconds=current,
         consecutive_no_changes=no_changes,
         last_sync_at=_moment(last_at),
         next_sync_at=from_iso(next_at),
     )
+    return record, ScheduleMark(record.next_sync_at, Trigger(pending) if pending else None)
 
 
 def save_schedule(
@@ -250,6 +366,16 @@ def add_notice(
     )
 
 
-def reset_breaker(conn: sqlite3.Connection, user_id: str, integration: Integration) -> None:
-    """Close a pair's breaker and zero its count (an operator's reset)."""
-    save_breaker(conn, user_id, integration, breaker_policy.reset())
+def save_schedule_due(
+    conn: sqlite3.Connection,
+    user_id: str,
+    integration: Integration,
+    record: ScheduleRecord,
+    trigger: Trigger,
+) -> None:
+    """Store a schedule made due by an event (a webhook notification) with its pending trigger."""
+    conn.execute(
+        "UPDATE sync_schedule SET next_sync_at = ?, pending_trigger = ?"
+        " WHERE user_id = ? AND integration_type = ?",
+        [to_iso(record.next_sync_at), trigger.value, user_id, integration.value],
+    )

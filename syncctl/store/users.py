@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-import sqlite_utils
-
-from syncctl.clock import to_iso
-from syncctl.model import ALL_INTEGRATIONS, RECONNECT_NOTICE, Integration, UserCredentials
-from syncctl.store.db import transaction
+from syncctl.clock import from_iso, to_iso
+from syncctl.model import (
+    ALL_INTEGRATIONS,
+    RECONNECT_NOTICE,
+    BreakerRecord,
+    Integration,
+    ScheduleRecord,
+    TokenStatus,
+    UserCredentials,
+)
 
 # The synced-data tables that `user remove --purge` empties for a user.
 USER_DATA_TABLES = ("contacts", "contact_groups", "calendars", "calendar_events", "sync_tokens")
@@ -30,91 +35,154 @@ class UserGrant:
     integrations: tuple[Integration, ...] | None = None
 
 
+@dataclass(frozen=True)
+class Reconnect:
+    """What a (re)connected pair's state becomes, as the policy decides it: the token status,
+    the breaker, and the schedule from the stored one (None for a new pair)."""
+
+    token_status: TokenStatus
+    breaker: BreakerRecord
+    schedule: Callable[[Integration, ScheduleRecord | None], ScheduleRecord]
+
+
 def save_users(
-    db: sqlite_utils.Database,
+    conn: sqlite3.Connection,
     grants: Sequence[UserGrant],
     *,
     now: datetime,
-    interval_for: dict[Integration, int],
+    reconnect: Reconnect,
     reconnect_unchanged: bool = True,
 ) -> int:
-    """Add or reconnect users in one transaction; returns how many were new.
+    """Add or reconnect users (inside the caller's transaction); returns how many were new.
 
-    A reconnect replaces the credentials, sets token health back to `unknown`, closes the
-    breaker, resolves a pending reconnect notice and makes the user's syncs due now. With
-    `reconnect_unchanged=False` (imports), a known user whose grant is the same is only updated,
-    so re-running an import does not forget a revoked verdict.
+    A reconnect replaces the credentials, stores the `reconnect` state for each of the user's
+    pairs, and resolves a pending reconnect notice. With `reconnect_unchanged=False` (imports),
+    a known user whose grant is the same is only updated, so re-running an import does not
+    forget a revoked verdict.
     """
     stamp = to_iso(now)
     ids = [grant.user_id for grant in grants]
-    with transaction(db) as conn:
-        existing = _existing_integrations(conn, ids)
-        same_grant = _users_with_same_grant(conn, grants)
-        reconnected = [g for g in grants if reconnect_unchanged or g.user_id not in same_grant]
-        conn.executemany(
-            "INSERT INTO users (id, email, created_at, updated_at) VALUES (?, ?, ?, ?)"
-            " ON CONFLICT(id) DO UPDATE SET email = coalesce(excluded.email, users.email),"
-            " updated_at = excluded.updated_at",
-            [(g.user_id, g.email, stamp, stamp) for g in grants],
-        )
-        conn.executemany(
-            "INSERT OR REPLACE INTO credentials (user_id, client_id, client_secret, refresh_token,"
-            " access_token, token_expiry, scopes, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [_credential_row(g, stamp) for g in reconnected],
-        )
-        wanted = {g.user_id: _wanted_integrations(g, existing.get(g.user_id)) for g in grants}
-        dropped = [
-            (user_id, kind.value)
-            for user_id, kinds in existing.items()
-            for kind in kinds
-            if kind not in wanted[user_id]
-        ]
-        for table in ("user_integrations", *PAIR_STATE_TABLES):
-            conn.executemany(
-                f"DELETE FROM {table} WHERE user_id = ? AND integration_type = ?", dropped
-            )
-        added = [
-            (user_id, kind.value)
-            for user_id, kinds in wanted.items()
-            for kind in kinds
-            if kind not in existing.get(user_id, ())
-        ]
-        fresh = {g.user_id for g in reconnected}
-        reset = added + [
-            (user_id, kind.value)
-            for user_id, kinds in wanted.items()
-            if user_id in fresh
-            for kind in kinds
-            if kind in existing.get(user_id, ())
-        ]
-        conn.executemany(
-            "INSERT INTO user_integrations (user_id, integration_type, created_at)"
-            " VALUES (?, ?, ?)",
-            [(*pair, stamp) for pair in added],
-        )
-        conn.executemany(
-            "INSERT OR REPLACE INTO token_health (user_id, integration_type, status,"
-            " last_checked, error_message) VALUES (?, ?, 'unknown', NULL, NULL)",
-            reset,
-        )
-        conn.executemany(
-            "INSERT OR REPLACE INTO circuit_breaker_state (user_id, integration_type, state,"
-            " failure_count) VALUES (?, ?, 'closed', 0)",
-            reset,
-        )
-        conn.executemany(
-            "INSERT INTO sync_schedule (user_id, integration_type, default_frequency_seconds,"
-            " current_frequency_seconds, consecutive_no_changes, next_sync_at)"
-            " VALUES (?, ?, ?, ?, 0, ?) ON CONFLICT(user_id, integration_type)"
-            " DO UPDATE SET next_sync_at = min(sync_schedule.next_sync_at, excluded.next_sync_at)",
-            [(user, kind, *[interval_for[Integration(kind)]] * 2, stamp) for user, kind in reset],
-        )
-        conn.executemany(
-            "UPDATE notifications SET resolved_at = ? WHERE user_id = ? AND kind = ?"
-            " AND resolved_at IS NULL",
-            [(stamp, user_id, RECONNECT_NOTICE) for user_id in fresh],
-        )
+    existing = _existing_integrations(conn, ids)
+    same_grant = _users_with_same_grant(conn, grants)
+    reconnected = [g for g in grants if reconnect_unchanged or g.user_id not in same_grant]
+    conn.executemany(
+        "INSERT INTO users (id, email, created_at, updated_at) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT(id) DO UPDATE SET email = coalesce(excluded.email, users.email),"
+        " updated_at = excluded.updated_at",
+        [(g.user_id, g.email, stamp, stamp) for g in grants],
+    )
+    conn.executemany(
+        "INSERT OR REPLACE INTO credentials (user_id, client_id, client_secret, refresh_token,"
+        " access_token, token_expiry, scopes, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [_credential_row(g, stamp) for g in reconnected],
+    )
+    wanted = {g.user_id: _wanted_integrations(g, existing.get(g.user_id)) for g in grants}
+    dropped = [
+        (user_id, kind.value)
+        for user_id, kinds in existing.items()
+        for kind in kinds
+        if kind not in wanted[user_id]
+    ]
+    for table in ("user_integrations", *PAIR_STATE_TABLES):
+        conn.executemany(f"DELETE FROM {table} WHERE user_id = ? AND integration_type = ?", dropped)
+    added = [
+        (user_id, kind.value)
+        for user_id, kinds in wanted.items()
+        for kind in kinds
+        if kind not in existing.get(user_id, ())
+    ]
+    fresh = {g.user_id for g in reconnected}
+    reset = added + [
+        (user_id, kind.value)
+        for user_id, kinds in wanted.items()
+        if user_id in fresh
+        for kind in kinds
+        if kind in existing.get(user_id, ())
+    ]
+    conn.executemany(
+        "INSERT INTO user_integrations (user_id, integration_type, created_at) VALUES (?, ?, ?)",
+        [(*pair, stamp) for pair in added],
+    )
+    status, breaker = reconnect.token_status, reconnect.breaker
+    conn.executemany(
+        "INSERT OR REPLACE INTO token_health (user_id, integration_type, status,"
+        " last_checked, error_message) VALUES (?, ?, ?, NULL, NULL)",
+        [(*pair, status.value) for pair in reset],
+    )
+    conn.executemany(
+        "INSERT OR REPLACE INTO circuit_breaker_state (user_id, integration_type, state,"
+        " failure_count, last_failure_at, last_failure_reason, opened_at, next_retry_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        [(*pair, *_breaker_values(breaker)) for pair in reset],
+    )
+    stored = _stored_schedules(conn, reset)
+    rows = []
+    for user, kind in reset:
+        record, pending = stored.get((user, kind), (None, None))
+        updated = reconnect.schedule(Integration(kind), record)
+        rows.append((user, kind, *_schedule_values(updated), pending))
+    conn.executemany(
+        "INSERT OR REPLACE INTO sync_schedule (user_id, integration_type,"
+        " default_frequency_seconds, current_frequency_seconds, consecutive_no_changes,"
+        " last_sync_at, next_sync_at, pending_trigger) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        rows,
+    )
+    conn.executemany(
+        "UPDATE notifications SET resolved_at = ? WHERE user_id = ? AND kind = ?"
+        " AND resolved_at IS NULL",
+        [(stamp, user_id, RECONNECT_NOTICE) for user_id in fresh],
+    )
     return len(set(ids) - set(existing))
+
+
+def _stamp(moment: datetime | None) -> str | None:
+    return to_iso(moment) if moment else None
+
+
+def _breaker_values(record: BreakerRecord) -> tuple:
+    return (
+        record.state.value,
+        record.failure_count,
+        _stamp(record.last_failure_at),
+        record.last_failure_reason,
+        _stamp(record.opened_at),
+        _stamp(record.next_retry_at),
+    )
+
+
+def _schedule_values(record: ScheduleRecord) -> tuple:
+    return (
+        record.default_frequency_seconds,
+        record.current_frequency_seconds,
+        record.consecutive_no_changes,
+        _stamp(record.last_sync_at),
+        to_iso(record.next_sync_at),
+    )
+
+
+def _stored_schedules(
+    conn: sqlite3.Connection, pairs: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], tuple[ScheduleRecord, str | None]]:
+    wanted = set(pairs)
+    found: dict[tuple[str, str], tuple[ScheduleRecord, str | None]] = {}
+    for chunk in _chunks(sorted({user for user, _ in pairs})):
+        marks = ",".join("?" * len(chunk))
+        for user, kind, default, current, no_changes, last_at, next_at, pending in conn.execute(
+            "SELECT user_id, integration_type, default_frequency_seconds,"
+            " current_frequency_seconds, consecutive_no_changes, last_sync_at, next_sync_at,"
+            f" pending_trigger FROM sync_schedule WHERE user_id IN ({marks})",
+            chunk,
+        ):
+            if (user, kind) in wanted:
+                record = ScheduleRecord(
+                    default,
+                    current,
+                    no_changes,
+                    from_iso(last_at) if last_at else None,
+                    from_iso(next_at),
+                )
+                found[(user, kind)] = (record, pending)
+    return found
 
 
 def _wanted_integrations(
@@ -168,14 +236,14 @@ def _credential_row(grant: UserGrant, stamp: str) -> tuple:
     )
 
 
-def user_exists(db: sqlite_utils.Database, user_id: str) -> bool:
+def user_exists(conn: sqlite3.Connection, user_id: str) -> bool:
     """Whether a user with this id is known."""
-    return db.conn.execute("SELECT 1 FROM users WHERE id = ?", [user_id]).fetchone() is not None
+    return conn.execute("SELECT 1 FROM users WHERE id = ?", [user_id]).fetchone() is not None
 
 
-def list_users(db: sqlite_utils.Database) -> list[dict]:
+def list_users(conn: sqlite3.Connection) -> list[dict]:
     """Every user with email, creation time and integrations (CLI spellings), by id."""
-    rows = db.conn.execute(
+    rows = conn.execute(
         "SELECT u.id, u.email, u.created_at, group_concat(i.integration_type)"
         " FROM users u LEFT JOIN user_integrations i ON i.user_id = u.id"
         " GROUP BY u.id ORDER BY u.id"
@@ -191,18 +259,18 @@ def list_users(db: sqlite_utils.Database) -> list[dict]:
     ]
 
 
-def user_integrations(db: sqlite_utils.Database, user_id: str) -> tuple[Integration, ...]:
+def user_integrations(conn: sqlite3.Connection, user_id: str) -> tuple[Integration, ...]:
     """The integrations enabled for a user, contacts first."""
-    rows = db.conn.execute(
+    rows = conn.execute(
         "SELECT integration_type FROM user_integrations WHERE user_id = ?", [user_id]
     ).fetchall()
     kinds = {Integration(kind) for (kind,) in rows}
     return tuple(i for i in ALL_INTEGRATIONS if i in kinds)
 
 
-def load_credentials(db: sqlite_utils.Database, user_id: str) -> UserCredentials | None:
+def load_credentials(conn: sqlite3.Connection, user_id: str) -> UserCredentials | None:
     """The stored grant of a user, or None for an unknown user."""
-    row = db.conn.execute(
+    row = conn.execute(
         "SELECT client_id, client_secret, refresh_token, access_token, token_expiry, scopes"
         " FROM credentials WHERE user_id = ?",
         [user_id],
@@ -237,12 +305,12 @@ def save_access_token(
     )
 
 
-def remove_user(db: sqlite_utils.Database, user_id: str, *, purge: bool) -> None:
-    """Forget a user and its state; with purge, delete its synced data too."""
+def remove_user(conn: sqlite3.Connection, user_id: str, *, purge: bool) -> None:
+    """Forget a user and its state (inside the caller's transaction); with purge, delete its
+    synced data too."""
     tables = ["credentials", "user_integrations", *PAIR_STATE_TABLES, "notifications"]
     if purge:
         tables += [*USER_DATA_TABLES, "webhook_channels"]
-    with transaction(db) as conn:
-        for table in tables:
-            conn.execute(f"DELETE FROM {table} WHERE user_id = ?", [user_id])
-        conn.execute("DELETE FROM users WHERE id = ?", [user_id])
+    for table in tables:
+        conn.execute(f"DELETE FROM {table} WHERE user_id = ?", [user_id])
+    conn.execute("DELETE FROM users WHERE id = ?", [user_id])

@@ -1,0 +1,209 @@
+"""How an attempt's ending changes its pair: `conclude(state, verdict, now, settings)`.
+
+The pipeline loads the pair's state once (`PairState`), runs the gate and the sync, and hands
+the ending (`Verdict`) to `conclude`, which returns everything the attempt writes (`PairUpdate`:
+the metrics row, breaker, schedule, token health, notice); the store writes it in one
+transaction. Each part is decided by the rule's own policy function.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+from syncctl.clock import to_iso
+from syncctl.config import Settings
+from syncctl.model import (
+    AttemptRecord,
+    BreakerRecord,
+    BreakerState,
+    ErrorClass,
+    Notice,
+    PairState,
+    PairUpdate,
+    Result,
+    ScheduleMark,
+    ScheduleRecord,
+    SkipReason,
+    SyncOutcome,
+    TokenHealthUpdate,
+    Trigger,
+)
+from syncctl.policy import breaker as breaker_policy
+from syncctl.policy import routing, savings, token_health
+from syncctl.policy import schedule as schedule_policy
+from syncctl.policy.schedule import Outcome
+from syncctl.policy.token_health import TokenCheck
+
+# Endings that move a pair on, so a webhook trigger left pending is used up.
+CONSUMING_OUTCOMES = frozenset(
+    {Outcome.CHANGED, Outcome.UNCHANGED, Outcome.INVALID_TOKEN, Outcome.AUTH_FAILURE}
+)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """How one attempt ended, before anything is written.
+
+    `admitted` is the breaker record the gate admitted the attempt with (the trial lease for a
+    half-open trial); None when the gate skipped it.
+    """
+
+    trigger: Trigger
+    result: Result
+    skip_reason: SkipReason | None = None
+    outcome: SyncOutcome | None = None
+    error_class: ErrorClass | None = None
+    error_message: str | None = None
+    grant_revoked: bool = False  # invalid_grant: the whole grant is gone, not only this pair
+    retry_after: float | None = None
+    channel_live: bool = False  # every calendar of the user has a live watch channel
+    admitted: BreakerRecord | None = None
+    calls_made: int = 0
+    duration_ms: int = 0
+
+    @property
+    def trial(self) -> bool:
+        """Whether the attempt was the half-open trial of an open breaker."""
+        return self.admitted is not None and self.admitted.state is BreakerState.HALF_OPEN
+
+    @property
+    def ending(self) -> Outcome:
+        """The outcome the schedule and the savings estimate see."""
+        return routing.outcome_of(
+            self.result,
+            changed=bool(self.outcome and self.outcome.changed),
+            skip_reason=self.skip_reason,
+            error_class=self.error_class,
+        )
+
+    @property
+    def token_check(self) -> TokenCheck | None:
+        """What the attempt proved about the grant (None: nothing)."""
+        if self.result is Result.SUCCESS:
+            return TokenCheck.ACCEPTED
+        if self.error_class is ErrorClass.AUTH:
+            return TokenCheck.INVALID_GRANT if self.grant_revoked else TokenCheck.AUTH_REJECTED
+        return None
+
+
+def conclude(state: PairState, verdict: Verdict, now: datetime, settings: Settings) -> PairUpdate:
+    """Everything an attempt writes: its metrics row with the calls it saved, the breaker's
+    transition, the schedule's move, the token-health verdict and at most one reconnect notice."""
+    token, notice = _token_health(state, verdict)
+    schedule, keep_pending = _schedule(state, verdict, now, settings)
+    return PairUpdate(
+        attempt=_attempt_record(state, verdict, now, settings),
+        breaker=_breaker(verdict, now, settings),
+        schedule=schedule,
+        keep_pending=keep_pending,
+        token_health=token,
+        notice=notice,
+    )
+
+
+def keep_notification(
+    update: PairUpdate, loaded: ScheduleMark | None, current: ScheduleMark | None
+) -> PairUpdate:
+    """A webhook notification that arrived while the attempt ran keeps the pair due for another
+    sync: the earlier of the two times, and the pending trigger is kept."""
+    if update.schedule is None or current is None or current == loaded:
+        return update
+    if current.pending_trigger is not Trigger.WEBHOOK:
+        return update
+    due = min(update.schedule.next_sync_at, current.due)
+    return replace(update, schedule=replace(update.schedule, next_sync_at=due), keep_pending=True)
+
+
+def _attempt_record(
+    state: PairState, verdict: Verdict, now: datetime, settings: Settings
+) -> AttemptRecord:
+    saved = savings.estimate_saved(
+        verdict.ending,
+        integration=state.integration,
+        trigger=verdict.trigger,
+        schedule=state.schedule,
+        now=now,
+        settings=settings,
+        recent_calls_per_sync=state.recent_calls_per_sync,
+        recent_calls_per_failure=state.recent_calls_per_failure,
+        calls_made=verdict.calls_made,
+        breaker_trial=verdict.trial,
+    )
+    outcome = verdict.outcome
+    return AttemptRecord(
+        user_id=state.user_id,
+        integration_type=state.integration,
+        trigger=verdict.trigger,
+        result=verdict.result,
+        created_at=to_iso(now),
+        sync_type=outcome.sync_type if outcome else None,
+        skip_reason=verdict.skip_reason,
+        duration_ms=verdict.duration_ms,
+        items_processed=outcome.items_processed if outcome else 0,
+        items_added=outcome.added if outcome else 0,
+        items_updated=outcome.updated if outcome else 0,
+        items_deleted=outcome.deleted if outcome else 0,
+        full_resync=bool(outcome and outcome.full_resync),
+        breaker_trial=verdict.trial,
+        api_calls_made=verdict.calls_made,
+        api_calls_saved=saved.calls,
+        saved_by=saved.saved_by,
+        error_class=verdict.error_class,
+        error_message=verdict.error_message,
+    )
+
+
+def _token_health(
+    state: PairState, verdict: Verdict
+) -> tuple[TokenHealthUpdate | None, Notice | None]:
+    check = verdict.token_check
+    if check is None:
+        return None, None
+    # invalid_grant revokes the whole grant; a 401 a refresh cannot cure or a missing scope
+    # revokes this pair only. Either way only a reconnect cures it.
+    covered = state.user_integrations if verdict.grant_revoked else (state.integration,)
+    return token_health.after_check(
+        state.user_id,
+        covered,
+        check,
+        verdict.error_message,
+        state.token_status,
+        notice_open=state.reconnect_notice_open,
+    )
+
+
+def _breaker(verdict: Verdict, now: datetime, settings: Settings) -> BreakerRecord | None:
+    breaker = verdict.admitted
+    if breaker is None:  # gated before the breaker admitted anything: nothing changes
+        return None
+    if verdict.result is Result.SUCCESS:
+        return breaker_policy.on_success(breaker, now)
+    if verdict.error_class and routing.route(verdict.error_class).counts_for_breaker:
+        reason = f"{routing.route(verdict.error_class).reason}: {verdict.error_message}"
+        return breaker_policy.on_failure(breaker, now, reason, settings)
+    return breaker
+
+
+def _schedule(
+    state: PairState, verdict: Verdict, now: datetime, settings: Settings
+) -> tuple[ScheduleRecord | None, bool]:
+    schedule = state.schedule
+    if schedule is None or verdict.trigger is Trigger.MANUAL:  # manual syncs never move it
+        return None, True
+    ending = verdict.ending
+    updated = schedule_policy.update_schedule(
+        schedule,
+        ending,
+        integration=state.integration,
+        trigger=verdict.trigger,
+        now=now,
+        settings=settings,
+        retry_after=verdict.retry_after,
+        channel_live=verdict.channel_live,
+    )
+    # A webhook trigger stays pending until an attempt moves the pair on.
+    consumed = ending in CONSUMING_OUTCOMES
+    if updated == schedule and not consumed:
+        return None, True
+    return updated, not consumed
