@@ -57,4 +57,3 @@ def on_notification(
     if schedule is None or not token_health.may_call_google(token_status):
         return None
     return schedule_policy.on_webhook_notification(schedule, now)
-
