@@ -8,7 +8,7 @@ Run: python benchmarks/bench_run_due.py [--users 100000] [--due 1000] [--sync-us
    first D pairs into the past (a tenth of those revoked, a tenth behind an open breaker, so the
    plan gives all three reasons). Timed: the real `syncctl --db X run-due --dry-run --json`
    subprocess (median of 3, process start-up included; `syncctl --help` is shown as the start-up
-   baseline) and the in-process `Orchestrator.plan_due()` (median of 5).
+   baseline) and the in-process `fleet.plan_due()` (median of 5).
 2. Throughput. The fake Google runs in a separate process (or, with --fake-in-thread, on a thread
    of this one, sharing its GIL) with M calendar-only users of one calendar. After a first full
    run without latency, the fake answers every request after `--latency` seconds and every pair
