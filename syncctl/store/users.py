@@ -103,24 +103,35 @@ def save_users(
         "INSERT INTO user_integrations (user_id, integration_type, created_at) VALUES (?, ?, ?)",
         [(*pair, stamp) for pair in added],
     )
-    status, breaker = reconnect.token_status, reconnect.breaker
+    status = reconnect.token_status.value
     conn.executemany(
         "INSERT OR REPLACE INTO token_health (user_id, integration_type, status,"
         " last_checked, error_message) VALUES (?, ?, ?, NULL, NULL)",
-        [(*pair, status.value) for pair in reset],
+        [(*pair, status) for pair in reset],
     )
+    breaker = _breaker_values(reconnect.breaker)
     conn.executemany(
         "INSERT OR REPLACE INTO circuit_breaker_state (user_id, integration_type, state,"
         " failure_count, last_failure_at, last_failure_reason, opened_at, next_retry_at)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        [(*pair, *_breaker_values(breaker)) for pair in reset],
+        [(*pair, *breaker) for pair in reset],
     )
-    stored = _stored_schedules(conn, reset)
+    # Only pairs of known users can have a stored schedule; a new pair's is the same for every
+    # pair of an integration, so the policy is asked once per integration for those.
+    stored = _stored_schedules(conn, [pair for pair in reset if pair[0] in existing])
+    fresh_schedule: dict[str, tuple] = {}
     rows = []
     for user, kind in reset:
-        record, pending = stored.get((user, kind), (None, None))
-        updated = reconnect.schedule(Integration(kind), record)
-        rows.append((user, kind, *_schedule_values(updated), pending))
+        found = stored.get((user, kind))
+        if found is None:
+            if kind not in fresh_schedule:
+                first = reconnect.schedule(Integration(kind), None)
+                fresh_schedule[kind] = _schedule_values(first)
+            rows.append((user, kind, *fresh_schedule[kind], None))
+        else:
+            record, pending = found
+            updated = reconnect.schedule(Integration(kind), record)
+            rows.append((user, kind, *_schedule_values(updated), pending))
     conn.executemany(
         "INSERT OR REPLACE INTO sync_schedule (user_id, integration_type,"
         " default_frequency_seconds, current_frequency_seconds, consecutive_no_changes,"
