@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.fernet import Fernet
 
 from syncctl.clock import utcnow
 from syncctl.config import Settings
@@ -13,6 +15,30 @@ from syncctl.fakegoogle import FakeGoogle
 from syncctl.google import GoogleSession
 from syncctl.store import open_database
 from syncctl.users import parse_credentials
+
+# One secret key for the whole run, in the environment of every test and in the key file of an
+# XDG config home of the run's own (commands started without SYNCCTL_* variables find it there,
+# and nothing is written under the real home); tests of keys change or remove them.
+SECRET_KEY = Fernet.generate_key().decode()
+
+
+@pytest.fixture(scope="session")
+def config_home(tmp_path_factory) -> Path:
+    """An XDG config home whose syncctl/secret.key holds SECRET_KEY."""
+    home = tmp_path_factory.mktemp("xdg-config")
+    (home / "syncctl").mkdir(mode=0o700)
+    key_file = home / "syncctl" / "secret.key"
+    key_file.write_text(SECRET_KEY + "\n")
+    key_file.chmod(0o600)
+    return home
+
+
+@pytest.fixture(autouse=True)
+def secret_key(monkeypatch, config_home: Path) -> str:
+    """The test's SYNCCTL_SECRET_KEY (also in $XDG_CONFIG_HOME/syncctl/secret.key)."""
+    monkeypatch.setenv("SYNCCTL_SECRET_KEY", SECRET_KEY)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(config_home))
+    return SECRET_KEY
 
 
 @pytest.fixture

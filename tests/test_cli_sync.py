@@ -31,6 +31,7 @@ from syncctl.fakegoogle import FakeGoogle
 from syncctl.model import Integration, Trigger, parse_integrations
 from syncctl.orchestrator import Orchestrator
 from syncctl.store import open_database
+from syncctl.store import users as user_store
 
 SYNCCTL = str(Path(sys.executable).parent / "syncctl")
 FAST_RETRIES = (
@@ -72,6 +73,8 @@ class Cli:
             SYNCCTL_DB=str(self.db_path),
             SYNCCTL_GOOGLE_ENDPOINT=fake.base_url,
             SYNCCTL_CONFIG=str(config),
+            SYNCCTL_SECRET_KEY=os.environ["SYNCCTL_SECRET_KEY"],
+            XDG_CONFIG_HOME=str(tmp_path / "xdg-config"),
             COLUMNS="200",
         )
         self.env = env
@@ -177,10 +180,15 @@ class Cli:
         for grant in self.grants:
             found.update({grant["client_secret"], grant["refresh_token"]})
         if self.db_path.exists():
-            for row in self.sql(
-                "SELECT client_secret, refresh_token, access_token FROM credentials"
-            ):
-                found.update(value for value in row if value)
+            db = open_database(self.db_path)
+            try:
+                for (user_id,) in db.conn.execute("SELECT user_id FROM credentials"):
+                    grant = user_store.load_credentials(db, user_id)
+                    assert grant is not None
+                    values = (grant.client_secret, grant.refresh_token, grant.access_token)
+                    found.update(value for value in values if value)
+            finally:
+                db.close()
         return found
 
     def leaks(self) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import nullcontext
 from typing import Annotated, Any
 
 import typer
@@ -14,6 +15,7 @@ from syncctl.clock import utcnow
 from syncctl.config import Env
 from syncctl.report import parse_duration
 from syncctl.report_render.cells import human_duration
+from syncctl.secrets import throwaway_key
 
 
 def demo_command(
@@ -42,7 +44,9 @@ def demo_command(
         f"demo: {users} users on a fake Google; run-due every 30 simulated minutes for {days}"
         f" days ({scenario.start:%Y-%m-%d %H:%M} to {scenario.end:%Y-%m-%d %H:%M} UTC)"
     )
-    report = demo_report(scenario, settings, keep, on_day=_note_day)
+    # A kept database needs the lasting key (made if need be); a scratch one a throwaway key.
+    with nullcontext() if keep is not None else throwaway_key():
+        report = demo_report(scenario, settings, keep, on_day=_note_day)
     if json_output:
         _output.print_json(report)
     else:
@@ -88,14 +92,15 @@ def simulate_command(
     _output.note(
         f"simulate: {users} users, {days} days, run-due every {human_duration(step_seconds)}"
     )
-    result = compare.simulate(
-        scenario,
-        app_state(ctx).settings,
-        workers=workers,
-        on_done=lambda run: _output.note(
-            f"simulate: {run.policy}: {run.api_calls} API calls ({run.wall_seconds} s)"
-        ),
-    )
+    with throwaway_key():  # the simulator's databases are scratch ones
+        result = compare.simulate(
+            scenario,
+            app_state(ctx).settings,
+            workers=workers,
+            on_done=lambda run: _output.note(
+                f"simulate: {run.policy}: {run.api_calls} API calls ({run.wall_seconds} s)"
+            ),
+        )
     if json_output:
         _output.print_json(result)
     else:

@@ -234,7 +234,16 @@ END;
 """
 
 
+# v3: the key check of secrets at rest (store/secrets.py): one Fernet token of a known text.
+SECRETS_MIGRATION = """
+CREATE TABLE secret_key_check (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    token TEXT NOT NULL
+);
+"""
+
+
 # Forward-only migrations: MIGRATIONS[n] is the SQL that takes version n to n + 1.
 # v2: the hourly rollup of sync_metrics that keeps `syncctl report` fast over a year of rows.
-MIGRATIONS: list[str] = [SCHEMA_V1, ROLLUP_MIGRATION]
+MIGRATIONS: list[str] = [SCHEMA_V1, ROLLUP_MIGRATION, SECRETS_MIGRATION]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -18,6 +18,8 @@ from syncctl.model import (
     TokenStatus,
     UserCredentials,
 )
+from syncctl.secrets import Keyring
+from syncctl.store import secrets as secret_store
 
 # The synced-data tables that `user remove --purge` empties for a user.
 USER_DATA_TABLES = ("contacts", "contact_groups", "calendars", "calendar_events", "sync_tokens")
@@ -63,7 +65,8 @@ def save_users(
     stamp = to_iso(now)
     ids = [grant.user_id for grant in grants]
     existing = _existing_integrations(conn, ids)
-    same_grant = _users_with_same_grant(conn, grants)
+    keyring = secret_store.writing_keyring(conn)
+    same_grant = _users_with_same_grant(conn, grants, keyring)
     reconnected = [g for g in grants if reconnect_unchanged or g.user_id not in same_grant]
     conn.executemany(
         "INSERT INTO users (id, email, created_at, updated_at) VALUES (?, ?, ?, ?)"
@@ -74,7 +77,7 @@ def save_users(
     conn.executemany(
         "INSERT OR REPLACE INTO credentials (user_id, client_id, client_secret, refresh_token,"
         " access_token, token_expiry, scopes, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        [_credential_row(g, stamp) for g in reconnected],
+        [_credential_row(g, stamp, keyring) for g in reconnected],
     )
     wanted = {g.user_id: _wanted_integrations(g, existing.get(g.user_id)) for g in grants}
     dropped = [
@@ -216,14 +219,14 @@ def _existing_integrations(conn, ids: Sequence[str]) -> dict[str, list[Integrati
     return found
 
 
-def _users_with_same_grant(conn, grants: Sequence[UserGrant]) -> set[str]:
+def _users_with_same_grant(conn, grants: Sequence[UserGrant], keyring: Keyring) -> set[str]:
     incoming = {g.user_id: (g.credentials.client_id, g.credentials.refresh_token) for g in grants}
     same: set[str] = set()
     for chunk in _chunks(list(incoming)):
         marks = ",".join("?" * len(chunk))
         query = "SELECT user_id, client_id, refresh_token FROM credentials WHERE user_id IN "
         for user_id, client_id, refresh_token in conn.execute(f"{query}({marks})", chunk):
-            if incoming[user_id] == (client_id, refresh_token):
+            if incoming[user_id] == (client_id, keyring.decrypt(refresh_token)):
                 same.add(user_id)
     return same
 
@@ -233,14 +236,14 @@ def _chunks(items: Sequence[str], size: int = 500) -> Iterator[Sequence[str]]:
         yield items[start : start + size]
 
 
-def _credential_row(grant: UserGrant, stamp: str) -> tuple:
+def _credential_row(grant: UserGrant, stamp: str, keyring: Keyring) -> tuple:
     creds = grant.credentials
     return (
         grant.user_id,
         creds.client_id,
-        creds.client_secret,
-        creds.refresh_token,
-        creds.access_token,
+        keyring.encrypt(creds.client_secret),
+        keyring.encrypt(creds.refresh_token),
+        creds.access_token and keyring.encrypt(creds.access_token),
         creds.token_expiry,
         json.dumps(list(creds.scopes)),
         stamp,
@@ -280,7 +283,7 @@ def user_integrations(conn: sqlite3.Connection, user_id: str) -> tuple[Integrati
 
 
 def load_credentials(conn: sqlite3.Connection, user_id: str) -> UserCredentials | None:
-    """The stored grant of a user, or None for an unknown user."""
+    """The stored grant of a user (decrypted), or None for an unknown user."""
     row = conn.execute(
         "SELECT client_id, client_secret, refresh_token, access_token, token_expiry, scopes"
         " FROM credentials WHERE user_id = ?",
@@ -289,11 +292,12 @@ def load_credentials(conn: sqlite3.Connection, user_id: str) -> UserCredentials 
     if row is None:
         return None
     client_id, client_secret, refresh_token, access_token, token_expiry, scopes = row
+    keyring = secret_store.reading_keyring(conn)
     return UserCredentials(
         client_id=client_id,
-        client_secret=client_secret,
-        refresh_token=refresh_token,
-        access_token=access_token,
+        client_secret=keyring.decrypt(client_secret),
+        refresh_token=keyring.decrypt(refresh_token),
+        access_token=access_token and keyring.decrypt(access_token),
         token_expiry=token_expiry,
         scopes=tuple(json.loads(scopes)),
     )
@@ -308,11 +312,17 @@ def save_access_token(
     rotated_refresh_token: str | None = None,
 ) -> None:
     """Remember a refreshed access token, and a refresh token Google rotated (in the caller's
-    transaction)."""
+    transaction), encrypted with the database's key."""
+    keyring = secret_store.writing_keyring(conn)
     conn.execute(
         "UPDATE credentials SET access_token = ?, token_expiry = ?,"
         " refresh_token = coalesce(?, refresh_token) WHERE user_id = ?",
-        [access_token, token_expiry, rotated_refresh_token, user_id],
+        [
+            access_token and keyring.encrypt(access_token),
+            token_expiry,
+            rotated_refresh_token and keyring.encrypt(rotated_refresh_token),
+            user_id,
+        ],
     )
 
 

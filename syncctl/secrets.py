@@ -1,0 +1,184 @@
+"""The secret key that encrypts credentials at rest (Fernet), and where it comes from.
+
+The key is `SYNCCTL_SECRET_KEY` when set, else the key file `$XDG_CONFIG_HOME/syncctl/secret.key`
+(generated with mode 0600 the first time secrets are written and no key exists). Nothing here
+touches the database: store/secrets.py keeps the check value that tells a wrong key from the right
+one.
+"""
+
+from __future__ import annotations
+
+import binascii
+import os
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+
+from syncctl.config import Env
+
+KEY_FILE_NAME = "secret.key"
+
+
+class SecretsError(Exception):
+    """The secret key is missing, malformed, or not the one this database's secrets need (exit 2)."""
+
+
+@dataclass(frozen=True)
+class KeySource:
+    """Where a key came from: the environment variable, or a key file (`path`)."""
+
+    path: Path | None = None
+
+    def __str__(self) -> str:
+        return str(self.path) if self.path is not None else Env.SECRET_KEY
+
+
+class Keyring:
+    """Fernet keys: the first encrypts, all decrypt (MultiFernet); `repr` never shows a key."""
+
+    def __init__(self, keys: Sequence[bytes], source: KeySource) -> None:
+        if not keys:
+            raise ValueError("a keyring needs at least one key")
+        self._keys = tuple(keys)
+        self._fernet = MultiFernet([Fernet(key) for key in self._keys])
+        self.source = source
+
+    def __repr__(self) -> str:
+        return f"Keyring(source={str(self.source)!r}, keys=<hidden>)"
+
+    @property
+    def primary_key(self) -> bytes:
+        """The key new secrets are encrypted with."""
+        return self._keys[0]
+
+    def encrypt(self, text: str) -> str:
+        """Ciphertext (a Fernet token, ASCII) of a secret."""
+        return self._fernet.encrypt(text.encode("utf-8")).decode("ascii")
+
+    def decrypt(self, token: str) -> str:
+        """The secret a Fernet token holds; SecretsError when no key of this keyring opens it."""
+        try:
+            return self._fernet.decrypt(token.encode("ascii")).decode("utf-8")
+        except (InvalidToken, UnicodeError) as exc:
+            raise SecretsError(
+                f"the secret key from {self.source} does not open this database's secrets"
+            ) from exc
+
+    def reencrypt(self, token: str, old: Keyring) -> str:
+        """A token of `old`'s key re-encrypted with this keyring's primary key (MultiFernet.rotate)."""
+        rotating = MultiFernet([Fernet(self.primary_key), *(Fernet(k) for k in old._keys)])
+        try:
+            return rotating.rotate(token.encode("ascii")).decode("ascii")
+        except (InvalidToken, UnicodeError) as exc:
+            raise SecretsError(
+                f"the secret key from {old.source} does not open this database's secrets"
+            ) from exc
+
+
+def key_file_path(env: Mapping[str, str] | None = None) -> Path:
+    """`$XDG_CONFIG_HOME/syncctl/secret.key`, falling back to `~/.config`."""
+    env = os.environ if env is None else env
+    config_home = env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(config_home) / "syncctl" / KEY_FILE_NAME
+
+
+def parse_key(text: str, source: KeySource) -> bytes:
+    """A Fernet key (44 characters of URL-safe base64) from text; SecretsError names the source."""
+    key = text.strip().encode("ascii", "replace")
+    try:
+        Fernet(key)
+    except (ValueError, binascii.Error) as exc:
+        raise SecretsError(
+            f"{source} does not hold a Fernet key (44 characters of URL-safe base64)"
+        ) from exc
+    return key
+
+
+def read_key_file(path: Path) -> bytes:
+    """The key in a key file; SecretsError when it is missing, unreadable or not a key."""
+    try:
+        text = path.read_text(encoding="ascii")
+    except FileNotFoundError as exc:
+        raise SecretsError(f"secret key file {path} does not exist") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SecretsError(f"secret key file {path} cannot be read") from exc
+    return parse_key(text, KeySource(path))
+
+
+def write_key_file(path: Path, key: bytes, *, replace: bool = False) -> None:
+    """Write a key file with mode 0600 (its directory 0700 if new).
+
+    Without `replace` an existing file is never overwritten (FileExistsError), so two processes
+    that generate a key at once end up sharing the first one; with `replace` the new file takes
+    the old one's place atomically.
+    """
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not replace:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "wb") as handle:
+            handle.write(key + b"\n")
+        return
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=".secret.key.")
+    try:
+        with os.fdopen(descriptor, "wb") as handle:  # mkstemp creates it 0600
+            handle.write(key + b"\n")
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def current_keyring(env: Mapping[str, str] | None = None, *, create: bool = False) -> Keyring:
+    """The key from `SYNCCTL_SECRET_KEY`, else from the key file; with `create`, a missing key
+    file is generated (0600). SecretsError when there is no usable key."""
+    env = os.environ if env is None else env
+    value = env.get(Env.SECRET_KEY)
+    if value:
+        source = KeySource()
+        return Keyring([parse_key(value, source)], source)
+    path = key_file_path(env)
+    if create and not path.exists():
+        try:
+            write_key_file(path, Fernet.generate_key())
+        except FileExistsError:
+            pass  # another process generated it first: use theirs
+        except OSError as exc:
+            raise SecretsError(f"cannot create the secret key file {path}: {exc.strerror}") from exc
+    if not path.exists():
+        raise SecretsError(
+            f"no secret key: {Env.SECRET_KEY} is unset and {path} does not exist"
+            " (restore the key from your backup; without it every user must reconnect)"
+        )
+    return Keyring([read_key_file(path)], KeySource(path))
+
+
+def new_key_from_file(path: Path) -> tuple[bytes, bool]:
+    """The key in `path`, or a new one written there (0600) when the file does not exist;
+    returns (key, generated)."""
+    if path.exists():
+        return read_key_file(path), False
+    key = Fernet.generate_key()
+    try:
+        write_key_file(path, key)
+    except OSError as exc:
+        raise SecretsError(f"cannot write the new key file {path}: {exc.strerror}") from exc
+    return key, True
+
+
+@contextmanager
+def throwaway_key() -> Iterator[None]:
+    """A one-off key in SYNCCTL_SECRET_KEY while a database that is deleted afterwards is used
+    (the demo, the simulator), so that no key file is left behind for it."""
+    previous = os.environ.get(Env.SECRET_KEY)
+    os.environ[Env.SECRET_KEY] = Fernet.generate_key().decode("ascii")
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(Env.SECRET_KEY, None)
+        else:
+            os.environ[Env.SECRET_KEY] = previous
