@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import sqlite_utils
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from syncctl.config import Env
@@ -24,7 +25,7 @@ KEY_FILE_NAME = "secret.key"
 
 
 class SecretsError(Exception):
-    """The secret key is missing, malformed, or not the one this database's secrets need (exit 2)."""
+    """The secret key is missing, malformed, or not the one this database's secrets need."""
 
 
 @dataclass(frozen=True)
@@ -69,7 +70,7 @@ class Keyring:
             ) from exc
 
     def reencrypt(self, token: str, old: Keyring) -> str:
-        """A token of `old`'s key re-encrypted with this keyring's primary key (MultiFernet.rotate)."""
+        """A token of `old`'s key encrypted again with this keyring's key (MultiFernet.rotate)."""
         rotating = MultiFernet([Fernet(self.primary_key), *(Fernet(k) for k in old._keys)])
         try:
             return rotating.rotate(token.encode("ascii")).decode("ascii")
@@ -182,3 +183,64 @@ def throwaway_key() -> Iterator[None]:
             os.environ.pop(Env.SECRET_KEY, None)
         else:
             os.environ[Env.SECRET_KEY] = previous
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """What `secrets rotate` did: users re-encrypted, and where the new key is."""
+
+    users: int
+    new_key_file: Path
+    generated: bool  # the new key was generated into new_key_file
+    installed_at: Path | None  # the key file that now holds the new key, if one was replaced
+    stored_secrets: bool = True  # False: the database had no secrets, nothing was done
+
+
+def rotate_secrets(db: sqlite_utils.Database, new_key_file: Path) -> Rotation:
+    """Re-encrypt every secret with the key in `new_key_file` (generated there when missing) in
+    one transaction; a key file that held the old key then holds the new one.
+
+    SecretsError, and nothing changed, when the current key is missing or wrong.
+    """
+    from syncctl.store import secrets as secret_store  # the store imports this module
+
+    state = secret_store.secrets_state(db.conn)
+    if state == secret_store.SecretsState.PLAINTEXT:
+        raise secret_store.plaintext_error()
+    if state == secret_store.SecretsState.EMPTY:
+        return Rotation(0, new_key_file, False, None, stored_secrets=False)
+    old = current_keyring()
+    secret_store.check_key(db.conn, old)
+    # The new key is on disk before the transaction commits: a database must never be
+    # encrypted with a key that exists nowhere.
+    key, generated = new_key_from_file(new_key_file)
+    if key == old.primary_key:
+        raise SecretsError(f"{new_key_file} holds the current key; give a new one")
+    try:
+        users = secret_store.rotate_key(db, old, Keyring([key], KeySource(new_key_file)))
+    except BaseException:
+        if generated:
+            new_key_file.unlink(missing_ok=True)
+        raise
+    installed = None
+    if old.source.path is not None:
+        try:
+            write_key_file(old.source.path, key, replace=True)
+        except OSError as exc:
+            raise SecretsError(
+                f"the secrets now need the key in {new_key_file}, but {old.source.path} could"
+                f" not be replaced ({exc.strerror}): copy the new key there"
+            ) from exc
+        installed = old.source.path
+    return Rotation(users, new_key_file, generated, installed)
+
+
+def encrypt_secrets(db: sqlite_utils.Database) -> tuple[int | None, Keyring]:
+    """Encrypt a database whose credentials an earlier version stored in plaintext, with the
+    current key (the key file is generated if there is no key); returns (users encrypted or
+    None when they already were, the keyring used)."""
+    from syncctl.store import secrets as secret_store  # the store imports this module
+
+    encrypted = secret_store.secrets_state(db.conn) == secret_store.SecretsState.ENCRYPTED
+    keyring = current_keyring(create=not encrypted)
+    return secret_store.encrypt_plaintext(db, keyring), keyring

@@ -11,6 +11,7 @@ from typer.core import TyperGroup
 from syncctl.cli import _output
 from syncctl.cli._context import AppState
 from syncctl.config import ConfigError, Env, load_settings
+from syncctl.secrets import SecretsError
 from syncctl.store import DatabaseError
 from syncctl.users import BadInput
 
@@ -18,7 +19,7 @@ EXIT_BAD_INPUT = 2
 # Recent Typer releases vendor click, so find its UsageError through a public subclass.
 UsageError = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
 # Expected failures that become one line on stderr and exit code 2, never a traceback.
-BAD_INPUT_ERRORS = (BadInput, ConfigError, DatabaseError, UsageError)
+BAD_INPUT_ERRORS = (BadInput, ConfigError, DatabaseError, SecretsError, UsageError)
 
 
 class SyncctlGroup(TyperGroup):
@@ -80,7 +81,7 @@ def root(
 
 
 def _register() -> None:
-    from syncctl.cli import demo, fake_google, health, report, sync, user, webhook
+    from syncctl.cli import demo, fake_google, health, report, secrets, sync, user, webhook
 
     app.command("run-due")(sync.run_due_command)
     app.command("sync")(sync.sync_command)
@@ -88,6 +89,7 @@ def _register() -> None:
     app.add_typer(health.breaker_app, name="breaker")
     app.command("report")(report.report_command)
     app.add_typer(user.app, name="user")
+    app.add_typer(secrets.app, name="secrets")
     app.add_typer(fake_google.app, name="fake-google")
     app.command("demo")(demo.demo_command)
     app.command("simulate")(demo.simulate_command)

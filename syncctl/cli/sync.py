@@ -51,6 +51,7 @@ def run_due_command(
     Example: syncctl run-due --concurrency 8
     """
     state = app_state(ctx)
+    state.check_secrets()
     settings = state.settings.with_overrides(concurrency=concurrency)
     from syncctl import fleet  # loads the Google stack
     from syncctl.orchestrator import orchestrator

@@ -48,7 +48,7 @@ def plaintext_error() -> secrets.SecretsError:
 
 
 def check_key(conn: sqlite3.Connection, keyring: secrets.Keyring) -> None:
-    """SecretsError unless the keyring opens this database's key check (an empty database passes)."""
+    """SecretsError unless the keyring opens the database's key check (none yet: passes)."""
     row = conn.execute("SELECT token FROM secret_key_check").fetchone()
     if row is None:
         return
