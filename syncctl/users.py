@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -11,7 +11,7 @@ from typing import Any
 
 import sqlite_utils
 
-from syncctl.clock import from_iso, to_iso
+from syncctl.clock import Clock, from_iso, to_iso
 from syncctl.config import Settings
 from syncctl.model import Integration, ScheduleRecord, UserCredentials, parse_integrations
 from syncctl.policy import breaker as breaker_policy
@@ -24,6 +24,8 @@ from syncctl.store import transaction
 from syncctl.store import users as user_store
 
 IMPORT_BATCH = 5000
+GOOGLE_AUTH_URI = "https://accounts.google.com/o/oauth2/auth"
+GOOGLE_TOKEN_URI = "https://oauth2.googleapis.com/token"
 REQUIRED_CREDENTIAL_FIELDS = ("client_id", "client_secret", "refresh_token")
 
 
@@ -113,6 +115,72 @@ def read_credentials_file(path: Path) -> UserCredentials:
         return parse_credentials(info)
     except BadInput as exc:
         raise BadInput(f"{path}: {exc}") from exc
+
+
+def read_client_secrets(path: Path) -> dict[str, Any]:
+    """Read the OAuth client JSON Google's console downloads (`installed` or `web`)."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError as exc:
+        raise BadInput(f"client secrets file {path} does not exist") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"client secrets file {path} cannot be read") from exc
+    try:
+        info = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadInput(f"client secrets file {path} is not JSON (line {exc.lineno})") from exc
+    kind = next((k for k in ("installed", "web") if isinstance(info, dict) and k in info), None)
+    if kind is None or not isinstance(info[kind], dict):
+        raise BadInput(
+            f"{path}: not an OAuth client JSON (expected an 'installed' or 'web' object)"
+        )
+    section = dict(info[kind])
+    for name in ("client_id", "client_secret"):
+        value = section.get(name)
+        if not isinstance(value, str) or not value.strip():
+            raise BadInput(f"{path}: client field {name!r} is missing or empty")
+    for name, default in (("auth_uri", GOOGLE_AUTH_URI), ("token_uri", GOOGLE_TOKEN_URI)):
+        if not isinstance(section.get(name), str) or not section[name].startswith("https://"):
+            section[name] = default
+    return {kind: section}
+
+
+def connect_user(
+    db: sqlite_utils.Database,
+    settings: Settings,
+    user_id: str,
+    client_config: dict[str, Any],
+    *,
+    announce: Callable[[str], None],
+    clock: Clock,
+    integrations: tuple[Integration, ...] | None = None,
+    email: str | None = None,
+    port: int = 0,
+    open_browser: bool = True,
+) -> bool:
+    """Run Google's consent for one account and store the grant as `add_user` does (a
+    reconnect for a known user); True when the user is new. An incomplete grant is BadInput;
+    a denied or failed consent is ConsentError; either way nothing is stored."""
+    from syncctl.google import consent  # the OAuth flow loads only when needed
+
+    check_user_id(user_id)
+    chosen = integrations or (user_store.user_integrations(db, user_id) or ALL_INTEGRATIONS)
+    try:
+        grant = consent.run_consent(
+            client_config,
+            chosen,
+            settings,
+            user_id=user_id,
+            port=port,
+            open_browser=open_browser,
+            login_hint=email,
+            announce=announce,
+        )
+    except consent.IncompleteGrant as exc:
+        raise BadInput(str(exc)) from exc
+    return add_user(
+        db, settings, user_id, grant, now=clock(), integrations=integrations, email=email
+    )
 
 
 def check_user_id(user_id: Any) -> str:

@@ -1,4 +1,4 @@
-"""`syncctl user`: add, import, list and remove users."""
+"""`syncctl user`: add, connect, import, list and remove users."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from syncctl.cli._context import app_state
 from syncctl.clock import utcnow
 from syncctl.store import users as user_store
 
-app = typer.Typer(help="Add, import, list and remove users.", no_args_is_help=True)
+app = typer.Typer(help="Add, connect, import, list and remove users.", no_args_is_help=True)
 
+EXIT_NOT_CONNECTED = 1  # the consent was denied or did not finish (bad input exits 2)
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
 
 
@@ -41,6 +42,64 @@ def add(
         state.db, state.settings, user_id, grant, now=utcnow(), integrations=chosen, email=email
     )
     _output.say(f"{'added' if is_new else 'reconnected'} user {user_id}")
+
+
+@app.command("connect")
+def connect(
+    ctx: typer.Context,
+    user_id: Annotated[str, typer.Argument(help="Your id for the user.")],
+    client_secrets: Annotated[
+        Path,
+        typer.Option(
+            "--client-secrets", dir_okay=False, help="OAuth client JSON from Google's console."
+        ),
+    ],
+    integrations: Annotated[
+        str | None, typer.Option(help="contacts, calendar, or both comma-separated (default all).")
+    ] = None,
+    email: Annotated[
+        str | None, typer.Option(help="The user's email (also the account Google suggests).")
+    ] = None,
+    port: Annotated[
+        int,
+        typer.Option(
+            min=0, max=65535, help="Loopback port for Google's redirect (0: any free one)."
+        ),
+    ] = 0,
+    no_browser: Annotated[
+        bool, typer.Option("--no-browser", help="Only print the URL; open it anywhere.")
+    ] = False,
+) -> None:
+    """Connect a real Google account: consent in a browser, then store the grant as `user add`.
+
+    The URL goes to stderr; Google redirects to 127.0.0.1:PORT. On a headless server, forward
+    the port first (ssh -L 8765:127.0.0.1:8765 server) and pass --port 8765 --no-browser.
+
+    Example: syncctl user connect u1 --client-secrets client_secret.json --email a@example.com
+    """
+    from syncctl.google.consent import ConsentError
+
+    state = app_state(ctx)
+    chosen = users.integrations_option(integrations) if integrations is not None else None
+    client = users.read_client_secrets(client_secrets)
+    users.check_user_id(user_id)
+    try:
+        is_new = users.connect_user(
+            state.db,
+            state.settings,
+            user_id,
+            client,
+            announce=_output.note,
+            clock=utcnow,
+            integrations=chosen,
+            email=email,
+            port=port,
+            open_browser=not no_browser,
+        )
+    except ConsentError as exc:
+        _output.error(str(exc))
+        raise typer.Exit(EXIT_NOT_CONNECTED) from exc
+    _output.say(f"{'connected' if is_new else 'reconnected'} user {user_id}")
 
 
 @app.command("import")

@@ -31,6 +31,19 @@ def control(fake: FakeGoogle, method: str, target: str, body: bytes) -> Reply:
 def _serve(fake: FakeGoogle, method: str, segments: list[str], data: dict[str, Any]) -> Reply:
     if method == "GET" and segments == ["counts"]:
         return Reply(200, counts_document(fake))
+    if method == "GET" and segments == ["client-secrets"]:
+        return Reply(200, fake.client_secrets())
+    if method == "POST" and segments == ["consent"]:
+        unknown = sorted(set(data) - {"user", "deny", "scopes", "refresh_token"})
+        if unknown:
+            raise ValueError(f"unknown consent option {unknown[0]!r}")
+        fake.set_consent(
+            data.get("user"),
+            deny=bool(data.get("deny", False)),
+            scopes=data.get("scopes"),
+            refresh_token=bool(data.get("refresh_token", True)),
+        )
+        return Reply(200, {"consent": data})
     if method == "POST" and segments == ["users"]:
         user_id = data.get("id")
         if not isinstance(user_id, str) or not user_id:

@@ -26,7 +26,7 @@ from syncctl.fakegoogle.render import (
     render_person,
 )
 from syncctl.fakegoogle.state import ALL_SCOPES, FakeState
-from syncctl.fakegoogle.tokens import RefreshGrant, new_secret
+from syncctl.fakegoogle.tokens import Consent, RefreshGrant, new_secret
 
 SYSTEM_GROUPS = ("myContacts", "starred")
 EVENT_LENGTH = timedelta(hours=1)
@@ -173,6 +173,7 @@ class FakeGoogle:
     def _issue_grant(self, user_id: str) -> dict[str, Any]:
         refresh_token = new_secret("fake-refresh")
         self._state.refresh_grants[refresh_token] = RefreshGrant(user_id)
+        self._state.consented.add(user_id)  # a grant means the user approved the client once
         self._current_grant[user_id] = refresh_token
         return self._credentials(self._state.users[user_id], refresh_token)
 
@@ -543,6 +544,41 @@ class FakeGoogle:
                 for channel in self._state.channels.values()
                 if user_id is None or channel.user_id == user_id
             }
+
+    # -- the consent screen ------------------------------------------------------------------
+
+    def set_consent(
+        self,
+        user_id: str | None = None,
+        *,
+        deny: bool = False,
+        scopes: Sequence[str] | None = None,
+        refresh_token: bool = True,
+    ) -> None:
+        """How `/o/oauth2/auth` answers from now on: who signs in (None: the login_hint's
+        account, else the first user), whether the user denies, which of the requested scopes
+        are granted (None: all), and whether the code exchange returns a refresh token."""
+        with self._state.lock:
+            if user_id is not None:
+                self._state.user(user_id)
+            self._state.consent = Consent(
+                user_id=user_id,
+                deny=deny,
+                scopes=None if scopes is None else frozenset(scopes),
+                refresh_token=refresh_token,
+            )
+
+    def client_secrets(self) -> dict[str, Any]:
+        """The OAuth client JSON Google's console downloads for a desktop app, for this fake."""
+        return {
+            "installed": {
+                "client_id": self._state.client_id,
+                "client_secret": self._state.client_secret,
+                "auth_uri": self.base_url + "/o/oauth2/auth",
+                "token_uri": self.base_url + "/token",
+                "redirect_uris": ["http://localhost"],
+            }
+        }
 
     # -- faults ------------------------------------------------------------------------------
 

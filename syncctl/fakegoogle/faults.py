@@ -7,6 +7,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 ENDPOINTS = (
+    "oauth.authorize",
     "oauth.token",
     "oauth.tokeninfo",
     "people.connections.list",
@@ -17,7 +18,7 @@ ENDPOINTS = (
     "calendar.channels.stop",
     "unknown",
 )
-OAUTH_ENDPOINTS = ("oauth.token", "oauth.tokeninfo")
+OAUTH_ENDPOINTS = ("oauth.authorize", "oauth.token", "oauth.tokeninfo")
 
 
 def family(endpoint: str) -> str:

@@ -26,6 +26,7 @@ Handler = Callable[[FakeState, ApiRequest], Reply]
 ANY = "*"
 # (method, path segments with ANY wildcards, endpoint name, handler)
 ROUTES: tuple[tuple[str, tuple[str, ...], str, Handler], ...] = (
+    ("GET", ("o", "oauth2", "auth"), "oauth.authorize", oauth_api.authorize),
     ("POST", ("token",), "oauth.token", oauth_api.token),
     ("GET", ("tokeninfo",), "oauth.tokeninfo", oauth_api.tokeninfo),
     ("POST", ("tokeninfo",), "oauth.tokeninfo", oauth_api.tokeninfo),

@@ -15,7 +15,14 @@ from syncctl.fakegoogle import errors
 from syncctl.fakegoogle.channels import Channel, Notifier
 from syncctl.fakegoogle.faults import Counters, Faults
 from syncctl.fakegoogle.records import UserState
-from syncctl.fakegoogle.tokens import AccessToken, PageSessions, RefreshGrant, SyncTokens
+from syncctl.fakegoogle.tokens import (
+    AccessToken,
+    AuthorizationCode,
+    Consent,
+    PageSessions,
+    RefreshGrant,
+    SyncTokens,
+)
 
 SCOPE = "https://www.googleapis.com/auth/"
 CONTACTS_SCOPES = frozenset({SCOPE + "contacts", SCOPE + "contacts.readonly"})
@@ -89,6 +96,9 @@ class FakeState:
         self.refresh_grants: dict[str, RefreshGrant] = {}
         self.rotating_users: set[str] = set()  # their refreshes return a new refresh token
         self.access_tokens: dict[str, AccessToken] = {}
+        self.authorization_codes: dict[str, AuthorizationCode] = {}
+        self.consent = Consent()
+        self.consented: set[str] = set()  # users who approved this client before
         self.sync_tokens = SyncTokens()
         self.pages = PageSessions()
         self.channels: dict[str, Channel] = {}
@@ -135,7 +145,10 @@ class FakeState:
         if endpoint == "oauth.token":
             form = parse_qs(request.body.decode("utf-8", "replace"))
             grant = self.refresh_grants.get((form.get("refresh_token") or [""])[-1])
-            return grant.user_id if grant else None
+            if grant is None:
+                code = self.authorization_codes.get((form.get("code") or [""])[-1])
+                return code.user_id if code else None
+            return grant.user_id
         token = request.param("access_token") if endpoint == "oauth.tokeninfo" else None
         token = token or request.bearer()
         access = self.access_tokens.get(token) if token else None

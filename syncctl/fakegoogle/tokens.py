@@ -19,6 +19,31 @@ class RefreshGrant:
 
     user_id: str
     revoked: bool = False
+    scopes: frozenset[str] | None = None  # what the consent granted; None: the user's scopes
+
+
+@dataclass(slots=True)
+class AuthorizationCode:
+    """A code the authorization endpoint redirected with, exchanged once at /token."""
+
+    user_id: str
+    redirect_uri: str
+    scopes: frozenset[str]
+    code_challenge: str | None
+    code_challenge_method: str
+    refresh_token: bool  # whether the exchange returns a refresh token
+    expires_at: datetime
+    used: bool = False
+
+
+@dataclass(slots=True)
+class Consent:
+    """How the fake's consent screen answers (it approves at once unless told otherwise)."""
+
+    user_id: str | None = None  # who signs in; None: the login_hint's account, else the first
+    deny: bool = False  # the user clicks "Cancel": the redirect carries error=access_denied
+    scopes: frozenset[str] | None = None  # grant only these of the requested ones
+    refresh_token: bool = True  # False: the exchange returns no refresh token
 
 
 @dataclass(slots=True)
