@@ -87,7 +87,7 @@ def run_consent(
             flow.run_local_server(
                 host=LOOPBACK_HOST,
                 port=port,
-                open_browser=open_browser,
+                open_browser=open_browser and _browser_available(),
                 authorization_prompt_message=PROMPT.format(user=user_id),
                 success_message=BROWSER_PAGE,
                 timeout_seconds=timeout_seconds,
@@ -152,6 +152,17 @@ def _grant(
         token_expiry=expiry if token.get("access_token") else None,
         scopes=tuple(wanted),
     )
+
+
+def _browser_available() -> bool:
+    """Whether a browser can be started here (on a headless server the printed URL is the way)."""
+    import webbrowser
+
+    try:
+        webbrowser.get()
+    except webbrowser.Error:
+        return False
+    return True
 
 
 @contextlib.contextmanager
