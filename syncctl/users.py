@@ -176,7 +176,7 @@ def connect_user(
             login_hint=email,
             announce=announce,
         )
-    except consent.IncompleteGrant as exc:
+    except (consent.IncompleteGrant, consent.ListenError) as exc:
         raise BadInput(str(exc)) from exc
     return add_user(
         db, settings, user_id, grant, now=clock(), integrations=integrations, email=email

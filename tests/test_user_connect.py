@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from syncctl.config import Settings
 from syncctl.fakegoogle import FakeGoogle
 from syncctl.google.consent import ConsentDenied
 from syncctl.model import Integration
+from syncctl.store import open_database
 from syncctl.store import users as user_store
 
 CONTACTS = "https://www.googleapis.com/auth/contacts.readonly"
@@ -93,6 +95,24 @@ class Operator:
         stdout, rest = process.communicate(timeout=60)
         return Connected(process.returncode, stdout, first + rest, url, page)
 
+    def secrets(self) -> list[str]:
+        """The client secret and every stored user's refresh and access token, decrypted."""
+        db = open_database(self.db_path)
+        try:
+            ids = [user_id for (user_id,) in db.conn.execute("SELECT user_id FROM credentials")]
+            grants = [user_store.load_credentials(db, user_id) for user_id in ids]
+        finally:
+            db.close()
+        found = [self.fake.client_secrets()["installed"]["client_secret"]]
+        for grant in grants:
+            found += [grant.refresh_token, grant.access_token or ""]
+        return [s for s in found if s]
+
+    def secrets_in_files(self) -> list[str]:
+        wal = self.db_path.with_name(self.db_path.name + "-wal")
+        raw = self.db_path.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
+        return [s for s in self.secrets() if s.encode() in raw]
+
     def sql(self, query: str) -> list[tuple]:
         conn = sqlite3.connect(self.db_path)
         try:
@@ -124,10 +144,14 @@ def test_connect_stores_a_working_grant_and_the_next_sync_succeeds(operator):
     assert [line for line in lines if "/o/oauth2/auth" in line] == [lines[0]]
     assert lines[0] == f"Open this URL in a browser to connect alice: {connected.url}"
     assert "/o/oauth2/auth" not in connected.stdout
+    # The grant is stored encrypted: neither the database file nor its WAL holds a secret.
+    assert operator.secrets_in_files() == []
     sync = operator.run("sync", "--user", "alice", "--json")
     assert sync.returncode == 0, sync.stderr
     assert [a["result"] for a in json.loads(sync.stdout)["attempts"]] == ["success", "success"]
     assert operator.sql("SELECT count(*) FROM contacts WHERE user_id = 'alice'") == [(3,)]
+    assert operator.secrets_in_files() == []
+    assert [s for s in operator.secrets() if s in connected.stderr + sync.stdout] == []
 
 
 def test_a_grant_without_a_refresh_token_exits_2_with_one_line_and_stores_nothing(operator):
@@ -250,6 +274,16 @@ def test_the_email_is_the_login_hint_and_picks_the_account(connect, fake_google,
     assert connect.browser.query()["login_hint"] == ["u2@example.com"]
     refresh_token = user_store.load_credentials(db, "bob").refresh_token
     assert fake_google._state.refresh_grants[refresh_token].user_id == "u2"
+
+
+def test_a_port_that_is_taken_is_bad_input(connect):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(users.BadInput) as refused:
+            connect("alice", port=port)
+    assert str(refused.value).startswith(f"cannot listen on 127.0.0.1:{port} for Google's")
 
 
 @pytest.mark.parametrize(

@@ -37,6 +37,13 @@ def _serve(fake: FakeGoogle, method: str, segments: list[str], data: dict[str, A
         unknown = sorted(set(data) - {"user", "deny", "scopes", "refresh_token"})
         if unknown:
             raise ValueError(f"unknown consent option {unknown[0]!r}")
+        scopes = data.get("scopes")
+        if scopes is not None and not (
+            isinstance(scopes, list) and all(isinstance(s, str) for s in scopes)
+        ):
+            raise ValueError('"scopes" must be a list of strings')
+        if data.get("user") is not None and not isinstance(data["user"], str):
+            raise ValueError('"user" must be a string')
         fake.set_consent(
             data.get("user"),
             deny=bool(data.get("deny", False)),

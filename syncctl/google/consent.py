@@ -40,6 +40,10 @@ class IncompleteGrant(ConsentError):
     """Google's grant lacks the refresh token or a requested scope."""
 
 
+class ListenError(ConsentError):
+    """The loopback port for Google's redirect cannot be listened on."""
+
+
 def scopes_for(integrations: Sequence[Integration]) -> list[str]:
     """The read-only scopes the chosen integrations need."""
     return [READONLY_SCOPES[i] for i in integrations]
@@ -115,7 +119,7 @@ def run_consent(
             f"cannot reach Google's token endpoint ({type(exc).__name__}); nothing stored"
         ) from exc
     except OSError as exc:
-        raise ConsentError(
+        raise ListenError(
             f"cannot listen on {LOOPBACK_HOST}:{port} for Google's redirect ({exc.strerror})"
         ) from exc
     return _grant(token, config, wanted)
