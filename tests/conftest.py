@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,23 +21,19 @@ from syncctl.users import parse_credentials
 SECRET_KEY = Fernet.generate_key().decode()
 
 
-@pytest.fixture(scope="session")
-def config_home(tmp_path_factory) -> Path:
-    """An XDG config home whose syncctl/secret.key holds SECRET_KEY."""
+@pytest.fixture(scope="session", autouse=True)
+def secret_key(tmp_path_factory) -> Iterator[str]:
+    """SYNCCTL_SECRET_KEY for the whole run, also in $XDG_CONFIG_HOME/syncctl/secret.key
+    (session-wide, so module fixtures that store users see it too)."""
     home = tmp_path_factory.mktemp("xdg-config")
     (home / "syncctl").mkdir(mode=0o700)
     key_file = home / "syncctl" / "secret.key"
     key_file.write_text(SECRET_KEY + "\n")
     key_file.chmod(0o600)
-    return home
-
-
-@pytest.fixture(autouse=True)
-def secret_key(monkeypatch, config_home: Path) -> str:
-    """The test's SYNCCTL_SECRET_KEY (also in $XDG_CONFIG_HOME/syncctl/secret.key)."""
-    monkeypatch.setenv("SYNCCTL_SECRET_KEY", SECRET_KEY)
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(config_home))
-    return SECRET_KEY
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SYNCCTL_SECRET_KEY", SECRET_KEY)
+        patch.setenv("XDG_CONFIG_HOME", str(home))
+        yield SECRET_KEY
 
 
 @pytest.fixture
