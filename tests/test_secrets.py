@@ -290,3 +290,18 @@ def test_a_token_of_another_key_is_a_secrets_error_naming_the_source_only(tmp_pa
 def test_parse_key_refuses_what_is_not_a_fernet_key(text):
     with pytest.raises(SecretsError):
         parse_key(text, KeySource())
+
+
+def test_the_readme_quick_start_keeps_credential_files_out_of_the_checkout():
+    root = Path(__file__).parent.parent
+    readme = (root / "README.md").read_text()
+    ignored = (root / ".gitignore").read_text().split()
+    directories = [
+        line.split("--credentials-dir", 1)[1].split()[0]
+        for line in readme.splitlines()
+        if line.startswith("    ") and "--credentials-dir" in line
+    ]
+    assert directories  # the quick start writes credential files somewhere
+    for directory in directories:
+        assert directory.startswith('"$') or directory.strip("./") + "/" in ignored
+    assert "creds/" in ignored
