@@ -157,6 +157,15 @@ def current_keyring(env: Mapping[str, str] | None = None, *, create: bool = Fals
     return Keyring([read_key_file(path)], KeySource(path))
 
 
+def configured_keyring(env: Mapping[str, str] | None = None) -> Keyring | None:
+    """The configured key (environment or key file), or None when there is none; SecretsError
+    when it is malformed or unreadable."""
+    env = os.environ if env is None else env
+    if not env.get(Env.SECRET_KEY) and not key_file_path(env).exists():
+        return None
+    return current_keyring(env)
+
+
 def new_key_from_file(path: Path) -> tuple[bytes, bool]:
     """The key in `path`, or a new one written there (0600) when the file does not exist;
     returns (key, generated)."""

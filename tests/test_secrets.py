@@ -144,7 +144,7 @@ def test_a_malformed_key_exits_2_naming_its_source(fleet):
         "syncctl: error: SYNCCTL_SECRET_KEY does not hold a Fernet key (44 characters of"
         " URL-safe base64)"
     )
-    assert not fleet.db_path.exists() or fleet("user", "list").stdout.count("u1") == 0
+    assert not fleet.db_path.exists()
 
 
 def test_without_any_key_the_first_user_add_generates_a_private_key_file(fleet):

@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from cryptography.fernet import Fernet
 from typer.testing import CliRunner
 
 from syncctl import users
@@ -306,3 +307,26 @@ def test_a_bad_client_secrets_file_exits_2_before_any_browser(tmp_path, content,
     assert result.exit_code == 2
     assert len(result.stderr.splitlines()) == 1 and message in result.stderr
     assert not db_path.exists()
+
+
+def test_a_wrong_key_exits_2_before_any_browser(tmp_path, monkeypatch, fake_google):
+    db_path = tmp_path / "fleet.db"
+    client = tmp_path / "client.json"
+    client.write_text(json.dumps(fake_google.client_secrets()))
+    monkeypatch.setenv("SYNCCTL_GOOGLE_ENDPOINT", fake_google.base_url)
+    grant = tmp_path / "grant.json"
+    grant.write_text(json.dumps(fake_google.add_user("u1")))
+    runner = CliRunner()
+    runner.invoke(app, ["--db", str(db_path), "user", "add", "u1", "--credentials", str(grant)])
+    monkeypatch.setenv("SYNCCTL_SECRET_KEY", Fernet.generate_key().decode())
+    result = runner.invoke(
+        app,
+        ["--db", str(db_path), "user", "connect", "u2", "--client-secrets", str(client)],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        "syncctl: error: the secret key from SYNCCTL_SECRET_KEY does not open this database's"
+        " secrets"
+    ]
+    assert fake_google.request_count(endpoint="oauth.authorize") == 0

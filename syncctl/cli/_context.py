@@ -8,7 +8,7 @@ import sqlite_utils
 import typer
 
 from syncctl.config import Settings
-from syncctl.secrets import SecretsError
+from syncctl.secrets import SecretsError, configured_keyring
 from syncctl.store import open_database
 from syncctl.store import secrets as secret_store
 
@@ -24,6 +24,7 @@ class AppState:
     def db(self) -> sqlite_utils.Database:
         """The database, once the secret key is known to open its secrets (else SecretsError)."""
         if self._db is None:
+            configured_keyring()  # a malformed key is refused before the database is touched
             db = self.database_unchecked()
             try:
                 secret_store.require_key(db.conn)

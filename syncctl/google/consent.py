@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -26,6 +27,9 @@ LOOPBACK_HOST = "127.0.0.1"
 WAIT_SECONDS = 600  # how long the loopback server waits for the browser to come back
 BROWSER_PAGE = "syncctl received Google's answer; you may close this window."
 PROMPT = "Open this URL in a browser to connect {user}: {{url}}"
+# requests-oauthlib logs the token request's body and Google's answer (client secret, code,
+# tokens) at DEBUG: those loggers never go below WARNING, whatever logging is configured.
+QUIET_LOGGERS = ("requests_oauthlib", "oauthlib")
 
 
 class ConsentError(Exception):
@@ -80,6 +84,8 @@ def run_consent(
     from oauthlib.oauth2.rfc6749 import errors as oauth_errors
     from requests import RequestException
 
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
     config = client_config_for(client_config, settings)
     wanted = scopes_for(integrations)
     flow = InstalledAppFlow.from_client_config(config, scopes=wanted)
