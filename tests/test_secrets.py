@@ -191,6 +191,18 @@ def test_after_rotate_the_old_key_fails_with_one_line_and_the_new_one_syncs(flee
     assert fleet.credentials().refresh_token == fleet.grant["refresh_token"]
 
 
+def test_rotate_leaves_no_old_ciphertext_in_the_database_file_or_its_wal(fleet):
+    fleet("user", "add", "u1", "--credentials", str(fleet.grant_file))
+    conn = sqlite3.connect(fleet.db_path)
+    old = conn.execute("SELECT client_secret, refresh_token, access_token FROM credentials")
+    old_tokens = [value for value in old.fetchone()]
+    conn.close()
+    assert (
+        fleet("secrets", "rotate", "--new-key-file", str(fleet.tmp_path / "n.key")).exit_code == 0
+    )
+    assert [t for t in old_tokens if t.encode() in fleet.files()] == []
+
+
 def test_rotate_replaces_the_key_file_that_held_the_old_key(fleet):
     fleet.without_env_key()
     fleet("user", "add", "u1", "--credentials", str(fleet.grant_file))
