@@ -13,7 +13,13 @@ import sqlite_utils
 
 from syncctl.clock import Clock, from_iso, to_iso
 from syncctl.config import Settings
-from syncctl.model import Integration, ScheduleRecord, UserCredentials, parse_integrations
+from syncctl.model import (
+    ALL_INTEGRATIONS,
+    Integration,
+    ScheduleRecord,
+    UserCredentials,
+    parse_integrations,
+)
 from syncctl.policy import breaker as breaker_policy
 from syncctl.policy import schedule as schedule_policy
 from syncctl.policy import token_health
@@ -164,7 +170,7 @@ def connect_user(
     from syncctl.google import consent  # the OAuth flow loads only when needed
 
     check_user_id(user_id)
-    chosen = integrations or (user_store.user_integrations(db, user_id) or ALL_INTEGRATIONS)
+    chosen = integrations or (user_store.user_integrations(db.conn, user_id) or ALL_INTEGRATIONS)
     try:
         grant = consent.run_consent(
             client_config,

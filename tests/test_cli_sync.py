@@ -183,7 +183,7 @@ class Cli:
             db = open_database(self.db_path)
             try:
                 for (user_id,) in db.conn.execute("SELECT user_id FROM credentials"):
-                    grant = user_store.load_credentials(db, user_id)
+                    grant = user_store.load_credentials(db.conn, user_id)
                     assert grant is not None
                     values = (grant.client_secret, grant.refresh_token, grant.access_token)
                     found.update(value for value in values if value)

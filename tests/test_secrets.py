@@ -58,7 +58,7 @@ class Fleet:
     def credentials(self):
         db = open_database(self.db_path)
         try:
-            return user_store.load_credentials(db, "u1")
+            return user_store.load_credentials(db.conn, "u1")
         finally:
             db.close()
 

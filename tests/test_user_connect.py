@@ -101,7 +101,7 @@ class Operator:
         db = open_database(self.db_path)
         try:
             ids = [user_id for (user_id,) in db.conn.execute("SELECT user_id FROM credentials")]
-            grants = [user_store.load_credentials(db, user_id) for user_id in ids]
+            grants = [user_store.load_credentials(db.conn, user_id) for user_id in ids]
         finally:
             db.close()
         found = [self.fake.client_secrets()["installed"]["client_secret"]]
@@ -255,10 +255,10 @@ def test_a_denied_reconnect_keeps_the_old_grant(connect, fake_google, db):
 
 def test_connect_of_a_known_user_is_a_reconnect_with_a_fresh_refresh_token(connect, db):
     assert connect("alice") is True
-    first = user_store.load_credentials(db, "alice")
+    first = user_store.load_credentials(db.conn, "alice")
     db.conn.execute("UPDATE token_health SET status = 'revoked'")
     assert connect("alice") is False
-    again = user_store.load_credentials(db, "alice")
+    again = user_store.load_credentials(db.conn, "alice")
     assert again.refresh_token != first.refresh_token  # prompt=consent: Google sends a new one
     assert set(db.conn.execute("SELECT status FROM token_health")) == {("unknown",)}
 
@@ -266,14 +266,14 @@ def test_connect_of_a_known_user_is_a_reconnect_with_a_fresh_refresh_token(conne
 def test_connect_with_one_integration_asks_only_its_scope(connect, db):
     connect("alice", integrations=(Integration.CALENDAR,))
     assert connect.browser.query()["scope"] == [CALENDAR]
-    assert user_store.user_integrations(db, "alice") == (Integration.CALENDAR,)
-    assert user_store.load_credentials(db, "alice").scopes == (CALENDAR,)
+    assert user_store.user_integrations(db.conn, "alice") == (Integration.CALENDAR,)
+    assert user_store.load_credentials(db.conn, "alice").scopes == (CALENDAR,)
 
 
 def test_the_email_is_the_login_hint_and_picks_the_account(connect, fake_google, db):
     connect("bob", email="u2@example.com")
     assert connect.browser.query()["login_hint"] == ["u2@example.com"]
-    refresh_token = user_store.load_credentials(db, "bob").refresh_token
+    refresh_token = user_store.load_credentials(db.conn, "bob").refresh_token
     assert fake_google._state.refresh_grants[refresh_token].user_id == "u2"
 
 

@@ -19,7 +19,6 @@ from syncctl import secrets
 from syncctl.store.db import transaction
 
 KEY_CHECK_TEXT = "syncctl secret key check v1"
-SECRET_COLUMNS = ("client_secret", "refresh_token", "access_token")
 
 
 class SecretsState(StrEnum):
