@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_type_hints
+from urllib.parse import urlsplit
 
 DAY = 86400
 HOUR = 3600
@@ -58,18 +60,13 @@ class Settings:
     def with_overrides(self, **changes: Any) -> Settings:
         """A copy with the given values changed (None leaves a value as it is), validated: where
         command-line flags meet the resolved configuration."""
-        updated = replace(self, **{k: v for k, v in changes.items() if v is not None})
-        _validate(updated)
-        return updated
+        return replace(self, **_checked_overrides(changes))
 
     def interval_for(self, integration: str) -> int:
         """Default sync interval of an integration type."""
         if integration == "google_contacts":
             return self.contacts_interval_seconds
         return self.calendar_interval_seconds
-
-
-TUNABLES = {f.name for f in fields(Settings)} - {"db_path", "google_endpoint", "webhook_url"}
 
 
 def default_db_path(env: Mapping[str, str]) -> Path:
@@ -85,46 +82,195 @@ def default_config_path(env: Mapping[str, str]) -> Path:
 
 
 def load_settings(
-    *, db: Path | None = None, env: Mapping[str, str] | None = None, **overrides: Any
+    *,
+    db: Path | str | None = None,
+    config: Path | str | None = None,
+    env: Mapping[str, str] | None = None,
+    **overrides: Any,
 ) -> Settings:
-    """Resolve settings from a `--db` flag, the environment, the TOML config file and defaults."""
+    """Resolve settings from flags (`--db`, `--config`), the environment, the TOML config file
+    and defaults; every value is checked for type and range (ConfigError names the setting)."""
     env = os.environ if env is None else env
-    explicit_config = env.get(Env.CONFIG)
+    if config is not None and not str(config):
+        raise ConfigError("--config must not be empty")
+    explicit_config = str(config) if config is not None else env.get(Env.CONFIG)
     config_path = Path(explicit_config) if explicit_config else default_config_path(env)
     values: dict[str, Any] = {}
     if explicit_config or config_path.exists():
         values.update(_read_config_file(config_path))
-    file_db = values.pop("db", None)
-    db_text = env.get(Env.DB) or file_db
-    values["db_path"] = db or (Path(db_text) if db_text else default_db_path(env))
-    values["google_endpoint"] = env.get(Env.GOOGLE_ENDPOINT) or values.get("google_endpoint")
-    values["webhook_url"] = env.get(Env.WEBHOOK_URL) or values.get("webhook_url")
-    values.update(overrides)
-    settings = Settings(**values)
-    _validate(settings)
-    return settings
+    values["db_path"] = _db_path(db, env, values.pop("db", None), config_path)
+    for name, variable in (
+        (("google_endpoint", Env.GOOGLE_ENDPOINT)),
+        ("webhook_url", Env.WEBHOOK_URL),
+    ):
+        if env.get(variable):
+            values[name] = _checked(name, env[variable], variable)
+    values.update(_checked_overrides(overrides))
+    return Settings(**values)
+
+
+def _db_path(
+    flag: Path | str | None, env: Mapping[str, str], file_value: Any, config_path: Path
+) -> Path:
+    if flag is not None:
+        if not str(flag):
+            raise ConfigError("--db must not be empty")
+        return Path(flag)
+    if env.get(Env.DB):
+        return Path(env[Env.DB])
+    if file_value is not None:
+        return Path(file_value).expanduser()
+    return default_db_path(env)
 
 
 def _read_config_file(path: Path) -> dict[str, Any]:
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_bytes().decode("utf-8"))
     except FileNotFoundError as exc:
         raise ConfigError(f"config file {path} does not exist") from exc
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"config file {path} is not readable TOML: {exc}") from exc
-    allowed = TUNABLES | {"db", "google_endpoint", "webhook_url"}
-    unknown = sorted(set(data) - allowed)
+    except IsADirectoryError as exc:
+        raise ConfigError(f"config file {path} is a directory") from exc
+    except OSError as exc:
+        raise ConfigError(f"config file {path} cannot be read ({exc.strerror})") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not UTF-8 text") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {_one_line(exc)}") from exc
+    unknown = sorted(set(data) - CONFIG_FILE_KEYS)
     if unknown:
-        raise ConfigError(f"config file {path}: unknown setting {unknown[0]!r}")
-    return dict(data)
+        raise ConfigError(f"config file {path}: unknown setting {_shown(unknown[0])}")
+    if "db" in data and (not isinstance(data["db"], str) or not data["db"].strip()):
+        raise ConfigError(
+            f"config file {path}: setting db must be a non-empty path string,"
+            f" got {_shown(data['db'])}"
+        )
+    return {
+        name: value
+        if name == "db"
+        else _checked(name, value, f"config file {path}: setting {name}")
+        for name, value in data.items()
+    }
 
 
-def _validate(settings: Settings) -> None:
-    for name in sorted(TUNABLES):
-        value = getattr(settings, name)
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise ConfigError(f"setting {name} must be a positive number, got {value!r}")
-    if settings.google_endpoint and not settings.google_endpoint.startswith(
-        ("http://", "https://")
-    ):
-        raise ConfigError(f"{Env.GOOGLE_ENDPOINT} must start with http:// or https://")
+# -- validation: every value is checked when it loads (SPEC 1) ---------------------------------
+
+MAX_INTERVAL_SECONDS = 365 * DAY
+MAX_COUNT = 1_000_000
+# Bounds where the general rules (a count is a positive whole number up to MAX_COUNT; a duration
+# in seconds is positive and at most MAX_INTERVAL_SECONDS) are not tight enough. A new setting
+# whose range is narrower adds its bounds here.
+BOUNDS: dict[str, tuple[float, float]] = {
+    "concurrency": (1, 1024),
+    "retry_max_attempts": (1, 100),
+    "backoff_multiplier": (1, 16),
+    "interval_cap_multiplier": (1, 16),
+    "people_sync_token_lifetime_seconds": (2, MAX_INTERVAL_SECONDS),
+}
+# A stored interval (sync_schedule) read back is clamped to at most this: the longest interval
+# valid settings can produce.
+MAX_STORED_INTERVAL_SECONDS = MAX_INTERVAL_SECONDS * int(BOUNDS["interval_cap_multiplier"][1])
+URL_SETTINGS = frozenset({"google_endpoint", "webhook_url"})
+
+
+def _field_kinds() -> dict[str, set[type]]:
+    hints = get_type_hints(Settings)
+    kinds: dict[str, set[type]] = {}
+    for item in fields(Settings):
+        hint = hints[item.name]
+        kinds[item.name] = set(get_args(hint)) if get_args(hint) else {hint}
+    return kinds
+
+
+_KINDS = _field_kinds()
+TUNABLES = set(_KINDS) - {"db_path", "google_endpoint", "webhook_url"}
+CONFIG_FILE_KEYS = TUNABLES | {"db"} | URL_SETTINGS
+
+
+def _checked(name: str, value: Any, where: str) -> Any:
+    """The value, checked (and for floats, widened from int) for the setting; else ConfigError."""
+    kinds = _KINDS[name]
+    if value is None and type(None) in kinds:
+        return None
+    if bool in kinds:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where} must be true or false, got {_shown(value)}")
+        return value
+    if int in kinds or float in kinds:
+        return _checked_number(name, value, where, whole=int in kinds and float not in kinds)
+    if str in kinds:
+        if not isinstance(value, str):
+            raise ConfigError(f"{where} must be a string, got {_shown(value)}")
+        if name in URL_SETTINGS:
+            _check_url(value, where)
+        return value
+    if Path in kinds:
+        if not isinstance(value, str | Path) or not str(value):
+            raise ConfigError(f"{where} must be a non-empty path, got {_shown(value)}")
+        return Path(value)
+    return value
+
+
+def _checked_number(name: str, value: Any, where: str, *, whole: bool) -> int | float:
+    low, high = BOUNDS.get(name, (1 if whole else 0, _default_high(name)))
+    if whole:
+        in_range = f"from {_num(low)} to {_num(high)}"
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            unit = " of seconds" if name.endswith("_seconds") else ""
+            raise ConfigError(
+                f"{where} must be a whole number{unit} {in_range}, got {_shown(value)}"
+            )
+        return value
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    if not ok or not math.isfinite(value) or not low < value <= high:
+        raise ConfigError(
+            f"{where} must be a number above {_num(low)} and at most {_num(high)},"
+            f" got {_shown(value)}"
+        )
+    return float(value)
+
+
+def _default_high(name: str) -> int:
+    return MAX_INTERVAL_SECONDS if name.endswith("_seconds") else MAX_COUNT
+
+
+def _num(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _check_url(text: str, where: str) -> None:
+    """A URL has an http(s) scheme, a host and, if given, a port from 1 to 65535."""
+    try:
+        parts = urlsplit(text)
+        port = parts.port
+    except ValueError as exc:
+        raise ConfigError(f"{where} is not a URL ({_one_line(exc)}), got {_shown(text)}") from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"{where} must be an http:// or https:// URL with a host, got {_shown(text)}"
+        )
+    if port == 0:
+        raise ConfigError(f"{where} has port 0 (use 1-65535), got {_shown(text)}")
+    if any(ch.isspace() or not ch.isprintable() for ch in text):
+        raise ConfigError(f"{where} must not contain spaces or control characters")
+
+
+def _shown(value: Any) -> str:
+    """A value as it appears in an error: its repr, on one line and short."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def _checked_overrides(changes: Mapping[str, Any]) -> dict[str, Any]:
+    """Overrides given in code or by flags (None means not given), each checked."""
+    checked: dict[str, Any] = {}
+    for name, value in changes.items():
+        if value is None:
+            continue
+        if name not in _KINDS:
+            raise ConfigError(f"unknown setting {name!r}")
+        checked[name] = _checked(name, value, f"setting {name}")
+    return checked

@@ -23,7 +23,8 @@ class ConnectionPool:
         """This thread's connection to the database."""
         db = getattr(self._local, "db", None)
         if db is None:
-            db = open_database(self.db_path)
+            # Never creates one: a database deleted mid-run must not reappear empty.
+            db = open_database(self.db_path, create=False)
             self._local.db = db
             with self._lock:
                 self._connections[threading.current_thread()] = db

@@ -106,6 +106,7 @@ def run_due(
 ) -> RunSummary | None:
     """Run every due pair, `settings.concurrency` at a time; None if another run-due holds the
     database."""
+    runner.db()  # a missing or refused database is reported before any lock file is made
     with run_due_lock(runner.settings.db_path) as acquired:
         if not acquired:
             return None
@@ -162,3 +163,13 @@ def reset_breakers(
     with transaction(db) as tx:
         for integration in integrations:
             state_store.save_breaker(tx, user_id, integration, breaker_policy.reset())
+
+
+def reset_active_breakers(db: sqlite_utils.Database) -> int:
+    """`breaker reset --all`: close every breaker that is open, half-open or counting failures,
+    in one transaction; how many there were."""
+    with transaction(db) as tx:
+        pairs = state_store.active_breaker_pairs(tx)
+        for user_id, integration in pairs:
+            state_store.save_breaker(tx, user_id, integration, breaker_policy.reset())
+    return len(pairs)

@@ -23,6 +23,11 @@ CLI_NAMES = {Integration.CONTACTS: "contacts", Integration.CALENDAR: "calendar"}
 ALL_INTEGRATIONS = (Integration.CONTACTS, Integration.CALENDAR)
 
 
+def shown_integration(stored: str) -> str:
+    """How output spells a stored `integration_type`: its command-line name (SPEC 1)."""
+    return {i.value: i.cli_name for i in ALL_INTEGRATIONS}.get(str(stored), str(stored))
+
+
 def parse_integrations(text: str, *, allow_all: bool = True) -> tuple[Integration, ...]:
     """Parse `contacts`, `calendar`, `all` or a comma list; ValueError if unknown."""
     names = [part.strip() for part in text.split(",") if part.strip()]

@@ -46,8 +46,8 @@ from syncctl.policy import token_health
 from syncctl.policy.attempt import Verdict, conclude, keep_notification
 from syncctl.policy.gate import Gate, gate
 from syncctl.policy.token_health import TokenAction, TokenCheck
+from syncctl.store import DatabaseError, transaction
 from syncctl.store import state as state_store
-from syncctl.store import transaction
 from syncctl.store import users as user_store
 
 log = logging.getLogger("syncctl.orchestrator")
@@ -158,6 +158,8 @@ class Orchestrator:
                 )
         except GoogleError as error:
             return _failed(trigger, error, admitted)
+        except DatabaseError:  # the database itself is gone or refused: stop, do not count it
+            raise
         except Exception as exc:  # a bug or a local fault must not stop the rest of the run
             log.exception(
                 "sync of %s for %s failed unexpectedly", state.integration.cli_name, state.user_id

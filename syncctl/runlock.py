@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from syncctl.store import DatabaseError
+
 
 @contextmanager
 def run_due_lock(db_path: Path) -> Iterator[bool]:
@@ -18,8 +20,11 @@ def run_due_lock(db_path: Path) -> Iterator[bool]:
     """
     # Resolved, so a database reached through a symlink or a relative path shares one lock.
     lock_path = Path(f"{Path(db_path).resolve()}.run-due.lock")
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+    # Beside an existing database only (the caller opened it first): no directories are made.
+    try:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    except OSError as exc:
+        raise DatabaseError(f"cannot create the run-due lock {lock_path} ({exc.strerror})") from exc
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -286,9 +286,16 @@ def _numbered_lines(path: Path) -> Iterator[tuple[int, str]]:
 
 
 def import_users(
-    db: sqlite_utils.Database, settings: Settings, path: Path, *, now: datetime
+    db: sqlite_utils.Database | Callable[[], sqlite_utils.Database],
+    settings: Settings,
+    path: Path,
+    *,
+    now: datetime,
 ) -> ImportReport:
-    """Import JSON Lines users all-or-nothing: any bad line is reported and nothing is written."""
+    """Import JSON Lines users all-or-nothing: any bad line is reported and nothing is written.
+
+    `db` may be a function that opens the database, so a refused file creates none.
+    """
     report = ImportReport()
     for number, line in _numbered_lines(path):
         try:
@@ -297,6 +304,8 @@ def import_users(
             report.bad_lines.append((number, str(exc)))
     if report.bad_lines:
         return report
+    if not isinstance(db, sqlite_utils.Database):
+        db = db()
     for batch in _batches((_grant_from_line(line) for _, line in _numbered_lines(path))):
         report.new += save_grants(db, settings, batch, now=now, reconnect_unchanged=False)
         report.imported += len(batch)

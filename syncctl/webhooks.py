@@ -384,7 +384,7 @@ class _NotificationHandler(BaseHTTPRequestHandler):
     def _database(self) -> sqlite_utils.Database:
         # One connection per handler, i.e. per connection thread; closed in finish().
         if self._db is None:
-            self._db = open_database(self.server.db_path)
+            self._db = open_database(self.server.db_path, create=False)
         return self._db
 
     def _reply(self, status: int, text: str) -> None:
@@ -407,7 +407,7 @@ def make_server(
     log_line: Callable[[str], None] = _stderr_line,
 ) -> WebhookServer:
     """A bound (not yet serving) receiver; the database is opened once first to check it."""
-    open_database(db_path).close()
+    open_database(db_path, create=False).close()
     try:
         return WebhookServer((host, port), Path(db_path), clock=clock, log_line=log_line)
     except OSError as exc:

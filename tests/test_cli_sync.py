@@ -290,7 +290,7 @@ def test_sync_exits_0_on_success_1_on_failure_and_4_with_the_reason_when_skipped
 
     cli.fake.set_always_fail("ann", 503)
     failed = cli("sync", "--user", "ann", code=1)
-    assert "failed: ann google_calendar: " in failed.stderr
+    assert "failed: ann calendar: " in failed.stderr
     runner = cli.orchestrator()
     runner.attempt("ann", Integration.CALENDAR, Trigger.MANUAL)
     runner.attempt("ann", Integration.CALENDAR, Trigger.MANUAL)  # the third failure opens it
@@ -606,7 +606,7 @@ def test_breaker_list_shows_an_open_breaker_and_reset_closes_it(cli: Cli):
 
     listed = cli("breaker", "list", "--json").json()
     rows = [(r["user_id"], r["integration_type"], r["state"]) for r in listed["breakers"]]
-    assert rows == [("ann", "google_calendar", "open")]
+    assert rows == [("ann", "calendar", "open")]
     assert listed["breakers"][0]["failure_count"] == 3
     assert listed["closed_without_failures_not_listed"] == 2
     table = cli("breaker", "list").stdout

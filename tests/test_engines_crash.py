@@ -255,47 +255,60 @@ def test_a_calendar_sync_killed_after_its_first_calendar_is_finished_exactly_by_
     calendar_exact(fake_google, db_path)
 
 
-def writing(conn: sqlite3.Connection) -> bool:
-    """Whether another connection holds the write lock (is inside a transaction that writes)."""
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-    except sqlite3.OperationalError:
-        return True
-    conn.execute("ROLLBACK")
-    return False
+# A fault point instead of a race: the child runs the real `syncctl sync`, but its page
+# transactions are wrapped so that the Nth one SIGKILLs the process after the page's rows are
+# written and before COMMIT. Which page dies is then exact, whatever the machine's speed.
+KILL_INSIDE_PAGE = """
+import os, signal, sys
+from contextlib import contextmanager
+import syncctl.engines._scope as scope
+from syncctl.cli import main
+
+kill_at, seen, real = int(sys.argv[1]), [0], scope.transaction
+
+@contextmanager
+def transaction(db):
+    with real(db) as conn:
+        yield conn
+        seen[0] += 1
+        if seen[0] == kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+scope.transaction = transaction
+sys.argv = ["syncctl", *sys.argv[2:]]
+main()
+"""
+
+
+def kill_inside_page(fake: FakeGoogle, db_path: Path, page: int) -> int:
+    """Run a full `syncctl sync` of contacts, SIGKILLed inside the transaction of `page`."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCCTL_")}
+    env.update(SYNCCTL_GOOGLE_ENDPOINT=fake.base_url, SYNCCTL_CONFIG=os.devnull)
+    command = [sys.executable, "-c", KILL_INSIDE_PAGE, str(page), "--db", str(db_path)]
+    command += ["sync", "--user", USER, "--integration", "contacts", "--full", "--json"]
+    done = subprocess.run(command, env=env, capture_output=True, timeout=60, check=False)
+    return done.returncode
 
 
 @pytest.mark.parametrize(
-    ("committed", "page"), [(0, "the first page"), (2000, "the last page, token and sweep")]
+    ("page", "committed", "what"),
+    [(1, 0, "the first page"), (3, 2000, "the last page, token and sweep")],
 )
 def test_a_sync_killed_inside_a_page_transaction_loses_that_page_and_nothing_else(
-    fake_google, db_path, committed, page
+    fake_google, db_path, page, committed, what
 ):
-    synced_account(fake_google, db_path, people=2500)  # a last page of 500 rows
-    fake_google.set_latency(0.05)
-    for _ in range(5):  # the window is a few milliseconds: try again if the sync outran us
-        with sqlite3.connect(db_path) as conn:
-            generation = count(conn, "SELECT max(sync_generation) FROM contacts") + 1
+    synced_account(fake_google, db_path, people=2500)  # pages of 1000, 1000 and 500 rows
+    with sqlite3.connect(db_path) as conn:
+        generation = count(conn, "SELECT max(sync_generation) FROM contacts") + 1
+        old_token = conn.execute("SELECT token FROM sync_tokens WHERE scope = 'connections'")
+        before = old_token.fetchone()[0]
 
-        def inside_the_page_transaction(conn: sqlite3.Connection) -> bool:
-            return count(conn, MARKED, generation) >= committed and writing(conn)  # noqa: B023
-
-        if kill_when(
-            fake_google,
-            db_path,
-            "contacts",
-            inside_the_page_transaction,
-            full=True,
-            must_kill=False,
-        ):
-            break
-        change_people(fake_google)
-    else:
-        pytest.fail(f"never caught the sync inside {page}")
+    assert kill_inside_page(fake_google, db_path, page) == -signal.SIGKILL
 
     with sqlite3.connect(db_path) as conn:
-        assert count(conn, MARKED, generation) == committed, f"{page} was rolled back"
-    fake_google.set_latency(0)
+        assert count(conn, MARKED, generation) == committed, f"{what} was not rolled back"
+        token = conn.execute("SELECT token FROM sync_tokens WHERE scope = 'connections'")
+        assert token.fetchone()[0] == before  # the new token dies with the last page
     rerun(fake_google, db_path, "contacts")
     contacts_exact(fake_google, db_path)
 

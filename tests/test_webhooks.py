@@ -85,8 +85,10 @@ def log_lines() -> list[str]:
 
 
 @pytest.fixture
-def receiver(db_path: Path, clock: MovableClock, log_lines: list[str]) -> Iterator[WebhookServer]:
-    """The webhook receiver serving on a free loopback port in a thread."""
+def receiver(
+    db_path: Path, db, clock: MovableClock, log_lines: list[str]
+) -> Iterator[WebhookServer]:
+    """The webhook receiver serving on a free loopback port in a thread (on the test's db)."""
     server = make_server(db_path, "127.0.0.1", 0, clock=clock, log_line=log_lines.append)
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
     thread.start()

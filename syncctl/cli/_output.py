@@ -10,7 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from syncctl.model import Result, SkipReason
+from syncctl.model import Result, SkipReason, shown_integration
 from syncctl.report_render.cells import is_figure
 
 stdout = Console(soft_wrap=False)
@@ -39,6 +39,16 @@ def print_table(
     stdout.print(table)
 
 
+def with_shown_integrations(rows: Iterable[dict]) -> list[dict]:
+    """Rows read from a table, with `integration_type` spelled as on the command line."""
+    return [
+        {**row, "integration_type": shown_integration(row["integration_type"])}
+        if "integration_type" in row
+        else row
+        for row in rows
+    ]
+
+
 def say(message: str) -> None:
     """A line for the operator on stdout (human mode only)."""
     stdout.print(message, highlight=False, markup=False)
@@ -50,8 +60,9 @@ def note(message: str) -> None:
 
 
 def error(message: str) -> None:
-    """One clear error line on stderr."""
-    stderr.print(f"syncctl: error: {message}", highlight=False, markup=False, soft_wrap=True)
+    """One clear error line on stderr (whatever newlines the message held)."""
+    line = " ".join(str(message).split())
+    stderr.print(f"syncctl: error: {line}", highlight=False, markup=False, soft_wrap=True)
 
 
 def print_text(text: str) -> None:
@@ -64,7 +75,7 @@ def attempt_row(record: Any) -> dict:
     """The plain dict of one attempt, shared by the table and --json."""
     return {
         "user_id": record.user_id,
-        "integration_type": str(record.integration_type),
+        "integration_type": shown_integration(record.integration_type),
         "trigger": str(record.trigger),
         "result": str(record.result),
         "skip_reason": record.skip_reason and str(record.skip_reason),
@@ -186,7 +197,7 @@ def render_plan(plans: Sequence[Any], *, json_output: bool) -> None:
     rows = [
         {
             "user_id": p.user_id,
-            "integration_type": str(p.integration),
+            "integration_type": shown_integration(p.integration),
             "trigger": str(p.trigger),
             "due_since": p.due_since,
             "action": p.action,

@@ -22,7 +22,9 @@ def demo_command(
     ctx: typer.Context,
     users: Annotated[int, typer.Option("--users", min=4, max=50, help="Fleet size.")] = 8,
     days: Annotated[int, typer.Option("--days", min=1, max=14, help="Simulated days.")] = 3,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the fleet and its changes.")] = 0,
+    seed: Annotated[
+        int, typer.Option("--seed", min=0, max=2**63 - 1, help="Seed of the fleet and its changes.")
+    ] = 0,
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Run a generated fleet on a fake Google over simulated days, then print the report.
@@ -69,12 +71,15 @@ def simulate_command(
     ctx: typer.Context,
     users: Annotated[int, typer.Option("--users", min=4, max=500, help="Fleet size.")] = 10,
     days: Annotated[int, typer.Option("--days", min=1, max=90, help="Simulated days.")] = 7,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the fleet and its changes.")] = 0,
+    seed: Annotated[
+        int, typer.Option("--seed", min=0, max=2**63 - 1, help="Seed of the fleet and its changes.")
+    ] = 0,
     step: Annotated[
         str, typer.Option("--step", help="How often cron runs run-due: 5m, 30m, 1h.")
     ] = "30m",
     workers: Annotated[
-        int | None, typer.Option("--workers", min=1, help="Processes (default: one per CPU).")
+        int | None,
+        typer.Option("--workers", min=1, max=256, help="Processes (default: one per CPU)."),
     ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:

@@ -25,16 +25,23 @@ def fake_google() -> None:
 @app.command("serve")
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on (0 picks a free one).")] = 8085,
-    users: Annotated[int, typer.Option(min=0, help="Seed users u1..uN with sample data.")] = 3,
+    port: Annotated[
+        int, typer.Option(min=0, max=65535, help="Port to listen on (0 picks a free one).")
+    ] = 8085,
+    users: Annotated[
+        int, typer.Option(min=0, max=10_000, help="Seed users u1..uN with sample data.")
+    ] = 3,
     credentials_dir: Annotated[
         Path | None,
         typer.Option(file_okay=False, help="Write each user's authorized-user JSON here (0600)."),
     ] = None,
     latency: Annotated[
-        float, typer.Option(min=0.0, help="Seconds to wait before answering each request.")
+        float,
+        typer.Option(min=0.0, max=60.0, help="Seconds to wait before answering each request."),
     ] = 0.0,
-    seed: Annotated[int, typer.Option(help="Seed for the generated data.")] = 0,
+    seed: Annotated[
+        int, typer.Option(min=0, max=2**63 - 1, help="Seed for the generated data.")
+    ] = 0,
 ) -> None:
     """Serve a fake Google with a seeded fleet until Ctrl-C.
 

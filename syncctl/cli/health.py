@@ -40,7 +40,7 @@ def health_command(
         with orchestrator(state.settings) as runner:
             checked = check_tokens(runner, targets)
         problems = {user_id: problem for user_id, (_, problem) in checked.items() if problem}
-    rows = state_store.list_token_health(state.db.conn, user)
+    rows = _output.with_shown_integrations(state_store.list_token_health(state.db.conn, user))
     for row in rows:
         row["check_error"] = problems.get(row["user_id"])
     if json_output:
@@ -80,7 +80,9 @@ def breaker_list(
     Example: syncctl breaker list --json
     """
     conn = app_state(ctx).db.conn
-    rows = state_store.list_breakers(conn, active_only=not show_all)
+    rows = _output.with_shown_integrations(
+        state_store.list_breakers(conn, active_only=not show_all)
+    )
     # A fleet has a breaker per user and integration; the quiet ones are only counted.
     quiet = 0 if show_all else state_store.count_quiet_breakers(conn)
     if json_output:
@@ -108,18 +110,31 @@ def breaker_list(
 @breaker_app.command("reset")
 def breaker_reset(
     ctx: typer.Context,
-    user: Annotated[str, typer.Option("--user", help="The user whose breaker to close.")],
-    integration: Annotated[str, typer.Option(help="contacts, calendar or all.")] = "all",
+    user: Annotated[
+        str | None, typer.Option("--user", help="The user whose breakers to close.")
+    ] = None,
+    integration: Annotated[
+        str, typer.Option(help="With --user: contacts, calendar or all.")
+    ] = "all",
+    every_pair: Annotated[
+        bool,
+        typer.Option("--all", help="Close every open or half-open breaker; zero every count."),
+    ] = False,
 ) -> None:
-    """Close a user's breaker and zero its failure count.
+    """Close a user's breakers (or with --all every active one) and zero the failure counts.
 
     Example: syncctl breaker reset --user u1 --integration calendar
     """
+    if (user is None) == (not every_pair):
+        raise users.BadInput("breaker reset: give either --user X or --all")
     state = app_state(ctx)
+    from syncctl.fleet import reset_active_breakers, reset_breakers
+
+    if every_pair:
+        _output.say(f"reset {reset_active_breakers(state.db)} breaker(s)")
+        return
     chosen = users.integrations_option(integration)
     users.require_user(state.db, user)
     enabled = [i for i in chosen if i in user_store.user_integrations(state.db.conn, user)]
-    from syncctl.fleet import reset_breakers
-
     reset_breakers(state.db, user, enabled)
     _output.say(f"closed {len(enabled)} breaker(s) of {user}")

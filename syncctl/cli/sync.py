@@ -14,6 +14,7 @@ from syncctl.store import users as user_store
 
 EXIT_FAILURE = 1
 EXIT_SKIPPED = 4
+MAX_LIMIT = 2**31 - 1  # SQLite's LIMIT takes a 64-bit integer; no fleet is near this
 SKIP_HINTS = {
     SkipReason.INVALID_TOKEN: "invalid_token, the Google grant is revoked; reconnect with"
     " `syncctl user add {user} --credentials FILE`",
@@ -24,9 +25,12 @@ SKIP_HINTS = {
 
 def run_due_command(
     ctx: typer.Context,
-    limit: Annotated[int | None, typer.Option(min=1, help="Run at most N due pairs.")] = None,
+    limit: Annotated[
+        int | None, typer.Option(min=1, max=MAX_LIMIT, help="Run at most N due pairs.")
+    ] = None,
     concurrency: Annotated[
-        int | None, typer.Option(min=1, help="Pairs synced at once (default from settings: 8).")
+        int | None,
+        typer.Option(min=1, max=1024, help="Pairs synced at once (default from settings: 8)."),
     ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="List what would run and why; change nothing.")

@@ -115,7 +115,8 @@ def import_(
     Example: syncctl user import users.jsonl
     """
     state = app_state(ctx)
-    report = users.import_users(state.db, state.settings, file, now=utcnow())
+    # Opened only once every line is valid: a refused file creates no database.
+    report = users.import_users(lambda: state.db, state.settings, file, now=utcnow())
     if report.bad_lines:
         for number, problem in report.bad_lines:
             _output.note(f"{file}:{number}: {problem}")
@@ -153,7 +154,6 @@ def remove(
     Example: syncctl user remove u1 --purge
     """
     state = app_state(ctx)
-    problems = users.remove_user(state.db, state.settings, user_id, purge=purge, now=utcnow())
-    for problem in problems:
-        _output.note(f"warning: could not stop a watch channel: {problem}")
+    # Each channel that could not be stopped is already logged once, as a warning on stderr.
+    users.remove_user(state.db, state.settings, user_id, purge=purge, now=utcnow())
     _output.say(f"removed user {user_id}{' and its data' if purge else ''}")

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 
 from syncctl.clock import from_iso, to_iso
+from syncctl.config import MAX_INTERVAL_SECONDS, MAX_STORED_INTERVAL_SECONDS
 from syncctl.model import (
     RECONNECT_NOTICE,
     BreakerRecord,
@@ -35,7 +36,43 @@ from syncctl.store import users as user_store
 
 
 def _moment(text: str | None) -> datetime | None:
-    return from_iso(text) if text else None
+    """A stored time; one that does not parse (hand-edited, or an old bug) reads as None."""
+    if not text:
+        return None
+    try:
+        return from_iso(text)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+# A stored value out of range must never stop a later run (SPEC 1): each is clamped on the way
+# in, so the policies only ever see values that valid settings could have produced.
+LONG_AGO = datetime(1970, 1, 1, tzinfo=UTC)  # an unreadable next_sync_at makes the pair due
+MAX_STORED_COUNT = 2**31 - 1
+KNOWN_INTEGRATIONS = frozenset(i.value for i in Integration)
+KNOWN_BREAKER_STATES = frozenset(s.value for s in BreakerState)
+KNOWN_TOKEN_STATUSES = frozenset(s.value for s in TokenStatus)
+
+
+def _clamped(value: object, low: int, high: int, fallback: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        return fallback
+    return int(min(max(value, low), high))
+
+
+def _due_time(text: str | None) -> datetime:
+    return _moment(text) or LONG_AGO
+
+
+def _trigger(text: str | None) -> Trigger:
+    try:
+        return Trigger(text) if text else Trigger.SCHEDULED
+    except ValueError:
+        return Trigger.SCHEDULED
+
+
+def _token_status(text: str | None) -> TokenStatus:
+    return TokenStatus(text) if text in KNOWN_TOKEN_STATUSES else TokenStatus.UNKNOWN
 
 
 def _stamp(moment: datetime | None) -> str | None:
@@ -53,7 +90,7 @@ def schedule_mark(
     ).fetchone()
     if row is None:
         return None
-    return ScheduleMark(from_iso(row[0]), Trigger(row[1]) if row[1] else None)
+    return ScheduleMark(_due_time(row[0]), _trigger(row[1]) if row[1] else None)
 
 
 def due_pairs(
@@ -85,12 +122,13 @@ def due_pairs(
             user_id,
             Integration(kind),
             next_at,
-            Trigger(pending or Trigger.SCHEDULED),
-            TokenStatus(status) if status else TokenStatus.UNKNOWN,
+            _trigger(pending),
+            _token_status(status),
             _breaker(row),
             mean,
         )
         for user_id, kind, next_at, pending, status, *row, mean in rows
+        if kind in KNOWN_INTEGRATIONS  # a row no syncctl wrote is not synced
     ]
 
 
@@ -174,7 +212,7 @@ def load_token_status(
         "SELECT status FROM token_health WHERE user_id = ? AND integration_type = ?",
         [user_id, integration.value],
     ).fetchone()
-    return TokenStatus(row[0]) if row else TokenStatus.UNKNOWN
+    return _token_status(row[0]) if row else TokenStatus.UNKNOWN
 
 
 def save_token_health(
@@ -218,8 +256,8 @@ def _breaker(row) -> BreakerRecord:
     if state is None:
         return BreakerRecord()
     return BreakerRecord(
-        state=BreakerState(state),
-        failure_count=count,
+        state=BreakerState(state) if state in KNOWN_BREAKER_STATES else BreakerState.CLOSED,
+        failure_count=_clamped(count, 0, MAX_STORED_COUNT, 0),
         last_failure_at=_moment(last_at),
         last_failure_reason=reason,
         opened_at=_moment(opened_at),
@@ -310,14 +348,15 @@ def _load_schedule_and_mark(
     if row is None:
         return None, None
     default, current, no_changes, last_at, next_at, pending = row
+    default = _clamped(default, 1, MAX_INTERVAL_SECONDS, MAX_INTERVAL_SECONDS)
     record = ScheduleRecord(
         default_frequency_seconds=default,
-        current_frequency_seconds=current,
-        consecutive_no_changes=no_changes,
+        current_frequency_seconds=_clamped(current, 1, MAX_STORED_INTERVAL_SECONDS, default),
+        consecutive_no_changes=_clamped(no_changes, 0, MAX_STORED_COUNT, 0),
         last_sync_at=_moment(last_at),
-        next_sync_at=from_iso(next_at),
+        next_sync_at=_due_time(next_at),
     )
-    return record, ScheduleMark(record.next_sync_at, Trigger(pending) if pending else None)
+    return record, ScheduleMark(record.next_sync_at, _trigger(pending) if pending else None)
 
 
 def save_schedule(
@@ -379,3 +418,12 @@ def save_schedule_due(
         " WHERE user_id = ? AND integration_type = ?",
         [to_iso(record.next_sync_at), trigger.value, user_id, integration.value],
     )
+
+
+def active_breaker_pairs(conn: sqlite3.Connection) -> list[tuple[str, Integration]]:
+    """The pairs whose breaker is open, half-open or counting failures."""
+    rows = conn.execute(
+        f"SELECT user_id, integration_type FROM circuit_breaker_state WHERE {_ACTIVE_BREAKER}"
+        " ORDER BY user_id, integration_type"
+    ).fetchall()
+    return [(user_id, Integration(kind)) for user_id, kind in rows if kind in KNOWN_INTEGRATIONS]
