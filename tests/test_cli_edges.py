@@ -38,8 +38,9 @@ FAST = "retry_max_attempts = 1\nretry_initial_wait_seconds = 0.01\nretry_max_wai
 
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
-    """No syncctl settings from the outside; XDG homes inside the test's directory."""
-    base = {k: "" for k in os.environ if k.startswith("SYNCCTL_")}
+    """No syncctl settings from the outside but the run's secret key; XDG homes inside the
+    test's directory."""
+    base = {k: "" for k in os.environ if k.startswith("SYNCCTL_") and k != "SYNCCTL_SECRET_KEY"}
     return base | {
         "XDG_DATA_HOME": str(tmp_path / "data"),
         "XDG_CONFIG_HOME": str(tmp_path / "config"),

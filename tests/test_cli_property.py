@@ -115,6 +115,7 @@ environments = st.fixed_dictionaries(
         ),
         "SYNCCTL_WEBHOOK_URL": junk,
         "SYNCCTL_DB": db_paths,
+        "SYNCCTL_SECRET_KEY": st.one_of(junk, st.just("A" * 43 + "=")),  # wrong or malformed
     },
 )
 
@@ -159,7 +160,7 @@ def test_any_invocation_exits_0_1_2_or_4_and_a_refusal_changes_nothing(
     cwd = os.getcwd()
     try:
         shutil.copytree(template, folder, dirs_exist_ok=True)
-        env = {k: "" for k in os.environ if k.startswith("SYNCCTL_")}
+        env = {k: "" for k in os.environ if k.startswith("SYNCCTL_") and k != "SYNCCTL_SECRET_KEY"}
         env |= {
             "XDG_DATA_HOME": str(folder / "data"),
             "XDG_CONFIG_HOME": str(folder / "config"),
