@@ -49,6 +49,17 @@ class Settings:
     token_refresh_margin_seconds: int = 300
     breaker_failure_threshold: int = 3
     breaker_open_seconds: int = HOUR
+    # Each failed half-open trial doubles the open window up to this; None: the pair's default
+    # interval, so a recovery is noticed no later than naive polling would notice it.
+    breaker_max_open_seconds: int | None = None
+    # A transient failure is retried after this, doubling with each failure in a row (never
+    # later than the pair's current interval) until the breaker opens.
+    failure_backoff_seconds: int = 5 * 60
+    # The fleet breaker per API: at least this many attempts against one API, this share of
+    # them failing transiently, within one window (a run-due and the runs just before it).
+    fleet_breaker_min_attempts: int = 20
+    fleet_breaker_failure_ratio: float = 0.9
+    fleet_breaker_window_seconds: int = 15 * 60
     quota_defer_seconds: int = 15 * 60
 
     retry_max_attempts: int = 5
@@ -165,6 +176,7 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "backoff_multiplier": (1, 16),
     "interval_cap_multiplier": (1, 16),
     "people_sync_token_lifetime_seconds": (2, MAX_INTERVAL_SECONDS),
+    "fleet_breaker_failure_ratio": (0, 1),
 }
 # A stored interval (sync_schedule) read back is clamped to at most this: the longest interval
 # valid settings can produce.

@@ -18,6 +18,7 @@ from syncctl.clock import from_iso, to_iso
 from syncctl.model import (
     AttemptRecord,
     DuePair,
+    ErrorClass,
     Integration,
     Result,
     SkipReason,
@@ -26,12 +27,17 @@ from syncctl.model import (
 )
 from syncctl.orchestrator import Orchestrator, UserRemoved
 from syncctl.policy import breaker as breaker_policy
+from syncctl.policy.fleet_breaker import API_NAMES, FleetGate
 from syncctl.policy.gate import gate
 from syncctl.policy.schedule import is_due
+from syncctl.run_gates import RunGates
 from syncctl.runlock import run_due_lock
+from syncctl.store import fleet_breaker as fleet_breaker_store
 from syncctl.store import state as state_store
 from syncctl.store import transaction
+from syncctl.store.fleet_breaker import load_fleet_breakers
 from syncctl.store.sync_tokens import has_sync_tokens
+from syncctl.store.users import load_client_id
 
 log = logging.getLogger("syncctl.fleet")
 
@@ -44,7 +50,7 @@ class PlannedAttempt:
     integration: Integration
     trigger: Trigger
     due_since: str
-    action: str  # "sync" or "skip"
+    action: str  # "sync", "skip" or "hold" (not started in this run: a fleet breaker is open)
     reason: str
 
 
@@ -53,6 +59,8 @@ class RunSummary:
     """What one `run-due` did."""
 
     attempts: list[AttemptRecord] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what went wrong fleet-wide, once each
+    held: dict[str, int] = field(default_factory=dict)  # due pairs not started, by why
 
     @property
     def failed(self) -> int:
@@ -74,6 +82,7 @@ def plan_due(runner: Orchestrator, *, limit: int | None = None) -> list[PlannedA
     conn = runner.db().conn
     now = runner.clock()
     plans = []
+    gates = RunGates(load_fleet_breakers(conn))  # in memory only: nothing is stored
     for pair in state_store.due_pairs(conn, now, limit):
         if not is_due(from_iso(pair.next_sync_at), now):
             continue
@@ -84,10 +93,15 @@ def plan_due(runner: Orchestrator, *, limit: int | None = None) -> list[PlannedA
             retry_at = pair.breaker.next_retry_at
             retry = to_iso(retry_at) if retry_at else "?"
             action, reason = "skip", f"circuit_open: breaker open until {retry}"
+        elif (held := gates.admit(pair.integration, None)).gate is FleetGate.HOLD:
+            action, reason = "hold", "fleet breaker open: not started in this run"
         else:
             incremental = has_sync_tokens(conn, pair.user_id, pair.integration)
             kind = "incremental" if incremental else "full"
             trial = " (half-open trial)" if decision.trial else ""
+            if held.gate is FleetGate.PROBE:
+                names = ", ".join(API_NAMES[api] for api in held.probes)
+                trial = f" (the fleet breaker's probe of {names})"
             action, reason = "sync", f"{kind} sync, {pair.trigger} due{trial}"
         plans.append(
             PlannedAttempt(
@@ -105,42 +119,100 @@ def run_due(
     on_start: Callable[[int], None] | None = None,
 ) -> RunSummary | None:
     """Run every due pair, `settings.concurrency` at a time; None if another run-due holds the
-    database."""
+    database.
+
+    The fleet breakers come first: each open one is probed by the first due pair that needs its
+    API, before anything else; pairs behind an open fleet breaker or a refused OAuth client are
+    not started in this run (no row, still due)."""
     runner.db()  # a missing or refused database is reported before any lock file is made
     with run_due_lock(runner.settings.db_path) as acquired:
         if not acquired:
             return None
+        conn = runner.db().conn
         pairs = due_now(runner, limit)
         if on_start:
             on_start(len(pairs))
         summary = RunSummary()
-        # A user's due pairs run one after another on one worker: the second reuses the
-        # access token the first refreshed, and a revoked grant costs one request, not one
-        # per integration racing to discover it.
-        by_user: dict[str, list[DuePair]] = {}
-        for pair in pairs:
-            by_user.setdefault(pair.user_id, []).append(pair)
+        gates = RunGates(load_fleet_breakers(conn))
 
         def attempt_pairs(user_pairs: Sequence[DuePair]) -> list[AttemptRecord]:
             records = []
             for pair in user_pairs:
-                try:
-                    records.append(runner.attempt(pair.user_id, pair.integration, pair.trigger))
-                except UserRemoved:  # `user remove` ran after this run-due listed the pair
-                    log.info("%s was removed during the run; not synced", pair.user_id)
+                record = _gated_attempt(runner, gates, pair)
+                if record is not None:
+                    records.append(record)
             return records
 
+        def collect(records: list[AttemptRecord]) -> None:
+            for record in records:
+                summary.attempts.append(record)
+                if on_attempt:
+                    on_attempt(record)
+
+        remaining = []
+        for pair in pairs:  # the probes, one at a time, before anything else
+            if gates.wants_probe(pair.integration):
+                collect(attempt_pairs([pair]))
+            else:
+                remaining.append(pair)
+        # A user's due pairs run one after another on one worker: the second reuses the
+        # access token the first refreshed, and a revoked grant costs one request, not one
+        # per integration racing to discover it.
+        by_user: dict[str, list[DuePair]] = {}
+        for pair in remaining:
+            by_user.setdefault(pair.user_id, []).append(pair)
         workers = max(1, runner.settings.concurrency)
         try:
             with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sync") as pool:
                 for records in pool.map(attempt_pairs, by_user.values()):
-                    for record in records:
-                        summary.attempts.append(record)
-                        if on_attempt:
-                            on_attempt(record)
+                    collect(records)
         finally:
             runner.pool.close_finished_threads()
+            with transaction(runner.db()) as tx:
+                fleet_breaker_store.save_fleet_breakers(tx, gates.rows())
+        summary.held = dict(gates.held)
+        summary.notes = _run_notes(gates)
         return summary
+
+
+def _gated_attempt(runner: Orchestrator, gates: RunGates, pair: DuePair) -> AttemptRecord | None:
+    """One due pair through the run's gates (refused client, fleet breakers), then the pipeline;
+    None when it is held back or its user was removed meanwhile."""
+    client_id = load_client_id(runner.db().conn, pair.user_id)
+    admission = gates.admit(pair.integration, client_id)
+    if admission.gate is FleetGate.HOLD:
+        return None
+    try:
+        record, evidence = runner.attempt_with_evidence(
+            pair.user_id, pair.integration, pair.trigger, probe=admission.gate is FleetGate.PROBE
+        )
+    except UserRemoved:  # `user remove` ran after this run-due listed the pair
+        log.info("%s was removed during the run; not synced", pair.user_id)
+        return None
+    refused = None
+    if record.error_class is ErrorClass.CLIENT and client_id is not None:
+        refused = (client_id, record.error_message or "refused")
+    gates.record(
+        evidence, admission.probes, runner.clock(), runner.settings, refused_client=refused
+    )
+    return record
+
+
+def _run_notes(gates: RunGates) -> list[str]:
+    """One line per refused OAuth client, and one per fleet breaker that opened in this run."""
+    notes = [
+        f"the OAuth client {client_id} was refused by Google: check its secret"
+        f" ({gates.held.get('client refused', 0)} pair(s) not synced in this run)"
+        for client_id in gates.refused_clients
+    ]
+    for api in gates.open_apis():
+        if api in gates.was_open:
+            continue  # reported by the run that opened it; `breaker list` shows it
+        notes.append(
+            f"fleet breaker open for {API_NAMES[api]}: most attempts failed; later runs probe it"
+            " once first (`syncctl breaker reset --fleet` closes it)"
+        )
+    return notes
 
 
 def check_tokens(
@@ -173,3 +245,9 @@ def reset_active_breakers(db: sqlite_utils.Database) -> int:
         for user_id, integration in pairs:
             state_store.save_breaker(tx, user_id, integration, breaker_policy.reset())
     return len(pairs)
+
+
+def reset_fleet_breakers(db: sqlite_utils.Database) -> int:
+    """An operator's reset of every fleet breaker; returns how many were open."""
+    with transaction(db) as tx:
+        return fleet_breaker_store.reset_fleet_breakers(tx)

@@ -99,6 +99,7 @@ class ErrorClass(StrEnum):
     QUOTA = "quota"
     SYNC_TOKEN_EXPIRED = "sync_token_expired"
     TRANSIENT = "transient"
+    CLIENT = "client"  # Google refused the OAuth client (its id or secret), not a user's grant
     OTHER = "other"
 
 
@@ -247,6 +248,12 @@ class PairState:
     reconnect_notice_open: bool
     recent_calls_per_sync: float | None  # mean calls of recent successful incremental syncs
     recent_calls_per_failure: float | None  # mean calls of recent failed attempts
+    # Calls of the pair's recent scheduled incremental successes (what one naive poll sends).
+    recent_poll_calls: tuple[int, ...] = ()
+    # The pair's first attempt and its latest scheduled or webhook-triggered one: where the
+    # stretch of the timeline the next attempt accounts for begins (policy.savings).
+    first_attempt_at: datetime | None = None
+    previous_attempt_at: datetime | None = None
 
 
 @dataclass(frozen=True)

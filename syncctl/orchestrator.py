@@ -30,10 +30,11 @@ from syncctl.engines import SyncOutcome
 from syncctl.engines.calendar import sync_calendar
 from syncctl.engines.contacts import sync_contacts
 from syncctl.google.errors import AuthError, GoogleError, UnexpectedResponse
-from syncctl.google.session import GoogleSession
+from syncctl.google.session import CALENDAR_API, OAUTH_API, PEOPLE_API, GoogleSession
 from syncctl.model import (
     AttemptRecord,
     BreakerRecord,
+    ErrorClass,
     Integration,
     PairState,
     RefreshedToken,
@@ -44,6 +45,7 @@ from syncctl.model import (
 )
 from syncctl.policy import token_health
 from syncctl.policy.attempt import Verdict, conclude, keep_notification
+from syncctl.policy.fleet_breaker import DATA_API, Api, Evidence, evidence_of
 from syncctl.policy.gate import Gate, gate
 from syncctl.policy.token_health import TokenAction, TokenCheck
 from syncctl.store import DatabaseError, transaction
@@ -57,6 +59,10 @@ ENGINES: dict[Integration, Engine] = {
     Integration.CONTACTS: sync_contacts,
     Integration.CALENDAR: sync_calendar,
 }
+
+
+# The fleet breaker's API of each API name a GoogleError carries.
+FLEET_APIS = {OAUTH_API: Api.OAUTH, PEOPLE_API: Api.PEOPLE, CALENDAR_API: Api.CALENDAR}
 
 
 class UserRemoved(LookupError):
@@ -94,6 +100,19 @@ class Orchestrator:
         self, user_id: str, integration: Integration, trigger: Trigger, *, full: bool = False
     ) -> AttemptRecord:
         """Run one (user, integration) through every gate and, if allowed, the sync."""
+        return self.attempt_with_evidence(user_id, integration, trigger, full=full)[0]
+
+    def attempt_with_evidence(
+        self,
+        user_id: str,
+        integration: Integration,
+        trigger: Trigger,
+        *,
+        full: bool = False,
+        probe: bool = False,
+    ) -> tuple[AttemptRecord, list[Evidence]]:
+        """An attempt, and what it found at each Google API it sent requests to (the fleet
+        breaker's evidence). A `probe` (the fleet breaker's) is sent without retries."""
         db = self.db()
         now = self.clock()
         started = time.monotonic()
@@ -103,17 +122,20 @@ class Orchestrator:
             decision = self._take_trial_lease(db, state, now)
         if not decision.allowed:
             verdict = Verdict(trigger, Result.SKIPPED, decision.skip_reason)
-            return self._save(db, state, verdict, now, started)
+            return self._save(db, state, verdict, now, started), []
         credentials = user_store.load_credentials(db.conn, user_id)
         if credentials is None:
             raise UserRemoved(f"user {user_id!r} has no credentials")
-        # A half-open trial is one probe of a service that kept failing: no retries, so an
-        # open breaker costs one request an hour rather than a full retry burst.
-        settings = replace(self.settings, retry_max_attempts=1) if decision.trial else self.settings
+        # A half-open trial (or the fleet breaker's probe) is one probe of a service that kept
+        # failing: no retries, so an open breaker costs one request rather than a retry burst.
+        single = decision.trial or probe
+        settings = replace(self.settings, retry_max_attempts=1) if single else self.settings
         session = GoogleSession(credentials, settings, now=lambda: now, sleep=self.sleep)
         try:
             verdict = self._run_session(db, session, state, decision, trigger, now, full=full)
-            return self._save(db, state, verdict, now, started, session)
+            verdict = replace(verdict, fleet_probe=probe)
+            record = self._save(db, state, verdict, now, started, session)
+            return record, _evidence(state.integration, session, verdict)
         finally:
             # The discovery client keeps reference cycles: without this the sockets (and the
             # fake's or Google's connection slots) stay open until the garbage collector runs.
@@ -236,6 +258,21 @@ class Orchestrator:
         return health.status, message
 
 
+def _evidence(integration: Integration, session: GoogleSession, verdict: Verdict) -> list[Evidence]:
+    """What this attempt found at each Google API it sent requests to."""
+    failed_api = None
+    if verdict.error_class is not None:
+        failed_api = FLEET_APIS.get(verdict.failed_api or "", DATA_API[integration])
+    return evidence_of(
+        integration,
+        reached_google=session.calls_made > 0,
+        failed_api=failed_api,
+        transient=verdict.error_class is ErrorClass.TRANSIENT,
+        refreshed=session.credentials_refreshed,
+        reason=verdict.error_message,
+    )
+
+
 def _failed(trigger: Trigger, error: GoogleError, admitted: BreakerRecord) -> Verdict:
     """The verdict of an attempt a Google error ended (invalid_grant: a skip, not a failure)."""
     revoked = isinstance(error, AuthError) and error.revoked
@@ -248,6 +285,7 @@ def _failed(trigger: Trigger, error: GoogleError, admitted: BreakerRecord) -> Ve
         grant_revoked=revoked,
         retry_after=error.retry_after,
         admitted=admitted,
+        failed_api=error.api,
     )
 
 

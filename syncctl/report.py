@@ -5,8 +5,13 @@ Definitions (documented in the README, section "The report"):
 - window: attempts with `since <= created_at <= now`; `daily` buckets them by UTC date.
 - success_rate_percent: success / (success + failure) * 100; gated skips are not syncs. None
   when nothing ran.
+- saved: the sum of `api_calls_saved`, measured against one counterfactual for every mechanism
+  (`api_calls.counterfactual`: naive polling of every pair at its default interval, same
+  engines and retries; method in syncctl.policy.savings); it may be negative.
 - saved_share_percent: saved / (made + saved) * 100, the share of the calls a naive poller
   would have made that were avoided. None when both are zero.
+- breakers.fleet: the fleet breaker of each Google API (closed unless stored otherwise), with
+  the evidence of its current window.
 - staleness: now - the pair's last successful sync (ever, not only in the window); pairs never
   synced are counted in `never_synced` and lead the `worst` list. p50/p95 use the nearest-rank
   method over pairs with a success. `overdue` counts pairs staler than their current interval.
@@ -42,9 +47,11 @@ from syncctl.model import (
     Trigger,
 )
 from syncctl.policy import savings
+from syncctl.policy.fleet_breaker import API_NAMES, Api
 from syncctl.policy.gate import gate
 from syncctl.store import report_queries as q
 from syncctl.store import state as state_store
+from syncctl.store.fleet_breaker import load_fleet_breakers
 from syncctl.users import BadInput, require_user
 
 REPORT_VERSION = 1
@@ -116,7 +123,10 @@ def _figures(
         "token_health": _token_health(conn, user_id),
         "breakers": _breakers(conn, user_id),
         "syncs": _by_integration(groups, _sync_figures),
-        "api_calls": _by_integration(groups, _api_figures),
+        "api_calls": {
+            **_by_integration(groups, _api_figures),
+            "counterfactual": savings.COUNTERFACTUAL,
+        },
         "staleness": _staleness(q.pair_freshness(conn, end, user_id), now),
         "next_run": _next_run(
             conn,
@@ -200,7 +210,30 @@ def _breakers(conn, user_id: str | None) -> dict:
         }
         for uid, kind, count, reason, opened_at, retry_at in q.open_breakers(conn, user_id)
     ]
+    figures["fleet"] = fleet_breakers(conn)
     return figures
+
+
+def fleet_breakers(conn: sqlite3.Connection) -> list[dict]:
+    """The fleet breaker of every Google API, closed with an empty window when none is stored."""
+    stored = {row["api"]: row for row in load_fleet_breakers(conn)}
+    rows = []
+    for api in Api:
+        row = stored.get(api.value, {})
+        rows.append(
+            {
+                "api": api.value,
+                "name": API_NAMES[api],
+                "state": row.get("state") or BreakerState.CLOSED.value,
+                "attempts": row.get("attempts") or 0,
+                "transient_failures": row.get("transient_failures") or 0,
+                "window_started_at": row.get("window_started_at"),
+                "opened_at": row.get("opened_at"),
+                "last_probe_at": row.get("last_probe_at"),
+                "last_failure_reason": row.get("last_failure_reason"),
+            }
+        )
+    return rows
 
 
 def _percent(part: int, whole: int) -> float | None:

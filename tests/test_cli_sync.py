@@ -420,8 +420,8 @@ def test_dry_run_changes_nothing_and_says_why_each_pair_would_run_or_be_skipped(
     runner = cli.orchestrator()
     for _ in range(3):
         fleet.run_due(runner)  # bob: revoked; cy: breaker open
+        cli.make_due()  # past cy's backoff
     runner.close()
-    cli.make_due()
     cli.new_user("eve")  # never synced: a full sync
     requests = cli.fake.request_count()
     tables = dump_tables(cli.db_path)
@@ -621,6 +621,35 @@ def test_breaker_list_shows_an_open_breaker_and_reset_closes_it(cli: Cli):
     assert {r["next_retry_at"] for r in every["breakers"]} == {None}
     assert every["closed_without_failures_not_listed"] == 0
     cli("sync", "--user", "ann", "--integration", "calendar")
+
+
+def test_breaker_list_shows_the_fleet_breakers_and_reset_fleet_closes_them(cli: Cli):
+    cli.new_user("ann")
+    cli.sql(
+        "INSERT INTO fleet_breaker (api, state, window_started_at, attempts, transient_failures,"
+        " opened_at, last_failure_reason) VALUES ('oauth', 'open', ?, 20, 20, ?, 'transient')",
+        "2026-01-01T00:00:00Z",
+        "2026-01-01T00:05:00Z",
+    )
+
+    listed = cli("breaker", "list", "--json").json()
+    states = {f["api"]: (f["state"], f["attempts"]) for f in listed["fleet"]}
+    assert states == {"oauth": ("open", 20), "people": ("closed", 0), "calendar": ("closed", 0)}
+    assert "Google OAuth" in cli("breaker", "list").stdout
+    report = cli("report", "--json").json()
+    assert [f["state"] for f in report["breakers"]["fleet"]] == ["open", "closed", "closed"]
+    assert (
+        'syncctl_fleet_breaker_open{api="oauth"} 1'
+        in cli("report", "--format", "prometheus").stdout
+    )
+
+    reset = cli("breaker", "reset", "--fleet")
+
+    assert "closed 1 open fleet breaker(s)" in reset.stdout
+    listed = cli("breaker", "list", "--json").json()
+    assert {(f["state"], f["attempts"]) for f in listed["fleet"]} == {("closed", 0)}
+    bad = cli("breaker", "reset", "--fleet", "--user", "ann", code=2)
+    assert "give one of --user X, --all or --fleet" in bad.stderr
 
 
 # -- credentials -----------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from googleapiclient.errors import HttpError
 
 from syncctl.google.errors import (
     AuthError,
+    ClientError,
     GoogleError,
     QuotaError,
     SyncTokenExpired,
@@ -120,11 +121,22 @@ def test_invalid_grant_is_a_revoked_auth_error() -> None:
 
 def test_other_refresh_refusals_are_auth_errors_that_are_not_revocations() -> None:
     exc = auth_exceptions.RefreshError(
-        "invalid_client: Unauthorized", {"error": "invalid_client", "error_description": "x"}
+        "invalid_scope: Bad Request", {"error": "invalid_scope", "error_description": "x"}
     )
     classified = classify(exc)
     assert isinstance(classified, AuthError)
     assert classified.revoked is False
+
+
+@pytest.mark.parametrize("code", ["invalid_client", "unauthorized_client", "deleted_client"])
+def test_a_refused_oauth_client_is_a_client_error_not_a_user_verdict(code: str) -> None:
+    exc = auth_exceptions.RefreshError(
+        f"{code}: Unauthorized", {"error": code, "error_description": "The OAuth client ..."}
+    )
+    classified = classify(exc)
+    assert isinstance(classified, ClientError)
+    assert classified.error_class is ErrorClass.CLIENT
+    assert code in classified.message and "check its secret" in classified.message
 
 
 def test_an_incurable_401_is_an_auth_error_that_is_not_a_revocation() -> None:

@@ -287,7 +287,7 @@ def test_a_persistent_token_endpoint_outage_is_transient_not_an_auth_verdict(
     assert session.calls_made == 2
 
 
-def test_connection_refused_is_transient_after_the_retries() -> None:
+def test_a_refused_connection_is_transient_after_the_retries_and_never_an_api_call() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -299,11 +299,13 @@ def test_connection_refused_is_transient_after_the_retries() -> None:
         sleep=sleep,
     )
 
-    with pytest.raises(TransientError):
+    with pytest.raises(TransientError) as raised:
         all_items(session.list_calendars(sync_token=None))
 
-    assert session.calls_made == 3
+    # Nothing left the machine: retried, but not one request counted as sent to Google.
+    assert session.calls_made == 0
     assert len(sleep.waits) == 2
+    assert raised.value.api == "Google OAuth"  # the refresh it needed first could not connect
 
 
 def test_a_slow_response_times_out_as_transient(

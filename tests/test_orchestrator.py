@@ -337,22 +337,35 @@ def test_three_transient_failures_on_consecutive_run_dues_open_the_breaker_for_a
     assert breaker["last_failure_reason"].startswith("transient: ")
 
 
-def test_open_breaker_skips_each_run_due_with_circuit_open_and_makes_no_request(world):
+def test_an_open_pair_is_not_due_so_run_due_writes_no_row_and_makes_no_request(world):
     world.add_user("ann")
     world.add_user("bob")
     opened_at = open_breaker(world)
     before = world.fake.request_count(user_id="ann")
-    skips = []
+    assert world.schedule("ann")["next_sync_at"] == world.breaker("ann")["next_retry_at"]
+    rows = len(world.metrics("ann"))
     while world.clock() + timedelta(minutes=10) < opened_at + HOUR:
-        skips += [a for a in world.run_due() if a.user_id == "ann"]
+        assert [a for a in world.run_due() if a.user_id == "ann"] == []
         world.clock.advance(timedelta(minutes=10))
 
-    assert len(skips) == 4  # one per run-due inside the hour
-    assert {(a.result, a.skip_reason, a.api_calls_made) for a in skips} == {
-        (Result.SKIPPED, SkipReason.CIRCUIT_OPEN, 0)
-    }
+    assert len(world.metrics("ann")) == rows
     assert world.fake.request_count(user_id="ann") == before
     assert world.breaker("ann")["state"] == "open"
+
+
+def test_a_sync_asked_for_while_open_is_skipped_with_circuit_open(world):
+    world.add_user("ann")
+    open_breaker(world)
+    before = world.fake.request_count(user_id="ann")
+
+    attempt = world.orchestrator.attempt("ann", CALENDAR, Trigger.MANUAL)
+
+    assert (attempt.result, attempt.skip_reason, attempt.api_calls_made) == (
+        Result.SKIPPED,
+        SkipReason.CIRCUIT_OPEN,
+        0,
+    )
+    assert world.fake.request_count(user_id="ann") == before
 
 
 def test_the_trial_runs_exactly_one_hour_after_the_breaker_opened(world):
@@ -360,7 +373,7 @@ def test_the_trial_runs_exactly_one_hour_after_the_breaker_opened(world):
     opened_at = open_breaker(world)
 
     world.clock.now = opened_at + HOUR - timedelta(seconds=1)
-    assert outcomes(world.run_due()) == [("calendar", "skipped", "circuit_open")]
+    assert outcomes(world.run_due()) == []  # not due while open
     world.clock.now = opened_at + HOUR
     before = world.fake.request_count(user_id="ann")
     assert outcomes(world.run_due()) == [("calendar", "failure", None)]
@@ -383,26 +396,35 @@ def test_a_successful_trial_closes_the_breaker(world):
     assert world.schedule("ann")["last_sync_at"] == to_iso(opened_at + HOUR)
 
 
-def test_a_failed_trial_reopens_the_breaker_for_another_hour(world):
+def test_failed_trials_reopen_the_breaker_for_2h_then_4h_the_calendar_interval(world):
     world.add_user("ann")
     opened_at = open_breaker(world)
     world.clock.now = opened_at + HOUR
 
-    assert outcomes(world.run_due()) == [("calendar", "failure", None)]
+    (trial,) = world.run_due()
+    assert (trial.result, trial.breaker_trial, trial.api_calls_made) == (Result.FAILURE, True, 1)
     breaker = world.breaker("ann")
     assert breaker["state"] == "open"
     assert breaker["opened_at"] == to_iso(opened_at + HOUR)
-    assert breaker["next_retry_at"] == to_iso(opened_at + 2 * HOUR)
-    world.clock.advance(timedelta(minutes=30))
-    assert outcomes(world.run_due()) == [("calendar", "skipped", "circuit_open")]
+    assert breaker["next_retry_at"] == to_iso(opened_at + 3 * HOUR)
+    assert world.schedule("ann")["next_sync_at"] == breaker["next_retry_at"]
+    world.clock.advance(timedelta(minutes=90))
+    assert outcomes(world.run_due()) == []
+    for window in (4 * HOUR, 4 * HOUR):
+        world.move_to_next_sync("ann")
+        retry_at = world.clock() + window
+        assert outcomes(world.run_due()) == [("calendar", "failure", None)]
+        assert world.breaker("ann")["next_retry_at"] == to_iso(retry_at)
 
 
 def test_a_success_resets_the_failure_count(world):
     world.add_user("ann")
     world.fake.set_always_fail("ann", 503)
     world.run_due()
+    world.move_to_next_sync("ann")
     world.run_due()
     world.fake.heal("ann")
+    world.move_to_next_sync("ann")
     world.run_due()
     world.fake.set_always_fail("ann", 503)
     world.move_to_next_sync("ann")
@@ -496,14 +518,18 @@ def test_manual_syncs_never_change_the_schedule(world):
     ]
 
 
-def test_a_transient_failure_leaves_the_pair_due(world):
+def test_transient_failures_are_retried_after_5_then_10_minutes_not_every_run_due(world):
     world.add_user("ann")
     world.fake.set_always_fail("ann", 503)
+    failed_at = world.clock()
     world.run_due()
 
-    assert from_iso(world.schedule("ann")["next_sync_at"]) <= world.clock()
-    world.clock.advance(timedelta(minutes=5))
+    assert world.schedule("ann")["next_sync_at"] == to_iso(failed_at + timedelta(minutes=5))
+    world.clock.advance(timedelta(minutes=4))
+    assert outcomes(world.run_due()) == []
+    world.clock.advance(timedelta(minutes=1))
     assert outcomes(world.run_due()) == [("calendar", "failure", None)]
+    assert world.schedule("ann")["next_sync_at"] == to_iso(world.clock() + timedelta(minutes=10))
 
 
 # -- metrics and quota -----------------------------------------------------------------------
@@ -611,8 +637,10 @@ def test_quota_failures_do_not_move_the_breaker(world):
     world.add_user("ann")
     world.fake.set_always_fail("ann", 503)
     world.run_due()
+    world.move_to_next_sync("ann")
     world.run_due()
     world.fake.heal("ann")
+    world.move_to_next_sync("ann")
     before = world.breaker("ann")
     for _ in range(4):
         world.fake.fail_next(429, count=1000, user_id="ann", retry_after=60)
@@ -649,7 +677,9 @@ def test_plan_due_says_why_each_pair_would_run_or_be_skipped_and_changes_nothing
     world.fake.set_always_fail("healing", 503)
     world.clock.advance(4 * HOUR)
     world.run_due()  # gone: revoked; flaky and healing fail once
+    world.clock.advance(timedelta(minutes=5))
     world.run_due()
+    world.clock.advance(timedelta(minutes=10))
     world.run_due()  # flaky and healing: breakers open at T
     opened = from_iso(world.breaker("healing")["opened_at"])
     conn = sqlite3.connect(world.db_path)

@@ -8,6 +8,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -101,6 +102,7 @@ def test_only_one_half_open_trial_runs_when_two_orchestrators_race_for_it(world:
     world.fake.set_always_fail("ann", 503)
     for _ in range(3):
         world.run_due()
+        world.clock.advance(timedelta(minutes=10))  # past each failure's backoff
     world.fake.heal("ann")
     world.clock.advance(HOUR)
     world.fake.set_latency(0.3)  # the trial is still running when the second attempt starts

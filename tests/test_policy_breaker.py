@@ -13,6 +13,7 @@ from syncctl.policy.breaker import (
     allow_attempt,
     on_failure,
     on_success,
+    open_window_seconds,
     reset,
 )
 
@@ -208,3 +209,54 @@ def test_outage_lifecycle_opens_skips_trials_reopens_and_closes() -> None:
     trial = allow_attempt(record, opened_at + 2 * HOUR, SETTINGS)
     record = on_success(trial.record, opened_at + 2 * HOUR)
     assert (record.state, record.failure_count) == (BreakerState.CLOSED, 0)
+
+
+CALENDAR_DEFAULT = 4 * 3600
+CONTACTS_DEFAULT = 3 * 86400
+
+
+@pytest.mark.parametrize(
+    ("failure_count", "default_interval", "settings", "window_hours"),
+    [
+        pytest.param(3, CALENDAR_DEFAULT, SETTINGS, 1, id="opens-for-1h"),
+        pytest.param(4, CALENDAR_DEFAULT, SETTINGS, 2, id="1st-failed-trial-2h"),
+        pytest.param(5, CALENDAR_DEFAULT, SETTINGS, 4, id="2nd-failed-trial-4h-the-cap"),
+        pytest.param(9, CALENDAR_DEFAULT, SETTINGS, 4, id="capped-at-calendar-interval"),
+        pytest.param(9, CONTACTS_DEFAULT, SETTINGS, 64, id="contacts-keeps-doubling"),
+        pytest.param(10, CONTACTS_DEFAULT, SETTINGS, 72, id="capped-at-contacts-interval"),
+        pytest.param(
+            6, CONTACTS_DEFAULT, Settings(breaker_max_open_seconds=3600), 1, id="flat-hour"
+        ),
+        pytest.param(
+            8, CONTACTS_DEFAULT, Settings(breaker_max_open_seconds=5 * 3600), 5, id="cap-setting"
+        ),
+        pytest.param(5, None, SETTINGS, 1, id="no-interval-given-flat"),
+    ],
+)
+def test_each_failed_trial_doubles_the_open_window_up_to_the_cap(
+    failure_count: int, default_interval: int | None, settings: Settings, window_hours: int
+) -> None:
+    assert open_window_seconds(failure_count, settings, default_interval) == window_hours * 3600
+    record = replace(HALF_OPEN, failure_count=failure_count - 1)
+    reopened = on_failure(record, NOW, "503", settings, default_interval=default_interval)
+    assert reopened.state is BreakerState.OPEN
+    assert reopened.next_retry_at == NOW + window_hours * HOUR
+
+
+def test_a_calendar_outage_is_probed_after_1h_2h_then_every_4h() -> None:
+    record, at, retries = BreakerRecord(), NOW, []
+    for _ in range(3):  # three failures in a row open it
+        record = on_failure(record, at, "503", SETTINGS, default_interval=CALENDAR_DEFAULT)
+    for _ in range(4):  # each failed trial re-opens it
+        assert record.next_retry_at is not None
+        retries.append((record.next_retry_at - at) / HOUR)
+        at = record.next_retry_at
+        trial = allow_attempt(record, at, SETTINGS)
+        assert trial.trial
+        record = on_failure(trial.record, at, "503", SETTINGS, default_interval=CALENDAR_DEFAULT)
+    assert retries == [1, 2, 4, 4]
+    # and a success closes it, so the next outage starts again at one hour
+    record = on_success(allow_attempt(record, record.next_retry_at, SETTINGS).record, at)
+    for _ in range(3):
+        record = on_failure(record, at, "503", SETTINGS, default_interval=CALENDAR_DEFAULT)
+    assert record.next_retry_at == at + HOUR

@@ -1,6 +1,6 @@
-"""Savings estimate: calls avoided against the naive poller, credited to one mechanism."""
+"""Savings against the one counterfactual (SPEC 3.4, rev 2): naive polling at the default
+interval, same engines and retries; each outcome's claim checked against a hand-computed cost."""
 
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -11,292 +11,330 @@ from syncctl.policy.savings import (
     FALLBACK_CALLS_PER_SYNC,
     NOTHING,
     Savings,
+    Stretch,
     calls_per_sync,
     estimate_saved,
+    naive_polls,
+    typical_calls,
 )
-from syncctl.policy.schedule import Outcome, ScheduleRecord, after_no_change, initial_schedule
+from syncctl.policy.schedule import Outcome
 
-NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+ANCHOR = datetime(2026, 11, 1, 0, 0, tzinfo=UTC)
 SETTINGS = Settings()
 CAL = Integration.CALENDAR
 CON = Integration.CONTACTS
+D_CAL = 4 * HOUR
+D_CON = 3 * DAY
+H = timedelta(hours=1)
 
 
-def _calendar(current: int, no_changes: int = 0, since_last: int | None = None) -> ScheduleRecord:
-    last = NOW - timedelta(seconds=current if since_last is None else since_last)
-    return ScheduleRecord(4 * HOUR, current, no_changes, last, NOW)
-
-
-DEFAULT = _calendar(4 * HOUR)
-BACKED_OFF = _calendar(8 * HOUR, no_changes=5)
-RELAXED = _calendar(24 * HOUR)  # a live channel relaxed polling to the 24 h safety interval
-CONTACTS_BACKED_OFF = ScheduleRecord(3 * DAY, 6 * DAY, 5, NOW - timedelta(days=6), NOW)
-FIRST = replace(DEFAULT, last_sync_at=None)
+def _stretch(previous_hours: float | None, now_hours: float) -> Stretch:
+    previous = None if previous_hours is None else ANCHOR + previous_hours * H
+    return Stretch(ANCHOR, previous, ANCHOR + now_hours * H)
 
 
 @pytest.mark.parametrize(
-    ("integration", "recent", "expected"),
+    ("previous", "now", "default", "expected"),
     [
-        pytest.param(CON, None, 3.0, id="contacts-fallback"),
-        pytest.param(CAL, None, 5.0, id="calendar-fallback"),
-        pytest.param(CAL, 0.0, 5.0, id="zero-history-falls-back"),
-        pytest.param(CAL, 7.5, 7.5, id="recent-mean"),
+        pytest.param(None, 0, D_CAL, 1, id="first-attempt-is-the-first-naive-poll"),
+        pytest.param(0, 4, D_CAL, 1, id="one-default-interval"),
+        pytest.param(0, 8, D_CAL, 2, id="backed-off-twice-the-interval"),
+        pytest.param(0, 3.99, D_CAL, 0, id="just-before-the-grid-point"),
+        pytest.param(4, 5, D_CAL, 0, id="webhook-sync-between-grid-points"),
+        pytest.param(5, 8, D_CAL, 1, id="the-next-attempt-gets-the-grid-point"),
+        pytest.param(4.1, 28.1, D_CAL, 6, id="late-by-minutes-relaxed-24h"),
+        pytest.param(0, 144, D_CON, 2, id="contacts-6-days"),
     ],
 )
-def test_calls_per_sync_from_history_or_fallback(
-    integration: Integration, recent: float | None, expected: float
+def test_naive_polls_are_the_grid_points_in_the_stretch(
+    previous: float | None, now: float, default: int, expected: int
 ) -> None:
-    assert calls_per_sync(integration, recent) == expected
-    assert FALLBACK_CALLS_PER_SYNC[integration] == {CON: 3, CAL: 5}[integration]
+    assert naive_polls(_stretch(previous, now), default) == expected
 
 
-@pytest.mark.parametrize(
-    ("schedule", "trigger", "now", "recent", "expected"),
-    [
-        pytest.param(FIRST, Trigger.SCHEDULED, NOW, 5.0, NOTHING, id="first-sync-saves-nothing"),
-        pytest.param(DEFAULT, Trigger.SCHEDULED, NOW, 5.0, NOTHING, id="default-interval"),
-        pytest.param(
-            BACKED_OFF,
-            Trigger.SCHEDULED,
-            NOW,
-            5.0,
-            Savings(5, SavedBy.ADAPTIVE_SCHEDULE),
-            id="doubled-interval-saves-one-poll",
-        ),
-        pytest.param(
-            BACKED_OFF,
-            Trigger.SCHEDULED,
-            NOW + timedelta(minutes=10),
-            5.0,
-            Savings(5, SavedBy.ADAPTIVE_SCHEDULE),
-            id="late-run-capped-at-interval",
-        ),
-        pytest.param(
-            BACKED_OFF,
-            Trigger.SCHEDULED,
-            NOW,
-            None,
-            Savings(5, SavedBy.ADAPTIVE_SCHEDULE),
-            id="no-history-uses-fallback",
-        ),
-        pytest.param(
-            BACKED_OFF,
-            Trigger.SCHEDULED,
-            NOW,
-            7.3,
-            Savings(7, SavedBy.ADAPTIVE_SCHEDULE),
-            id="rounded-to-whole-calls",
-        ),
-        pytest.param(
-            CONTACTS_BACKED_OFF,
-            Trigger.SCHEDULED,
-            NOW,
-            None,
-            Savings(3, SavedBy.ADAPTIVE_SCHEDULE),
-            id="contacts-6d-over-3d",
-        ),
-        pytest.param(
-            RELAXED,
-            Trigger.SCHEDULED,
-            NOW,
-            5.0,
-            Savings(25, SavedBy.WEBHOOK),
-            id="safety-poll-saves-5-polls",
-        ),
-        pytest.param(
-            _calendar(24 * HOUR, since_last=8 * HOUR),
-            Trigger.WEBHOOK,
-            NOW,
-            5.0,
-            Savings(5, SavedBy.WEBHOOK),
-            id="webhook-sync-after-8h",
-        ),
-        pytest.param(
-            _calendar(24 * HOUR, since_last=HOUR),
-            Trigger.WEBHOOK,
-            NOW,
-            5.0,
-            Savings(-4, SavedBy.WEBHOOK),
-            id="webhook-sync-after-1h-costs-calls",
-        ),
-        pytest.param(
-            _calendar(4 * HOUR, since_last=2 * HOUR),
-            Trigger.WEBHOOK,
-            NOW,
-            5.0,
-            Savings(-2, SavedBy.WEBHOOK),
-            id="half-rounds-up",
-        ),
-        pytest.param(
-            _calendar(4 * HOUR, since_last=4 * HOUR),
-            Trigger.WEBHOOK,
-            NOW,
-            5.0,
-            NOTHING,
-            id="webhook-sync-after-default",
-        ),
-        pytest.param(BACKED_OFF, Trigger.MANUAL, NOW, 5.0, NOTHING, id="manual-saves-nothing"),
-    ],
-)
-@pytest.mark.parametrize("outcome", [Outcome.CHANGED, Outcome.UNCHANGED])
-def test_success_saves_polls_of_the_stretched_interval(
-    outcome: Outcome,
-    schedule: ScheduleRecord,
-    trigger: Trigger,
-    now: datetime,
-    recent: float | None,
-    expected: Savings,
-) -> None:
-    saved = estimate_saved(
-        outcome,
-        integration=CON if schedule is CONTACTS_BACKED_OFF else CAL,
-        trigger=trigger,
-        schedule=schedule,
-        now=now,
-        settings=SETTINGS,
-        recent_calls_per_sync=recent,
-        calls_made=5,
+def test_stretches_partition_the_timeline_so_polls_add_up() -> None:
+    # GIVEN attempts at irregular times (webhook syncs, backoff retries, a long open window)
+    moments = [0, 0.5, 4, 4.08, 4.25, 5.25, 7.25, 11.25, 15.25, 16, 40]
+    total = sum(
+        naive_polls(_stretch(prev, now), D_CAL)
+        for prev, now in zip([None, *moments], moments, strict=False)
     )
-    assert saved == expected
+    # THEN the polls they account for are exactly the naive grid up to the last one: 0, 4, ..., 40
+    assert total == 11
 
 
 @pytest.mark.parametrize(
-    ("schedule", "trigger", "calls_made", "expected"),
+    ("recent", "expected"),
     [
-        pytest.param(DEFAULT, Trigger.SCHEDULED, 0, 1, id="one-failing-refresh-per-slot"),
-        pytest.param(BACKED_OFF, Trigger.SCHEDULED, 0, 2, id="doubled-slot-two-polls"),
-        pytest.param(RELAXED, Trigger.SCHEDULED, 0, 6, id="24h-slot-six-polls"),
-        pytest.param(DEFAULT, Trigger.SCHEDULED, 1, 0, id="the-refresh-that-found-revocation"),
-        pytest.param(BACKED_OFF, Trigger.SCHEDULED, 1, 1, id="found-revocation-doubled-slot"),
-        pytest.param(BACKED_OFF, Trigger.MANUAL, 0, 1, id="manual-one-attempt"),
-        pytest.param(BACKED_OFF, Trigger.MANUAL, 1, 0, id="manual-found-revocation"),
-        pytest.param(None, Trigger.MANUAL, 0, 1, id="manual-unscheduled-pair"),
+        pytest.param([], None, id="no-history"),
+        pytest.param([5], 5.0, id="one"),
+        pytest.param([5, 5, 8, 5, 5, 5, 5], 5.0, id="a-renewal-does-not-move-it"),
+        pytest.param([4, 6], 5.0, id="even-count"),
     ],
 )
-def test_invalid_token_skip_saves_failing_refreshes(
-    schedule: ScheduleRecord | None, trigger: Trigger, calls_made: int, expected: int
-) -> None:
-    saved = estimate_saved(
+def test_typical_calls_is_the_median(recent: list[int], expected: float | None) -> None:
+    assert typical_calls(recent) == expected
+
+
+def test_calls_per_sync_fallback() -> None:
+    assert calls_per_sync(CAL, None) == FALLBACK_CALLS_PER_SYNC[CAL] == 5
+    assert calls_per_sync(CON, 0.0) == FALLBACK_CALLS_PER_SYNC[CON] == 3
+    assert calls_per_sync(CAL, 4.0) == 4.0
+
+
+# Each row: GIVEN an outcome over a stretch, THEN the claim = naive's calls (by hand) - made.
+CASES = [
+    # (id, outcome, trigger, stretch, calls_made, extra, naive_by_hand, mechanism)
+    ("first-sync", Outcome.CHANGED, Trigger.SCHEDULED, (None, 0), 9, {}, 9, None),
+    ("success-at-default", Outcome.UNCHANGED, Trigger.SCHEDULED, (0, 4), 5, {"c": 5}, 5, None),
+    (
+        "backed-off-8h",
+        Outcome.UNCHANGED,
+        Trigger.SCHEDULED,
+        (0, 8),
+        5,
+        {"c": 5},
+        10,
+        SavedBy.ADAPTIVE_SCHEDULE,
+    ),
+    (
+        "backed-off-no-history-own-calls",
+        Outcome.UNCHANGED,
+        Trigger.SCHEDULED,
+        (0, 8),
+        4,
+        {"own": True},
+        8,
+        SavedBy.ADAPTIVE_SCHEDULE,
+    ),
+    ("no-history-fallback", Outcome.UNCHANGED, Trigger.WEBHOOK, (0, 8), 2, {}, 10, SavedBy.WEBHOOK),
+    (
+        "relaxed-24h-by-channel",
+        Outcome.UNCHANGED,
+        Trigger.SCHEDULED,
+        (0, 24),
+        5,
+        {"c": 5, "shaped": True},
+        30,
+        SavedBy.WEBHOOK,
+    ),
+    (
+        "early-webhook-sync-costs",
+        Outcome.CHANGED,
+        Trigger.WEBHOOK,
+        (4, 5),
+        2,
+        {"c": 5},
+        0,
+        SavedBy.WEBHOOK,
+    ),
+    (
+        "revoked-skip-per-slot",
         Outcome.INVALID_TOKEN,
-        integration=CAL,
-        trigger=trigger,
-        schedule=schedule,
-        now=NOW,
-        settings=SETTINGS,
-        recent_calls_per_sync=20.0,  # a full request set is not what a revoked grant costs
-        calls_made=calls_made,
-    )
-    assert saved == (Savings(expected, SavedBy.TOKEN_HEALTH) if expected else NOTHING)
-
-
-@pytest.mark.parametrize(
-    ("recent_failure_calls", "settings", "expected"),
-    [
-        pytest.param(None, SETTINGS, 5, id="fallback-retry-max-attempts"),
-        pytest.param(None, Settings(retry_max_attempts=3), 3, id="fallback-follows-setting"),
-        pytest.param(6.4, SETTINGS, 6, id="recent-mean-rounded-down"),
-        pytest.param(6.5, SETTINGS, 7, id="recent-mean-half-up"),
-    ],
-)
-@pytest.mark.parametrize("trigger", [Trigger.SCHEDULED, Trigger.MANUAL])
-def test_circuit_open_skip_saves_the_failing_attempt(
-    trigger: Trigger, recent_failure_calls: float | None, settings: Settings, expected: int
-) -> None:
-    saved = estimate_saved(
-        Outcome.CIRCUIT_OPEN,
-        integration=CAL,
-        trigger=trigger,
-        schedule=BACKED_OFF,
-        now=NOW,
-        settings=settings,
-        recent_calls_per_failure=recent_failure_calls,
-    )
-    assert saved == Savings(expected, SavedBy.CIRCUIT_BREAKER)
-
-
-@pytest.mark.parametrize(
-    ("recent_failure_calls", "calls_made", "expected"),
-    [
-        pytest.param(None, 1, Savings(4, SavedBy.CIRCUIT_BREAKER), id="probe-vs-5-retries"),
-        pytest.param(6.0, 2, Savings(4, SavedBy.CIRCUIT_BREAKER), id="probe-vs-recent-mean"),
-        pytest.param(1.0, 1, NOTHING, id="no-cheaper-than-a-full-attempt"),
-        pytest.param(2.0, 3, NOTHING, id="never-negative"),
-    ],
-)
-def test_failed_breaker_trial_saves_the_retries_it_did_not_send(
-    recent_failure_calls: float | None, calls_made: int, expected: Savings
-) -> None:
-    saved = estimate_saved(
+        Trigger.SCHEDULED,
+        (0, 8),
+        0,
+        {},
+        2,
+        SavedBy.TOKEN_HEALTH,
+    ),
+    (
+        "revocation-found-by-refresh",
+        Outcome.INVALID_TOKEN,
+        Trigger.SCHEDULED,
+        (0, 4),
+        1,
+        {},
+        1,
+        None,
+    ),
+    ("auth-failure", Outcome.AUTH_FAILURE, Trigger.SCHEDULED, (0, 4), 3, {}, 3, None),
+    (
+        "client-failure-per-run",
+        Outcome.CLIENT_FAILURE,
+        Trigger.SCHEDULED,
+        (4, 4.1),
+        1,
+        {},
+        0,
+        SavedBy.TOKEN_HEALTH,
+    ),
+    (
+        "first-transient-failure",
         Outcome.TRANSIENT_FAILURE,
-        integration=CAL,
-        trigger=Trigger.SCHEDULED,
-        schedule=BACKED_OFF,
-        now=NOW,
-        settings=SETTINGS,
-        recent_calls_per_failure=recent_failure_calls,
-        calls_made=calls_made,
-        breaker_trial=True,
-    )
-    assert saved == expected
+        Trigger.SCHEDULED,
+        (0, 4),
+        5,
+        {},
+        5,
+        None,
+    ),
+    (
+        "backoff-retry-5-min",
+        Outcome.TRANSIENT_FAILURE,
+        Trigger.SCHEDULED,
+        (4, 4.08),
+        5,
+        {},
+        0,
+        SavedBy.CIRCUIT_BREAKER,
+    ),
+    (
+        "trial-after-the-2h-window",
+        Outcome.TRANSIENT_FAILURE,
+        Trigger.SCHEDULED,
+        (5.25, 7.25),
+        1,
+        {"probe": True, "trial": True},
+        0,
+        SavedBy.CIRCUIT_BREAKER,
+    ),
+    (
+        "trial-after-the-4h-window",
+        Outcome.TRANSIENT_FAILURE,
+        Trigger.SCHEDULED,
+        (7.25, 11.25),
+        1,
+        {"probe": True, "trial": True},
+        5,
+        SavedBy.CIRCUIT_BREAKER,
+    ),
+    (
+        "probe-refresh-ok-then-data-fails",
+        Outcome.TRANSIENT_FAILURE,
+        Trigger.SCHEDULED,
+        (0, 8),
+        2,
+        {"probe": True},
+        12,
+        SavedBy.CIRCUIT_BREAKER,
+    ),
+    (
+        "trial-success-after-outage",
+        Outcome.UNCHANGED,
+        Trigger.SCHEDULED,
+        (11.25, 15.25),
+        5,
+        {"c": 5, "trial": True},
+        5,
+        None,
+    ),
+    (
+        "trial-success-over-two-polls",
+        Outcome.UNCHANGED,
+        Trigger.SCHEDULED,
+        (3.5, 8.5),
+        5,
+        {"c": 5, "trial": True},
+        10,
+        SavedBy.CIRCUIT_BREAKER,
+    ),
+    (
+        "quota-failure",
+        Outcome.QUOTA_FAILURE,
+        Trigger.SCHEDULED,
+        (0, 8),
+        5,
+        {},
+        10,
+        SavedBy.CIRCUIT_BREAKER,
+    ),
+    (
+        "webhook-while-open",
+        Outcome.CIRCUIT_OPEN,
+        Trigger.WEBHOOK,
+        (0, 4),
+        0,
+        {"f": 5.0},
+        5,
+        SavedBy.CIRCUIT_BREAKER,
+    ),
+    ("manual-success", Outcome.CHANGED, Trigger.MANUAL, None, 5, {"c": 3}, 5, None),
+    ("manual-failure", Outcome.TRANSIENT_FAILURE, Trigger.MANUAL, None, 5, {}, 5, None),
+    (
+        "manual-skip-while-open",
+        Outcome.CIRCUIT_OPEN,
+        Trigger.MANUAL,
+        None,
+        0,
+        {},
+        5,
+        SavedBy.CIRCUIT_BREAKER,
+    ),
+    (
+        "manual-skip-revoked",
+        Outcome.INVALID_TOKEN,
+        Trigger.MANUAL,
+        None,
+        0,
+        {},
+        1,
+        SavedBy.TOKEN_HEALTH,
+    ),
+]
 
 
 @pytest.mark.parametrize(
-    "outcome", [Outcome.TRANSIENT_FAILURE, Outcome.QUOTA_FAILURE, Outcome.AUTH_FAILURE]
+    ("outcome", "trigger", "stretch", "made", "extra", "naive", "mechanism"),
+    [pytest.param(*case[1:], id=case[0]) for case in CASES],
 )
-@pytest.mark.parametrize("trigger", list(Trigger))
-def test_failures_save_nothing(outcome: Outcome, trigger: Trigger) -> None:
+def test_each_outcome_claims_naive_cost_over_its_stretch_minus_what_it_sent(
+    outcome: Outcome,
+    trigger: Trigger,
+    stretch: tuple[float | None, float] | None,
+    made: int,
+    extra: dict,
+    naive: int,
+    mechanism: SavedBy | None,
+) -> None:
     saved = estimate_saved(
         outcome,
         integration=CAL,
         trigger=trigger,
-        schedule=RELAXED,
-        now=NOW,
+        stretch=None if stretch is None else _stretch(*stretch),
+        default_seconds=D_CAL,
+        calls_made=made,
         settings=SETTINGS,
-        calls_made=5,
+        single_probe=extra.get("probe", False),
+        breaker_trial=extra.get("trial", False),
+        webhook_shaped=extra.get("shaped", False),
+        own_is_a_poll=extra.get("own", False),
+        recent_calls_per_sync=extra.get("c"),
+        recent_calls_per_failure=extra.get("f"),
     )
-    assert saved == NOTHING
+    expected = Savings(naive - made, mechanism) if naive != made else NOTHING
+    assert saved == expected
+    assert saved.calls >= -made
 
 
-@pytest.mark.parametrize(
-    ("integration", "syncs"),
-    [(CAL, 4), (CAL, 5), (CAL, 23), (CON, 17)],
-)
-def test_adaptive_claims_add_up_to_naive_minus_orchestrated(
-    integration: Integration, syncs: int
-) -> None:
-    # GIVEN a quiet pair synced at each scheduled time, every sync costing c calls
-    c = 4
-    record = after_no_change(
-        initial_schedule(integration, NOW, SETTINGS), integration, NOW, SETTINGS
-    )
-    first = record.last_sync_at
+def test_a_failing_pair_claims_exactly_what_naive_polling_sent_more() -> None:
+    # GIVEN a calendar pair failing from hour 0: 3 failures (5 calls each) 5 and 10 minutes
+    # apart, then single-probe trials after 1 h, 2 h and then every 4 h (the cap), to hour 48
+    attempts = [(0.0, 5, False), (5 / 60, 5, False), (15 / 60, 5, False)]
+    at, window = 15 / 60, 1.0
+    while at + window <= 48:
+        at += window
+        attempts.append((at, 1, True))
+        window = min(2 * window, 4.0)
     claimed = 0
-    for _ in range(syncs):
-        at = record.next_sync_at
+    previous = -4.0  # the last success, one interval before the failures began
+    anchor = ANCHOR - 4 * H
+    for hours, made, probe in attempts:
+        now = ANCHOR + hours * H
         claimed += estimate_saved(
-            Outcome.UNCHANGED,
-            integration=integration,
+            Outcome.TRANSIENT_FAILURE,
+            integration=CAL,
             trigger=Trigger.SCHEDULED,
-            schedule=record,
-            now=at,
+            stretch=Stretch(anchor, ANCHOR + previous * H, now),
+            default_seconds=D_CAL,
+            calls_made=made,
             settings=SETTINGS,
-            recent_calls_per_sync=c,
+            single_probe=probe,
+            breaker_trial=probe,
         ).calls
-        record = after_no_change(record, integration, at, SETTINGS)
-    # THEN the claims equal what a poller at the default interval would have sent, minus ours
-    span = (record.last_sync_at - first).total_seconds()
-    naive_polls = span / record.default_frequency_seconds
-    assert claimed == c * naive_polls - c * syncs
-
-
-@pytest.mark.parametrize("outcome", [Outcome.CHANGED, Outcome.UNCHANGED])
-def test_success_of_unscheduled_pair_saves_nothing(outcome: Outcome) -> None:
-    saved = estimate_saved(
-        outcome,
-        integration=CAL,
-        trigger=Trigger.SCHEDULED,
-        schedule=None,
-        now=NOW,
-        settings=SETTINGS,
-    )
-    assert saved == NOTHING
+        previous = hours
+    # THEN naive polling (a 5-call failing poll at hours 0, 4, ..., 44) minus ours
+    naive = 5 * len(range(0, 45, 4))
+    made = sum(m for _, m, _ in attempts)
+    assert claimed == naive - made
+    assert made < naive  # and the failing pair costs less than naive polling

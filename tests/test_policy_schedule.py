@@ -17,6 +17,7 @@ from syncctl.policy.schedule import (
     after_no_change,
     after_quota_failure,
     after_transient_failure,
+    failure_backoff_seconds,
     initial_schedule,
     interval_cap,
     is_due,
@@ -214,10 +215,37 @@ def test_invalid_token_skip_advances_by_current_interval(
     assert skipped == replace(record, next_sync_at=expected_next)
 
 
-@pytest.mark.parametrize("step", [after_transient_failure, after_circuit_open])
-def test_transient_failure_and_circuit_open_skip_leave_pair_due(step) -> None:
-    assert step(CALENDAR) == CALENDAR
-    assert is_due(step(CALENDAR).next_sync_at, NOW)
+@pytest.mark.parametrize(
+    ("failure_count", "interval", "delay"),
+    [
+        pytest.param(1, 4 * HOUR, 300, id="first-failure-5-min"),
+        pytest.param(2, 4 * HOUR, 600, id="second-10-min"),
+        pytest.param(3, 4 * HOUR, 1200, id="third-20-min"),
+        pytest.param(6, 4 * HOUR, 9600, id="sixth-160-min"),
+        pytest.param(7, 4 * HOUR, 4 * HOUR, id="never-later-than-the-interval"),
+        pytest.param(40, 4 * HOUR, 4 * HOUR, id="many-stays-at-the-interval"),
+        pytest.param(1, 120, 120, id="interval-shorter-than-the-backoff"),
+        pytest.param(0, 4 * HOUR, 300, id="zero-count-as-first"),
+    ],
+)
+def test_transient_failure_retries_after_a_doubling_backoff_capped_by_the_interval(
+    failure_count: int, interval: int, delay: int
+) -> None:
+    record = replace(CALENDAR, current_frequency_seconds=interval)
+    assert failure_backoff_seconds(failure_count, interval, SETTINGS) == delay
+    retried = after_transient_failure(record, NOW, SETTINGS, failure_count=failure_count)
+    assert retried == replace(record, next_sync_at=_at(delay))
+    assert not is_due(retried.next_sync_at, NOW)
+
+
+def test_an_open_breaker_makes_the_pair_due_at_its_retry_time() -> None:
+    retry_at = NOW + timedelta(hours=2)
+    failed = after_transient_failure(
+        CALENDAR, NOW, SETTINGS, failure_count=4, breaker_retry_at=retry_at
+    )
+    assert failed == replace(CALENDAR, next_sync_at=retry_at)
+    assert after_circuit_open(CALENDAR, retry_at) == replace(CALENDAR, next_sync_at=retry_at)
+    assert after_circuit_open(CALENDAR) is CALENDAR
 
 
 @pytest.mark.parametrize(
@@ -277,7 +305,12 @@ BACKED_OFF = ScheduleRecord(4 * HOUR, 8 * HOUR, 5, NOW - timedelta(hours=8), NOW
             Outcome.AUTH_FAILURE, replace(BACKED_OFF, next_sync_at=_at(8 * HOUR)), id="auth-fail"
         ),
         pytest.param(Outcome.CIRCUIT_OPEN, BACKED_OFF, id="skip-circuit-open"),
-        pytest.param(Outcome.TRANSIENT_FAILURE, BACKED_OFF, id="transient-failure"),
+        pytest.param(
+            Outcome.TRANSIENT_FAILURE,
+            replace(BACKED_OFF, next_sync_at=_at(300)),
+            id="transient-failure",
+        ),
+        pytest.param(Outcome.CLIENT_FAILURE, BACKED_OFF, id="client-failure-stays-due"),
         pytest.param(Outcome.QUOTA_FAILURE, replace(BACKED_OFF, next_sync_at=_at(60)), id="quota"),
     ],
 )

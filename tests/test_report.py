@@ -32,7 +32,20 @@ FALLBACK = {"google_contacts": 3, "google_calendar": 5}
 DEFAULT_INTERVAL = {"google_contacts": 3 * 86400, "google_calendar": 4 * 3600}
 MECHANISMS = ["token_health", "circuit_breaker", "adaptive_schedule", "webhook"]
 REASONS = ["invalid_token", "circuit_open"]
-ERROR_CLASSES = ["auth", "quota", "sync_token_expired", "transient", "other", "unclassified"]
+ERROR_CLASSES = [
+    "auth",
+    "quota",
+    "sync_token_expired",
+    "transient",
+    "client",
+    "other",
+    "unclassified",
+]
+
+
+# The fleet breakers of an empty fleet_breaker table: every API closed.
+FLEET_APIS = [("oauth", "Google OAuth"), ("people", "People API"), ("calendar", "Calendar API")]
+COUNTERFACTUAL = "naive polling: every pair at its default interval, same engines and retries"
 
 
 def stamp(moment: datetime) -> str:
@@ -189,6 +202,7 @@ def expected_report(db, now: datetime, since: timedelta, user: str | None = None
         return [r for r in rows if user is None or r[key] == user]
 
     users = mine(table(db, "users"), "id")
+    fleet_rows = {row["api"]: row for row in table(db, "fleet_breaker")}
     enabled = mine(table(db, "user_integrations"))
     health = mine(table(db, "token_health"))
     breakers = mine(table(db, "circuit_breaker_state"))
@@ -399,9 +413,24 @@ def expected_report(db, now: datetime, since: timedelta, user: str | None = None
                 )  # fmt: skip
                 if b["state"] == "open"
             ],
+            "fleet": [
+                {
+                    "api": api,
+                    "name": name,
+                    "state": "closed",
+                    "attempts": 0,
+                    "transient_failures": 0,
+                    "window_started_at": None,
+                    "opened_at": None,
+                    "last_probe_at": None,
+                    "last_failure_reason": None,
+                    **{k: v for k, v in fleet_rows.get(api, {}).items() if k != "api"},
+                }
+                for api, name in FLEET_APIS
+            ],
         },
         "syncs": split(window, syncs),
-        "api_calls": split(window, calls),
+        "api_calls": {**split(window, calls), "counterfactual": COUNTERFACTUAL},
         "staleness": {"by_integration": {short: staleness(k) for k, short in KINDS.items()}},
         "next_run": {
             "total": total_run,

@@ -131,6 +131,11 @@ def by_profile(comparison: dict, policy: str = "orchestrated") -> dict[str, dict
     return {p["profile"]: p for p in comparison["profiles"][policy]}
 
 
+def test_the_report_names_its_counterfactual_beside_the_figure(comparison):
+    claimed = by_policy(comparison)["orchestrated"]["report_claimed"]
+    assert claimed["counterfactual"].startswith("naive polling")
+
+
 def test_every_policy_replays_the_same_changes(comparison):
     policies = by_policy(comparison)
     names = {"naive", "orchestrated", "webhooks", "no_breaker", "no_adaptive", "no_token_gate"}
@@ -170,14 +175,12 @@ def test_orchestrated_spends_fewer_calls_than_naive_polling_on_every_reachable_u
     assert naive > orchestrated
 
 
-def test_a_failing_user_costs_no_more_than_naive_polling_with_single_probe_trials(comparison):
-    # SPEC 3: a failing pair stays due (retried at every run-due) until its breaker opens, then
-    # one half-open trial an hour, which is a single request without retries; a naive poller
-    # sends a full retry burst once per interval (4 h, 3 days). The breaker's claim is measured
-    # against the orchestrator's own retry cadence, so it exceeds the naive difference.
-    failing = by_profile(comparison)["failing"]
-    assert failing["policy_calls"] <= failing["naive_calls"]
-    assert failing["claimed"] > failing["measured_saved"] >= 0
+def test_a_failing_user_costs_no_more_than_naive_polling(comparison):
+    # A transient failure is retried after 5 then 10 minutes, the breaker opens at the third for
+    # an hour, and each failed single-probe trial doubles the window up to the pair's interval.
+    for policy in ("orchestrated", "webhooks"):
+        failing = by_profile(comparison, policy)["failing"]
+        assert failing["policy_calls"] <= failing["naive_calls"], failing
 
 
 def test_without_back_off_healthy_users_cost_exactly_what_naive_polling_costs(comparison):
@@ -189,18 +192,23 @@ def test_without_back_off_healthy_users_cost_exactly_what_naive_polling_costs(co
         assert policies["no_adaptive"]["calls_by_profile"][name] == naive
 
 
-def test_report_claims_per_profile_are_within_one_naive_poll_per_pair_of_the_measured(
-    comparison,
+@pytest.mark.parametrize("policy", ["orchestrated", "webhooks"])
+def test_report_claims_per_profile_are_within_10_percent_or_20_calls_of_the_measured(
+    comparison, policy
 ):
-    # An estimate per success covers the stretch since the previous success (capped at the
-    # interval), so what a naive poller would have sent after a pair's last sync is not yet
-    # claimed: at most one poll per pair. Rounding per attempt stays inside that bound here.
-    users = comparison["scenario"]["profiles"]
-    for name, row in by_profile(comparison).items():
-        if name == "failing":
-            continue
-        tolerance = MAX_CALLS_PER_POLL * 2 * users[name]
-        assert abs(row["claimed_minus_measured"]) <= tolerance, row
+    # One counterfactual (naive polling) for every mechanism: what the report claimed is what
+    # the fake counted naive polling sending minus what the policy sent.
+    for row in by_profile(comparison, policy).values():
+        error = abs(row["claimed_minus_measured"])
+        assert error <= max(20, abs(row["measured_saved"]) / 10), row
+    # In total too (this 6-user, 3-day fleet is small: 10% or 20 calls, as per profile; the
+    # pairs' last naive polls after their last attempt are claimed by no attempt yet).
+    totals = comparison["totals"]
+    prefix = "" if policy == "orchestrated" else "webhooks_"
+    measured = totals["measured_saved" if policy == "orchestrated" else "webhooks_measured_saved"]
+    claimed = totals["claimed_saved" if policy == "orchestrated" else "webhooks_claimed_saved"]
+    assert abs(claimed - measured) <= max(20, abs(measured) / 10), totals
+    assert totals[f"{prefix}claim_error_percent"] is not None
 
 
 def test_profile_claims_add_up_to_the_report_total(comparison):
@@ -211,13 +219,12 @@ def test_profile_claims_add_up_to_the_report_total(comparison):
     assert comparison["totals"]["claimed_saved"] == claimed["saved"]
 
 
-def test_breaker_claim_equals_the_calls_its_ablation_spends(comparison):
-    # Each circuit-open skip claims the pair's mean calls per failed attempt; without the
-    # breaker that skip is a failed attempt, and every failure here costs the same retries.
+def test_breaker_claim_is_what_the_failing_pair_spent_less_than_naive_polling(comparison):
     mechanisms = {m["mechanism"]: m for m in comparison["mechanisms"]}
-    breaker = mechanisms["circuit_breaker"]
-    assert breaker["measured"] > 0
-    assert breaker["claimed"] == breaker["measured"]
+    failing = by_profile(comparison)["failing"]
+    assert mechanisms["circuit_breaker"]["measured"] > 0
+    assert failing["claimed"] > 0
+    assert abs(failing["claimed"] - failing["measured_saved"]) <= 20
 
 
 def test_adaptive_claim_is_within_one_naive_poll_per_pair_of_its_ablation(comparison):
@@ -243,3 +250,44 @@ def test_changes_of_the_revoked_and_failing_users_are_never_mirrored(comparison)
     assert orchestrated["all"]["not_mirrored"] > 0
     assert orchestrated["calendar"]["p50_seconds"] <= orchestrated["calendar"]["p95_seconds"]
     assert orchestrated["calendar"]["p95_seconds"] < 24 * 3600
+
+
+# -- outage and client-rotation scenarios ----------------------------------------------------
+
+
+def test_the_outage_and_rotation_scenarios_add_a_window_to_the_same_script():
+    standard = make_scenario(users=6, days=3, seed=2, start=START)
+    outage = make_scenario(users=6, days=3, seed=2, start=START, kind="outage")
+    rotation = make_scenario(users=6, days=3, seed=2, start=START, kind="client-rotation")
+
+    def changes(scenario):
+        return [(e.at, e.user_id, e.count) for e in scenario.script if e.action is Action.CHANGE]
+
+    for scenario in (outage, rotation):
+        assert changes(scenario) == changes(standard)
+    assert outage.window() == (at(36), at(42))  # noon of the middle day, for six hours
+    assert rotation.window() == (at(36), at(38))  # fixed two hours later
+    assert standard.window() is None
+    with pytest.raises(ValueError, match="unknown scenario"):
+        make_scenario(users=6, days=3, seed=2, start=START, kind="flood")
+
+
+# A small fleet's run-due has too few attempts to trip the fleet breaker at its defaults (20 in
+# 15 minutes); these settings scale the evidence down to the fleet.
+SMALL_FLEET = Settings(fleet_breaker_min_attempts=3, fleet_breaker_window_seconds=3600)
+
+
+@pytest.mark.parametrize(
+    ("kind", "settings"), [("outage", SMALL_FLEET), ("client-rotation", Settings())]
+)
+def test_inside_the_window_the_orchestrator_sends_less_than_naive_and_revokes_nobody(
+    kind, settings
+):
+    scenario = compare.simulation_scenario(users=8, days=1, seed=3, step_seconds=1800, kind=kind)
+    result = compare.simulate(scenario, settings, workers=2, ablations=False)
+    window = {p["policy"]: p for p in result["window"]["policies"]}
+    assert window["naive"]["calls"] > window["orchestrated"]["calls"] > 0
+    # only the revoked profile's user is asked to reconnect: a refused client judges nobody
+    assert window["orchestrated"]["reconnect_notices"] == 1
+    if kind == "client-rotation":
+        assert window["orchestrated"]["client_refusals"] >= 1

@@ -173,10 +173,17 @@ def run_due_problems(records: Sequence[Any]) -> list[str]:
     ]
 
 
-def render_run_due(records: Sequence[Any] | None, *, json_output: bool, verbose: bool) -> None:
+def render_run_due(
+    records: Sequence[Any] | None,
+    *,
+    json_output: bool,
+    verbose: bool,
+    notes: Sequence[str] = (),
+) -> None:
     """Print a run-due (None: another run-due held the database): JSON, or the attempt table on
     a terminal or with --verbose; under cron only what newly went wrong, on stderr (nothing at
-    all when all is well)."""
+    all when all is well). `notes` (a refused OAuth client, a fleet breaker that opened) go to
+    stderr once each in every mode."""
     shown = json_output or verbose or stdout_is_terminal()
     if records is None:
         # Under cron a long run overlapping the next is routine, not news worth a mail.
@@ -187,8 +194,10 @@ def render_run_due(records: Sequence[Any] | None, *, json_output: bool, verbose:
         return
     if shown:
         render_attempts(records, json_output=json_output, title="run-due")
+        for line in notes:
+            note(line)
         return
-    for line in run_due_problems(records):
+    for line in [*run_due_problems(records), *notes]:
         note(line)
 
 

@@ -10,6 +10,7 @@ from syncctl import users
 from syncctl.cli import _output
 from syncctl.cli._context import app_state
 from syncctl.model import TokenStatus
+from syncctl.report import fleet_breakers
 from syncctl.store import state as state_store
 from syncctl.store import users as user_store
 
@@ -85,9 +86,29 @@ def breaker_list(
     )
     # A fleet has a breaker per user and integration; the quiet ones are only counted.
     quiet = 0 if show_all else state_store.count_quiet_breakers(conn)
+    fleet = fleet_breakers(conn)
     if json_output:
-        _output.print_json({"breakers": rows, "closed_without_failures_not_listed": quiet})
+        _output.print_json(
+            {"breakers": rows, "closed_without_failures_not_listed": quiet, "fleet": fleet}
+        )
         return
+    _output.print_table(
+        "Fleet breakers (per Google API)",
+        ["API", "state", "attempts", "transient failures", "opened", "last probe", "reason"],
+        [
+            (
+                f["name"],
+                f["state"],
+                f["attempts"],
+                f["transient_failures"],
+                f["opened_at"],
+                f["last_probe_at"],
+                f["last_failure_reason"],
+            )
+            for f in fleet
+        ],
+        caption="attempts and failures of the current window; `breaker reset --fleet` closes",
+    )
     _output.print_table(
         "Circuit breakers",
         ["user", "integration", "state", "failures", "last failure", "reason", "retry at"],
@@ -120,16 +141,24 @@ def breaker_reset(
         bool,
         typer.Option("--all", help="Close every open or half-open breaker; zero every count."),
     ] = False,
+    fleet: Annotated[
+        bool, typer.Option("--fleet", help="Close every fleet breaker (per Google API).")
+    ] = False,
 ) -> None:
-    """Close a user's breakers (or with --all every active one) and zero the failure counts.
+    """Close a user's breakers (--all: every active one; --fleet: the fleet breakers, per Google
+    API) and zero the failure counts.
 
     Example: syncctl breaker reset --user u1 --integration calendar
     """
-    if (user is None) == (not every_pair):
-        raise users.BadInput("breaker reset: give either --user X or --all")
+    if sum((user is not None, every_pair, fleet)) != 1:
+        raise users.BadInput("breaker reset: give one of --user X, --all or --fleet")
     state = app_state(ctx)
-    from syncctl.fleet import reset_active_breakers, reset_breakers
+    from syncctl.fleet import reset_active_breakers, reset_breakers, reset_fleet_breakers
 
+    if fleet:
+        opened = reset_fleet_breakers(state.db)
+        _output.say(f"closed {opened} open fleet breaker(s); their evidence is forgotten")
+        return
     if every_pair:
         _output.say(f"reset {reset_active_breakers(state.db)} breaker(s)")
         return

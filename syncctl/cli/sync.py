@@ -69,7 +69,10 @@ def run_due_command(
                 runner, limit=limit, on_start=progress.start, on_attempt=progress.advance
             )
     _output.render_run_due(
-        None if summary is None else summary.attempts, json_output=json_output, verbose=verbose
+        None if summary is None else summary.attempts,
+        json_output=json_output,
+        verbose=verbose,
+        notes=() if summary is None else summary.notes,
     )
     if summary is not None and summary.failed:
         raise typer.Exit(EXIT_FAILURE)

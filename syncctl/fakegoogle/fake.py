@@ -651,6 +651,17 @@ class FakeGoogle:
         """Fail every request of a user (data APIs and token endpoint); None heals."""
         self._state.faults.set_always(user_id, status)
 
+    def set_outage(self, status: int | None = 503) -> None:
+        """Google-wide outage: every request of every user (token endpoint included) fails with
+        `status` until healed; None (or heal()) ends it."""
+        self._state.faults.set_outage(status)
+
+    def rotate_client_secret(self) -> None:
+        """The operator rotates the OAuth client's secret at Google: refreshes with the old one
+        get 401 invalid_client; `credentials(user)` hands out the new one."""
+        with self._state.lock:
+            self._state.client_secret = new_secret("fake-secret")
+
     def heal(self, user_id: str | None = None) -> None:
         """Clear injected faults of one user, or all faults and latency."""
         self._state.faults.clear(user_id)

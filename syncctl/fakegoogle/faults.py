@@ -53,6 +53,7 @@ class Faults:
         self._lock = threading.Lock()
         self._rules: list[FaultRule] = []
         self._always: dict[str, int] = {}
+        self._outage: int | None = None  # every request of everyone fails with this status
         self.latency = 0.0
 
     def add(self, rule: FaultRule) -> None:
@@ -66,11 +67,16 @@ class Faults:
             else:
                 self._always[user_id] = status
 
+    def set_outage(self, status: int | None) -> None:
+        with self._lock:
+            self._outage = status
+
     def clear(self, user_id: str | None) -> None:
         with self._lock:
             if user_id is None:
                 self._rules.clear()
                 self._always.clear()
+                self._outage = None
                 self.latency = 0.0
             else:
                 self._rules = [rule for rule in self._rules if rule.user_id != user_id]
@@ -86,6 +92,8 @@ class Faults:
                         self._rules.remove(rule)
                     return rule
             status = self._always.get(user_id) if user_id is not None else None
+            if status is None:
+                status = self._outage
             if status is not None and endpoint != "unknown":
                 return FaultRule(status, 1, user_id, endpoint, None, None)
         return None

@@ -32,6 +32,8 @@ SYNC_TOKEN_REASONS = frozenset({"EXPIRED_SYNC_TOKEN", "INVALID_SYNC_TOKEN", "ful
 # google-auth retries these token-endpoint answers itself with real sleeps; we retry them instead.
 TOKEN_RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 TOKEN_RETRYABLE_ERRORS = frozenset({"internal_failure", "server_error", "temporarily_unavailable"})
+# Token-endpoint errors about the OAuth client (its id or secret), not about the user's grant.
+CLIENT_ERRORS = frozenset({"invalid_client", "unauthorized_client", "deleted_client"})
 
 _SECRET_PATTERNS = (
     re.compile(r"(?i)\b(access_token|refresh_token|client_secret|id_token|token)=[^&\s'\"]+"),
@@ -45,6 +47,9 @@ class GoogleError(Exception):
     """A Google call that failed, with the class that decides where the failure is routed."""
 
     error_class: ErrorClass = ErrorClass.OTHER
+    # The API whose request failed ("Google OAuth", "People API", "Calendar API"); set by the
+    # session that made the call, None when the failure happened before any request.
+    api: str | None = None
 
     def __init__(
         self, message: str, *, status: int | None = None, retry_after: float | None = None
@@ -74,6 +79,17 @@ class AuthError(GoogleError):
     ) -> None:
         super().__init__(message, status=status, retry_after=retry_after)
         self.revoked = revoked
+
+
+class ClientError(GoogleError):
+    """Google refused the OAuth client (invalid_client, unauthorized_client, deleted_client):
+    every user of that client id fails alike, so no user's grant is judged by it."""
+
+    error_class = ErrorClass.CLIENT
+
+    def __init__(self, message: str, *, client_id: str | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.client_id = client_id
 
 
 class QuotaError(GoogleError):
@@ -184,6 +200,8 @@ def _from_refresh_error(exc: auth_exceptions.RefreshError) -> GoogleError:
             status=400,
             revoked=True,
         )
+    if code in CLIENT_ERRORS:
+        return ClientError(f"the OAuth client was refused by Google ({code}): check its secret")
     if code in TOKEN_RETRYABLE_ERRORS or getattr(exc, "retryable", False):
         return TransientError(f"Google's token endpoint failed temporarily ({code or 'error'})")
     if code:

@@ -34,6 +34,7 @@ from syncctl import clock
 from syncctl.config import Settings
 from syncctl.google.errors import (
     AuthError,
+    ClientError,
     GoogleError,
     QuotaError,
     TransientError,
@@ -374,10 +375,21 @@ class GoogleSession:
         try:
             return action()
         except GoogleError as exc:
-            raise self._redact(exc) from None
+            raise self._failed_at(api, exc, token_endpoint=False) from None
         except _CALL_ERRORS as exc:
+            # A refresh error is the token endpoint's, whichever call triggered the refresh.
+            token_endpoint = self._http.last_was_token_request or isinstance(
+                exc, auth_exceptions.RefreshError | auth_exceptions.TransportError
+            )
             # `from None`: the library exception may carry URIs or bodies we do not show.
-            raise self._redact(classify(exc, api=api)) from None
+            raise self._failed_at(api, classify(exc, api=api), token_endpoint) from None
+
+    def _failed_at(self, api: str, exc: GoogleError, token_endpoint: bool) -> GoogleError:
+        if exc.api is None:
+            exc.api = OAUTH_API if token_endpoint or isinstance(exc, ClientError) else api
+        if isinstance(exc, ClientError):
+            exc.client_id = self._credentials.client_id
+        return self._redact(exc)
 
     def _should_retry(self, exc: BaseException) -> bool:
         if not isinstance(exc, QuotaError | TransientError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 from typing import Any
 from urllib.parse import urlsplit
@@ -16,10 +17,23 @@ from syncctl.google.errors import (
 )
 
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+# Connection errors that mean the request never left the machine (SPEC 3.4, rev 2): nobody
+# answered the connection, or there was no route or no address to send it to.
+_NOT_SENT_ERRNOS = frozenset(
+    {errno.ECONNREFUSED, errno.ENETUNREACH, errno.EHOSTUNREACH, errno.EADDRNOTAVAIL}
+)
+
+
+def never_sent(exc: BaseException) -> bool:
+    """True for a failure before any byte of the request reached a server (not an API call)."""
+    if isinstance(exc, httplib2.ServerNotFoundError):  # the name did not resolve
+        return True
+    return isinstance(exc, OSError) and exc.errno in _NOT_SENT_ERRNOS
 
 
 class CountingHttp(httplib2.Http):
-    """An httplib2.Http that counts every request it sends, token refreshes included."""
+    """An httplib2.Http that counts every request it sends, token refreshes included; one that
+    never left the machine (a refused connection, an unresolvable host) is not counted."""
 
     def __init__(self, *, timeout: float, token_uri: str) -> None:
         proxy: Any = httplib2.proxy_info_from_environment
@@ -30,6 +44,7 @@ class CountingHttp(httplib2.Http):
         self.token_uri = token_uri
         self.calls_made = 0
         self.refreshes = 0
+        self.last_was_token_request = False  # which endpoint a failure happened at
 
     def request(  # type: ignore[override]
         self,
@@ -40,16 +55,22 @@ class CountingHttp(httplib2.Http):
         redirections: int = httplib2.DEFAULT_MAX_REDIRECTS,
         connection_type: Any = None,
     ) -> tuple[httplib2.Response, bytes]:
-        """Send one request, counting it whether or not it succeeds."""
+        """Send one request, counting it if it was sent, whether or not it succeeds."""
+        self.last_was_token_request = method == "POST" and uri == self.token_uri
+        try:
+            response, content = super().request(
+                uri,
+                method=method,
+                body=body,
+                headers=headers,
+                redirections=redirections,
+                connection_type=connection_type,
+            )
+        except BaseException as exc:
+            if not never_sent(exc):
+                self.calls_made += 1
+            raise
         self.calls_made += 1
-        response, content = super().request(
-            uri,
-            method=method,
-            body=body,
-            headers=headers,
-            redirections=redirections,
-            connection_type=connection_type,
-        )
         if method == "POST" and uri == self.token_uri:
             self._check_token_response(response, content)
         return response, content

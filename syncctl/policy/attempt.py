@@ -26,6 +26,7 @@ from syncctl.model import (
     ScheduleRecord,
     SkipReason,
     SyncOutcome,
+    SyncType,
     TokenHealthUpdate,
     Trigger,
 )
@@ -61,11 +62,18 @@ class Verdict:
     admitted: BreakerRecord | None = None
     calls_made: int = 0
     duration_ms: int = 0
+    fleet_probe: bool = False  # the fleet breaker's probe: one request without retries
+    failed_api: str | None = None  # the API whose request failed (GoogleError.api)
 
     @property
     def trial(self) -> bool:
         """Whether the attempt was the half-open trial of an open breaker."""
         return self.admitted is not None and self.admitted.state is BreakerState.HALF_OPEN
+
+    @property
+    def single_probe(self) -> bool:
+        """Whether the attempt was sent without retries (a half-open trial, a fleet probe)."""
+        return self.trial or self.fleet_probe
 
     @property
     def ending(self) -> Outcome:
@@ -91,10 +99,11 @@ def conclude(state: PairState, verdict: Verdict, now: datetime, settings: Settin
     """Everything an attempt writes: its metrics row with the calls it saved, the breaker's
     transition, the schedule's move, the token-health verdict and at most one reconnect notice."""
     token, notice = _token_health(state, verdict)
-    schedule, keep_pending = _schedule(state, verdict, now, settings)
+    breaker = _breaker(state, verdict, now, settings)
+    schedule, keep_pending = _schedule(state, verdict, breaker, now, settings)
     return PairUpdate(
         attempt=_attempt_record(state, verdict, now, settings),
-        breaker=_breaker(verdict, now, settings),
+        breaker=breaker,
         schedule=schedule,
         keep_pending=keep_pending,
         token_health=token,
@@ -118,18 +127,7 @@ def keep_notification(
 def _attempt_record(
     state: PairState, verdict: Verdict, now: datetime, settings: Settings
 ) -> AttemptRecord:
-    saved = savings.estimate_saved(
-        verdict.ending,
-        integration=state.integration,
-        trigger=verdict.trigger,
-        schedule=state.schedule,
-        now=now,
-        settings=settings,
-        recent_calls_per_sync=state.recent_calls_per_sync,
-        recent_calls_per_failure=state.recent_calls_per_failure,
-        calls_made=verdict.calls_made,
-        breaker_trial=verdict.trial,
-    )
+    saved = _savings(state, verdict, now, settings)
     outcome = verdict.outcome
     return AttemptRecord(
         user_id=state.user_id,
@@ -145,13 +143,56 @@ def _attempt_record(
         items_updated=outcome.updated if outcome else 0,
         items_deleted=outcome.deleted if outcome else 0,
         full_resync=bool(outcome and outcome.full_resync),
-        breaker_trial=verdict.trial,
+        breaker_trial=verdict.single_probe,
         api_calls_made=verdict.calls_made,
         api_calls_saved=saved.calls,
         saved_by=saved.saved_by,
         error_class=verdict.error_class,
         error_message=verdict.error_message,
     )
+
+
+def _savings(
+    state: PairState, verdict: Verdict, now: datetime, settings: Settings
+) -> savings.Savings:
+    """The calls this attempt saved against naive polling over the stretch it accounts for."""
+    stretch = None
+    if verdict.trigger is not Trigger.MANUAL:
+        stretch = savings.Stretch(state.first_attempt_at or now, state.previous_attempt_at, now)
+    schedule = state.schedule
+    shaped = False
+    if schedule is not None:
+        adaptive = schedule_policy.adaptive_interval(
+            state.integration,
+            schedule.default_frequency_seconds,
+            schedule.consecutive_no_changes,
+            settings,
+        )
+        shaped = schedule.current_frequency_seconds > adaptive
+    outcome = verdict.outcome
+    return savings.estimate_saved(
+        verdict.ending,
+        integration=state.integration,
+        trigger=verdict.trigger,
+        stretch=stretch,
+        default_seconds=_default_seconds(state, settings),
+        calls_made=verdict.calls_made,
+        settings=settings,
+        single_probe=verdict.single_probe,
+        breaker_trial=verdict.trial,
+        webhook_shaped=shaped,
+        own_is_a_poll=verdict.trigger is Trigger.SCHEDULED
+        and outcome is not None
+        and outcome.sync_type is SyncType.INCREMENTAL,
+        recent_calls_per_sync=savings.typical_calls(list(state.recent_poll_calls)),
+        recent_calls_per_failure=state.recent_calls_per_failure,
+    )
+
+
+def _default_seconds(state: PairState, settings: Settings) -> int:
+    if state.schedule is not None:
+        return state.schedule.default_frequency_seconds
+    return settings.interval_for(state.integration)
 
 
 def _token_health(
@@ -173,7 +214,9 @@ def _token_health(
     )
 
 
-def _breaker(verdict: Verdict, now: datetime, settings: Settings) -> BreakerRecord | None:
+def _breaker(
+    state: PairState, verdict: Verdict, now: datetime, settings: Settings
+) -> BreakerRecord | None:
     breaker = verdict.admitted
     if breaker is None:  # gated before the breaker admitted anything: nothing changes
         return None
@@ -181,12 +224,18 @@ def _breaker(verdict: Verdict, now: datetime, settings: Settings) -> BreakerReco
         return breaker_policy.on_success(breaker, now)
     if verdict.error_class and routing.route(verdict.error_class).counts_for_breaker:
         reason = f"{routing.route(verdict.error_class).reason}: {verdict.error_message}"
-        return breaker_policy.on_failure(breaker, now, reason, settings)
+        return breaker_policy.on_failure(
+            breaker, now, reason, settings, default_interval=_default_seconds(state, settings)
+        )
     return breaker
 
 
 def _schedule(
-    state: PairState, verdict: Verdict, now: datetime, settings: Settings
+    state: PairState,
+    verdict: Verdict,
+    breaker: BreakerRecord | None,
+    now: datetime,
+    settings: Settings,
 ) -> tuple[ScheduleRecord | None, bool]:
     schedule = state.schedule
     if schedule is None or verdict.trigger is Trigger.MANUAL:  # manual syncs never move it
@@ -201,9 +250,17 @@ def _schedule(
         settings=settings,
         retry_after=verdict.retry_after,
         channel_live=verdict.channel_live,
+        failure_count=breaker.failure_count if breaker is not None else 1,
+        breaker_retry_at=_retry_at(breaker if breaker is not None else state.breaker),
     )
     # A webhook trigger stays pending until an attempt moves the pair on.
+    # (An open pair waits for its breaker's next_retry_at: not due while open.)
     consumed = ending in CONSUMING_OUTCOMES
     if updated == schedule and not consumed:
         return None, True
     return updated, not consumed
+
+
+def _retry_at(breaker: BreakerRecord) -> datetime | None:
+    """When a pair whose breaker is not closed may be tried again (None: it is closed)."""
+    return None if breaker.state is BreakerState.CLOSED else breaker.next_retry_at

@@ -7,8 +7,15 @@ if the trial's process dies without reporting, another trial is allowed once the
 so a breaker can never stay stuck in `half_open`. The orchestrator must store the half-open
 record before running the trial so a concurrent attempt sees it and is skipped.
 
-Only transient errors and unexpected responses are failures here (see routing.route); quota
-and auth outcomes, and skips, neither add to nor reset the count.
+Only transient errors and unexpected responses are failures here (see routing.route); quota,
+auth and client outcomes, and skips, neither add to nor reset the count.
+
+The open window (SPEC 3.2, rev 2): the breaker opens for `breaker_open_seconds` at the
+threshold-th failure in a row, and each failed half-open trial doubles it (1 h, 2 h, 4 h, ...) up
+to `breaker_max_open_seconds`, by default the pair's default interval, so an open breaker notices
+a recovery no later than naive polling would. The count of failures in a row is the exponent:
+`failure_count - threshold` failed trials since the breaker opened (a success zeroes it), so the
+window needs no column of its own.
 """
 
 from __future__ import annotations
@@ -54,10 +61,31 @@ def on_success(record: BreakerRecord, now: datetime) -> BreakerRecord:
     return _closed(record)
 
 
+def open_window_seconds(
+    failure_count: int, settings: Settings, default_interval: int | None = None
+) -> int:
+    """Open for breaker_open_seconds at the threshold, doubled per failure beyond it, to the cap."""
+    cap = settings.breaker_max_open_seconds or default_interval or settings.breaker_open_seconds
+    cap = max(cap, settings.breaker_open_seconds)
+    doublings = max(0, failure_count - settings.breaker_failure_threshold)
+    window = settings.breaker_open_seconds
+    for _ in range(doublings):
+        if window >= cap:
+            break
+        window *= 2
+    return min(window, cap)
+
+
 def on_failure(
-    record: BreakerRecord, now: datetime, reason: str, settings: Settings
+    record: BreakerRecord,
+    now: datetime,
+    reason: str,
+    settings: Settings,
+    *,
+    default_interval: int | None = None,
 ) -> BreakerRecord:
-    """A failure adds one; the threshold-th in a row, or a failed trial, opens it for an hour."""
+    """A failure adds one; the threshold-th in a row opens the breaker, and a failed trial
+    re-opens it for twice the last window (to the cap, by default the pair's default interval)."""
     failed = replace(
         record,
         failure_count=record.failure_count + 1,
@@ -76,7 +104,8 @@ def on_failure(
         failed,
         state=BreakerState.OPEN,
         opened_at=now,
-        next_retry_at=now + timedelta(seconds=settings.breaker_open_seconds),
+        next_retry_at=now
+        + timedelta(seconds=open_window_seconds(failed.failure_count, settings, default_interval)),
     )
 
 

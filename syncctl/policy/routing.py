@@ -16,6 +16,7 @@ class Destination(StrEnum):
     QUOTA_DEFER = "quota_defer"  # defer the pair, honouring Retry-After
     BREAKER = "breaker"  # a breaker failure; the pair stays due
     FULL_SYNC_FALLBACK = "full_sync_fallback"  # the engine redoes that scope as a full sync
+    CLIENT_GATE = "client_gate"  # the OAuth client was refused: no user verdict, no breaker
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,9 @@ _ROUTES: dict[ErrorClass, Route] = {
         Destination.BREAKER, True, True, Outcome.TRANSIENT_FAILURE, "unexpected_response"
     ),
     ErrorClass.SYNC_TOKEN_EXPIRED: Route(Destination.FULL_SYNC_FALLBACK, False, False, None, None),
+    ErrorClass.CLIENT: Route(
+        Destination.CLIENT_GATE, True, False, Outcome.CLIENT_FAILURE, "client"
+    ),
 }
 
 _SKIP_OUTCOMES = {
@@ -49,7 +53,8 @@ _SKIP_OUTCOMES = {
 
 def route(error_class: ErrorClass) -> Route:
     """Auth goes to token health, quota defers, transient and unexpected count toward the breaker,
-    and an expired sync token falls back to a full sync (not a failure)."""
+    an expired sync token falls back to a full sync (not a failure), and a refused OAuth client
+    stops run-due using that client for the run (no user is judged by it)."""
     return _ROUTES[error_class]
 
 

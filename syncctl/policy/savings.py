@@ -1,34 +1,42 @@
-"""The estimate of Google API calls an attempt saved, credited to exactly one mechanism.
+"""The calls an attempt saved against the naive poller, credited to exactly one mechanism.
 
-Method. The baseline is the naive poller: every pair polled at its default interval D, each
-poll sending the pair's usual request set, with no token gate, breaker, backoff or webhooks.
-Each orchestrated attempt ends one stretch of the pair's timeline and claims what the naive
-poller would have sent in that stretch minus what the orchestrator sends for it, in whole calls:
+Method (SPEC 3.4, rev 2). There is one counterfactual for every mechanism: the naive poller,
+which polls every pair at its default interval D from the pair's first attempt on (its grid:
+anchor, anchor + D, anchor + 2D, ...), through the same engines with the same per-request
+retries, and has no token gate, breaker, backoff, adaptive schedule or webhooks.
 
-- c, calls per poll: the pair's mean `api_calls_made` over its recent successful syncs (the
-  orchestrator passes it; incremental syncs are the better basis, as naive polls are incremental
-  too); without history, FALLBACK_CALLS_PER_SYNC for the integration.
-- Success (scheduled or webhook-triggered) covers the stretch since the last successful sync,
-  capped at the interval it was scheduled with, I: the naive poller would have polled
-  stretch/D times, the orchestrator once, so it saves c x (stretch/D - 1). Credited to
-  `webhook` when a live channel relaxed the interval or a notification triggered the sync
-  (an early webhook sync can cost calls: the figure is then negative, and reported as such),
-  otherwise to `adaptive_schedule` (zero, and no mechanism, when I = D).
-- Skip for `invalid_token` (one per scheduled slot of length I): the naive poller would have
-  polled I/D times, and against a revoked grant each poll sends only the refresh request, which
-  fails with invalid_grant (REVOKED_POLL_CALLS); the skip sends nothing (or the one refresh that
-  discovered the revocation, which is subtracted). Credited to `token_health`. Claiming a full
-  sync's calls here would overstate: nothing past the refresh can be sent without a token.
-- Skip for `circuit_open`: the due attempt that run-due would otherwise have made against a
-  failing service, i.e. the pair's mean calls per failed attempt (fallback: the first request
-  sent retry_max_attempts times). Credited to `circuit_breaker`. This baseline is the
-  orchestrator's own retry cadence (a failing pair stays due on every run-due), not the naive
-  poller, which would have polled a failing pair only every D: during a long outage the claim
-  is larger than the naive-poller difference.
-- A failed half-open trial is a single probe (no retries): it saves the full failing attempt's
-  calls beyond the ones it sent, credited to `circuit_breaker`.
-- Manual syncs and other failures save nothing (their calls are counted as made); a manual skip
-  saves the one attempt it avoided.
+- Every scheduled or webhook-triggered attempt accounts for one stretch of its pair's timeline:
+  from the pair's previous such attempt (exclusive) to itself (inclusive); the first attempt's
+  stretch is the anchor itself. The stretches of a pair partition its timeline, so claims summed
+  over a fleet and a window add up to what naive polling would have sent minus what was sent.
+- Naive polls in the stretch, N: the grid points inside it (an integer, so nothing is lost to
+  rounding however short the stretches are: a webhook sync between two grid points has N = 0).
+- Calls per naive poll, c, in the condition this attempt found (same engines, same retries):
+  - success: the median `api_calls_made` of the pair's recent scheduled incremental successes
+    (what a naive poll sends; the median, so an occasional channel renewal does not count);
+    without history, this attempt's own calls when it was a scheduled incremental sync, else
+    FALLBACK_CALLS_PER_SYNC. A first sync is the naive poller's first poll too (its own calls).
+  - a failure of a full attempt (transient, quota, auth, client): its own calls, as a naive poll
+    in the same condition sends the same requests with the same retries;
+  - a failed single probe (a half-open trial or the fleet breaker's probe, sent without
+    retries): its calls plus the retries the naive poller would have added to the request that
+    failed (retry_max_attempts - 1);
+  - a skip for `invalid_token`: REVOKED_POLL_CALLS, the refresh a naive poll sends and Google
+    refuses with invalid_grant (nothing past the refresh can be sent without a token);
+  - a skip for `circuit_open` (a manual sync or a notification while open): the pair's recent
+    mean calls per failed attempt, else one request retried retry_max_attempts times.
+- Saved = round(N x c) - api_calls_made, never below -api_calls_made. It is negative where the
+  attempt cost more than naive polling (an early webhook sync: N = 0).
+- A manual attempt is made by both pollers (an operator asked for it): N = 1, so a manual
+  success saves nothing and a manual skip saves the naive attempt it avoided.
+- Credited to: `token_health` for revoked grants, auth and client failures; `circuit_breaker`
+  for failures, breaker skips and half-open trials (the backoff before the breaker opens is part
+  of the same failure cadence); `webhook` for a success a notification triggered or a live
+  channel's relaxed interval shaped; `adaptive_schedule` for the other successes. Zero saves
+  nothing and names no mechanism.
+Known approximation: a stretch is priced in the condition its ending attempt found, so a stretch
+in which a pair went from healthy to failing (or back) is priced as wholly one or the other; at
+most one naive poll per change of condition is mispriced.
 """
 
 from __future__ import annotations
@@ -39,7 +47,7 @@ from datetime import datetime
 
 from syncctl.config import Settings
 from syncctl.model import Integration, SavedBy, Trigger
-from syncctl.policy.schedule import Outcome, ScheduleRecord, adaptive_interval
+from syncctl.policy.schedule import Outcome
 
 # Without history: contacts = refresh + connections + contactGroups; calendar = refresh +
 # calendarList + events of three calendars (primary, contacts' birthdays, holidays).
@@ -48,6 +56,10 @@ FALLBACK_CALLS_PER_SYNC: dict[Integration, int] = {
     Integration.CALENDAR: 5,
 }
 REVOKED_POLL_CALLS = 1
+COUNTERFACTUAL = "naive polling: every pair at its default interval, same engines and retries"
+
+_SUCCESS = frozenset({Outcome.CHANGED, Outcome.UNCHANGED})
+_CREDENTIAL = frozenset({Outcome.INVALID_TOKEN, Outcome.AUTH_FAILURE, Outcome.CLIENT_FAILURE})
 
 
 @dataclass(frozen=True)
@@ -61,6 +73,40 @@ class Savings:
 NOTHING = Savings(0, None)
 
 
+@dataclass(frozen=True)
+class Stretch:
+    """The stretch of a pair's timeline one attempt accounts for, on the naive poller's grid.
+
+    `anchor` is the pair's first attempt (the naive poller's first poll), `previous` the pair's
+    previous scheduled or webhook-triggered attempt (None for the first), `now` this attempt.
+    """
+
+    anchor: datetime
+    previous: datetime | None
+    now: datetime
+
+
+def naive_polls(stretch: Stretch, default_seconds: int) -> int:
+    """Grid points (anchor + k x default) in (previous, now]; the first stretch holds the anchor."""
+    now_index = _grid_index(stretch.anchor, stretch.now, default_seconds)
+    if stretch.previous is None:
+        return max(0, now_index) + 1
+    previous_index = _grid_index(stretch.anchor, stretch.previous, default_seconds)
+    return max(0, now_index - max(previous_index, 0))
+
+
+def typical_calls(recent: list[int]) -> float | None:
+    """The median of a pair's recent calls per poll: a channel renewal now and then (extra
+    watch calls no naive poll sends) does not move it."""
+    if not recent:
+        return None
+    ordered = sorted(recent)
+    middle = len(ordered) // 2
+    if len(ordered) % 2:
+        return float(ordered[middle])
+    return (ordered[middle - 1] + ordered[middle]) / 2
+
+
 def calls_per_sync(integration: Integration, recent_mean: float | None) -> float:
     """Calls per poll: the pair's recent mean per successful sync, else the fallback constant."""
     if recent_mean is None or recent_mean <= 0:
@@ -68,57 +114,47 @@ def calls_per_sync(integration: Integration, recent_mean: float | None) -> float
     return recent_mean
 
 
-def saved_by_token_health(
-    schedule: ScheduleRecord | None, trigger: Trigger, calls_made: int
-) -> Savings:
-    """An invalid-token skip saves the failing refresh a naive poller sends per poll of the slot."""
-    if trigger is Trigger.MANUAL or schedule is None:
-        polls = 1.0
-    else:
-        polls = _polls_in(schedule.current_frequency_seconds, schedule)
-    return _credit(max(0, _round(polls * REVOKED_POLL_CALLS) - calls_made), SavedBy.TOKEN_HEALTH)
-
-
-def saved_by_circuit_breaker(calls_per_failure: float | None, settings: Settings) -> Savings:
-    """A circuit-open skip saves the calls of the failing attempt it replaced."""
-    per_failure = calls_per_failure if calls_per_failure else settings.retry_max_attempts
-    return _credit(_round(per_failure), SavedBy.CIRCUIT_BREAKER)
-
-
-def saved_by_breaker_trial(
-    calls_per_failure: float | None, calls_made: int, settings: Settings
-) -> Savings:
-    """A failed half-open trial is one probe: it saves what a full failing attempt sends more."""
-    full_attempt = saved_by_circuit_breaker(calls_per_failure, settings).calls
-    return _credit(max(0, full_attempt - calls_made), SavedBy.CIRCUIT_BREAKER)
-
-
-def saved_by_schedule(
-    schedule: ScheduleRecord,
+def naive_poll_calls(
+    outcome: Outcome,
+    *,
     integration: Integration,
-    trigger: Trigger,
-    now: datetime,
+    calls_made: int,
     settings: Settings,
-    recent_calls_per_sync: float | None,
-) -> Savings:
-    """A success saves c x (stretch/default - 1): `webhook` if a channel or notification shaped
-    the stretch, else `adaptive_schedule`."""
-    if schedule.last_sync_at is None:
-        return NOTHING  # the first sync: the naive poller makes it too
-    elapsed = max(0.0, (now - schedule.last_sync_at).total_seconds())
-    stretch = min(elapsed, float(schedule.current_frequency_seconds))
-    per_poll = calls_per_sync(integration, recent_calls_per_sync)
-    calls = _round(per_poll * (_polls_in(stretch, schedule) - 1))
-    adaptive = adaptive_interval(
-        integration,
-        schedule.default_frequency_seconds,
-        schedule.consecutive_no_changes,
-        settings,
-    )
-    relaxed = schedule.current_frequency_seconds > adaptive
-    if trigger is Trigger.WEBHOOK or relaxed:
-        return _credit(calls, SavedBy.WEBHOOK)
-    return _credit(calls, SavedBy.ADAPTIVE_SCHEDULE)
+    single_probe: bool = False,
+    first: bool = False,
+    own_is_a_poll: bool = False,
+    recent_calls_per_sync: float | None = None,
+    recent_calls_per_failure: float | None = None,
+) -> float:
+    """What one naive poll sends in the condition this attempt found (see the module docstring)."""
+    if outcome in _SUCCESS:
+        if first:
+            return float(calls_made)
+        if recent_calls_per_sync is None and own_is_a_poll and calls_made > 0:
+            return float(calls_made)
+        return calls_per_sync(integration, recent_calls_per_sync)
+    if outcome is Outcome.INVALID_TOKEN:
+        return float(REVOKED_POLL_CALLS)
+    if outcome is Outcome.CIRCUIT_OPEN:
+        if recent_calls_per_failure:
+            return recent_calls_per_failure
+        return float(settings.retry_max_attempts)
+    if single_probe and outcome is Outcome.TRANSIENT_FAILURE:
+        return float(calls_made + settings.retry_max_attempts - 1)
+    return float(calls_made)
+
+
+def mechanism_of(
+    outcome: Outcome, *, trigger: Trigger, breaker_trial: bool, webhook_shaped: bool
+) -> SavedBy:
+    """The one mechanism an attempt's saving is credited to."""
+    if outcome in _CREDENTIAL:
+        return SavedBy.TOKEN_HEALTH
+    if outcome not in _SUCCESS or breaker_trial:
+        return SavedBy.CIRCUIT_BREAKER
+    if trigger is Trigger.WEBHOOK or webhook_shaped:
+        return SavedBy.WEBHOOK
+    return SavedBy.ADAPTIVE_SCHEDULE
 
 
 def estimate_saved(
@@ -126,40 +162,52 @@ def estimate_saved(
     *,
     integration: Integration,
     trigger: Trigger,
-    schedule: ScheduleRecord | None,
-    now: datetime,
+    stretch: Stretch | None,
+    default_seconds: int,
+    calls_made: int,
     settings: Settings,
+    single_probe: bool = False,
+    breaker_trial: bool = False,
+    webhook_shaped: bool = False,
+    own_is_a_poll: bool = False,
     recent_calls_per_sync: float | None = None,
     recent_calls_per_failure: float | None = None,
-    calls_made: int = 0,
-    breaker_trial: bool = False,
 ) -> Savings:
-    """The calls this attempt saved against the naive poller, and the one mechanism that saved them.
+    """Naive polling's calls over the stretch this attempt accounts for, minus its own calls.
 
-    `schedule` is the pair's record as it was before this attempt updated it (None if the pair
-    has no schedule: then only a skip can save anything).
+    `stretch` is None for a manual attempt (one naive attempt, made by both pollers).
+    `webhook_shaped`: a live watch channel relaxed the interval that ended this stretch.
+    `own_is_a_poll`: this attempt sent what a naive poll sends (a scheduled incremental sync).
     """
-    if outcome is Outcome.INVALID_TOKEN:
-        return saved_by_token_health(schedule, trigger, calls_made)
-    if outcome is Outcome.CIRCUIT_OPEN:
-        return saved_by_circuit_breaker(recent_calls_per_failure, settings)
-    if breaker_trial and outcome is Outcome.TRANSIENT_FAILURE:
-        return saved_by_breaker_trial(recent_calls_per_failure, calls_made, settings)
-    success = outcome in (Outcome.CHANGED, Outcome.UNCHANGED)
-    if success and trigger is not Trigger.MANUAL and schedule is not None:
-        return saved_by_schedule(
-            schedule, integration, trigger, now, settings, recent_calls_per_sync
-        )
-    return NOTHING
+    if stretch is None:
+        polls = 1
+        first = trigger is Trigger.MANUAL
+    else:
+        polls = naive_polls(stretch, default_seconds)
+        first = stretch.previous is None
+    per_poll = naive_poll_calls(
+        outcome,
+        integration=integration,
+        calls_made=calls_made,
+        settings=settings,
+        single_probe=single_probe,
+        first=first,
+        own_is_a_poll=own_is_a_poll,
+        recent_calls_per_sync=recent_calls_per_sync,
+        recent_calls_per_failure=recent_calls_per_failure,
+    )
+    calls = max(-calls_made, _round(polls * per_poll) - calls_made)
+    if calls == 0:
+        return NOTHING
+    mechanism = mechanism_of(
+        outcome, trigger=trigger, breaker_trial=breaker_trial, webhook_shaped=webhook_shaped
+    )
+    return Savings(calls, mechanism)
 
 
-def _polls_in(seconds: float, schedule: ScheduleRecord) -> float:
-    return seconds / schedule.default_frequency_seconds
+def _grid_index(anchor: datetime, moment: datetime, default_seconds: int) -> int:
+    return math.floor((moment - anchor).total_seconds() / default_seconds)
 
 
 def _round(value: float) -> int:
-    return math.floor(value + 0.5)  # half up, also for negatives, so estimates are predictable
-
-
-def _credit(calls: int, mechanism: SavedBy) -> Savings:
-    return Savings(calls, mechanism) if calls != 0 else NOTHING
+    return math.floor(value + 0.5)  # half up, so estimates are predictable

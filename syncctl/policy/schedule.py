@@ -16,6 +16,12 @@ Choices where the contract is silent, as a fleet operator would want them:
   could not be renewed) returns to the adaptive interval.
 - A webhook notification makes the pair due now; the caller stores `pending_trigger = webhook`
   with it (the column lives beside the record, not in it), so the attempt runs as `webhook`.
+- A failure never costs more than naive polling (rev 2): a transient failure is retried after
+  `failure_backoff_seconds` (5 minutes), doubling with each failure in a row, never later than
+  the current interval; when the breaker opens, `next_sync_at` is its `next_retry_at`, so an
+  open pair is not due and run-due writes no row for it until its trial. A client failure (the
+  OAuth client was refused) leaves the pair due: nothing is wrong with the user, and run-due
+  sends one request per client and run until the operator fixes the client.
 - Manual syncs never change the schedule: `update_schedule` returns the record unchanged for
   them, and the per-outcome functions are for scheduled and webhook-triggered attempts only.
 """
@@ -41,6 +47,7 @@ class Outcome(StrEnum):
     CIRCUIT_OPEN = "circuit_open"  # skipped: the breaker is open
     TRANSIENT_FAILURE = "transient_failure"  # transient error or unexpected response
     QUOTA_FAILURE = "quota_failure"  # quota errors outlasted the retries
+    CLIENT_FAILURE = "client_failure"  # Google refused the OAuth client (not the user's grant)
 
 
 def initial_schedule(integration: Integration, now: datetime, settings: Settings) -> ScheduleRecord:
@@ -127,14 +134,39 @@ def after_invalid_token(record: ScheduleRecord, now: datetime) -> ScheduleRecord
     return replace(record, next_sync_at=now + timedelta(seconds=record.current_frequency_seconds))
 
 
-def after_transient_failure(record: ScheduleRecord) -> ScheduleRecord:
-    """A transient failure leaves the pair due, so the next run-due tries it again."""
-    return record
+def failure_backoff_seconds(failure_count: int, current_interval: int, settings: Settings) -> int:
+    """The n-th transient failure in a row retries after backoff x 2^(n-1), at most the interval."""
+    delay = settings.failure_backoff_seconds
+    for _ in range(max(0, failure_count - 1)):
+        if delay >= current_interval:
+            break
+        delay *= 2
+    return min(delay, current_interval)
 
 
-def after_circuit_open(record: ScheduleRecord) -> ScheduleRecord:
-    """A circuit-open skip leaves the pair due, so each run-due while open records one skip."""
-    return record
+def after_transient_failure(
+    record: ScheduleRecord,
+    now: datetime,
+    settings: Settings,
+    *,
+    failure_count: int,
+    breaker_retry_at: datetime | None = None,
+) -> ScheduleRecord:
+    """A transient failure retries after a growing backoff; an open breaker's pair waits for its
+    `next_retry_at` (not due while open)."""
+    if breaker_retry_at is not None:
+        return replace(record, next_sync_at=breaker_retry_at)
+    delay = failure_backoff_seconds(failure_count, record.current_frequency_seconds, settings)
+    return replace(record, next_sync_at=now + timedelta(seconds=delay))
+
+
+def after_circuit_open(
+    record: ScheduleRecord, breaker_retry_at: datetime | None = None
+) -> ScheduleRecord:
+    """An attempt asked for while the breaker is open leaves the pair due at `next_retry_at`."""
+    if breaker_retry_at is None:
+        return record
+    return replace(record, next_sync_at=breaker_retry_at)
 
 
 def after_quota_failure(
@@ -163,8 +195,14 @@ def update_schedule(
     settings: Settings,
     retry_after: float | None = None,
     channel_live: bool = False,
+    failure_count: int = 1,
+    breaker_retry_at: datetime | None = None,
 ) -> ScheduleRecord:
-    """Manual attempts never change the schedule; other attempts apply their outcome's rule."""
+    """Manual attempts never change the schedule; other attempts apply their outcome's rule.
+
+    `failure_count` is the breaker's count after this attempt and `breaker_retry_at` its
+    `next_retry_at` when the breaker is open (or half-open) after it, else None.
+    """
     if trigger is Trigger.MANUAL:
         return record
     if outcome is Outcome.CHANGED:
@@ -176,8 +214,12 @@ def update_schedule(
     if outcome is Outcome.QUOTA_FAILURE:
         return after_quota_failure(record, now, settings, retry_after)
     if outcome is Outcome.CIRCUIT_OPEN:
-        return after_circuit_open(record)
-    return after_transient_failure(record)
+        return after_circuit_open(record, breaker_retry_at)
+    if outcome is Outcome.CLIENT_FAILURE:
+        return record
+    return after_transient_failure(
+        record, now, settings, failure_count=failure_count, breaker_retry_at=breaker_retry_at
+    )
 
 
 def _after_success(

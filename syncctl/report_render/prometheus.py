@@ -23,6 +23,7 @@ class Metric(NamedTuple):
     labels: tuple[str, ...]
     value: Callable[[dict], Any]
     block: str | None = None
+    per: str = "by_integration"  # the block's key of per-label figures (fleet: "by_api")
 
 
 def _ratio(part: int, whole: int) -> float | None:
@@ -52,6 +53,14 @@ METRICS: tuple[Metric, ...] = (
            (*PER, "status"), lambda f: f, "token_health"),
     Metric("syncctl_circuit_breakers", "Pairs by circuit breaker state.", GAUGE,
            (*PER, "state"), lambda f: f, "breakers"),
+    Metric("syncctl_fleet_breaker_open", "1 when the Google API's fleet breaker is open.", GAUGE,
+           ("api",), lambda f: int(f["state"] != "closed"), "breakers.fleet", "by_api"),
+    Metric("syncctl_fleet_breaker_window_attempts", "Attempts against the API in the fleet"
+           " breaker's current window.", GAUGE,
+           ("api",), lambda f: f["attempts"], "breakers.fleet", "by_api"),
+    Metric("syncctl_fleet_breaker_window_transient_failures", "Transient failures at the API"
+           " in the fleet breaker's current window.", GAUGE,
+           ("api",), lambda f: f["transient_failures"], "breakers.fleet", "by_api"),
     Metric("syncctl_window_sync_attempts", "Attempts in the window by result.", GAUGE,
            (*PER, "result"), lambda f: {r: f[r] for r in ("success", "failure", "skipped")},
            "syncs"),
@@ -65,7 +74,8 @@ METRICS: tuple[Metric, ...] = (
            PER, lambda f: f["full_resyncs"], "syncs"),
     Metric("syncctl_window_api_calls_made", "Google API requests sent in the window.", GAUGE,
            PER, lambda f: f["made"], "api_calls"),
-    Metric("syncctl_window_api_calls_saved", "Google API requests avoided, by mechanism.", GAUGE,
+    Metric("syncctl_window_api_calls_saved", "Google API requests avoided against naive polling"
+           " (every pair at its default interval), by mechanism.", GAUGE,
            (*PER, "mechanism"), lambda f: f["saved_by"], "api_calls"),
     Metric("syncctl_window_api_calls_saved_ratio", "saved / (made + saved) in the window.", GAUGE,
            PER, lambda f: _ratio(f["saved"], f["made"] + f["saved"]), "api_calls"),
@@ -92,9 +102,11 @@ def samples(metric: Metric, report: dict) -> Samples:
     """The metric's (labels, value) pairs from the report, a None value included."""
     if not metric.labels:
         return [({}, metric.value(report))]
-    block = report
+    block: Any = report
     for key in (metric.block or "").split("."):
         block = block[key]
+    if metric.per == "by_api":  # a list of per-API rows
+        return [({metric.labels[0]: f["api"]}, metric.value(f)) for f in block]
     per = block["by_integration"].items()
     if len(metric.labels) == 1:
         return [({metric.labels[0]: name}, metric.value(f)) for name, f in per]

@@ -62,6 +62,7 @@ def sections(report: dict, *, limit: int | None = LIST_LIMIT) -> list[Section]:
         _breaker_section(report),
         _reconnect_section(report, limit),
         _open_breaker_section(report, limit),
+        _fleet_breaker_section(report),
         *_sync_sections(report),
         _api_section(report),
         *_staleness_sections(report),
@@ -135,6 +136,27 @@ def _open_breaker_section(report: dict, limit: int | None) -> Section:
     )
 
 
+def _fleet_breaker_section(report: dict) -> Section:
+    return Section(
+        "Fleet breakers (per Google API)",
+        ["API", "state", "attempts", "transient failures", "opened", "last probe", "reason"],
+        [
+            [
+                f["name"],
+                f["state"],
+                f["attempts"],
+                f["transient_failures"],
+                short_time(f["opened_at"]),
+                short_time(f["last_probe_at"]),
+                f["last_failure_reason"],
+            ]
+            for f in report["breakers"]["fleet"]
+        ],
+        caption="attempts and failures of the current window; open: run-due probes it once a"
+        " run and starts nothing else against it (`syncctl breaker reset --fleet` closes it)",
+    )
+
+
 def _sync_sections(report: dict) -> list[Section]:
     window = human_duration(report["window"]["seconds"])
     syncs = report["syncs"]
@@ -183,7 +205,8 @@ def _api_section(report: dict) -> Section:
                 percent(f["saved_share_percent"]),
             ],
         ),
-        caption="saved share = saved / (made + saved)",
+        caption=f"saved: against {report['api_calls']['counterfactual']};"
+        " saved share = saved / (made + saved)",
     )  # fmt: skip
 
 

@@ -23,15 +23,19 @@ Method.
   orchestrated-with-webhooks (a loopback receiver on the same virtual clock; each change's
   push is delivered before the clock moves on). Ablations answer "what would this fleet cost
   without this one mechanism"; they need not add up to naive minus orchestrated, because the
-  mechanisms interact and because the orchestrator differs from naive polling in a way that is
-  no mechanism: a failing pair stays due and is retried at every run-due until its breaker
-  opens, then once an hour (SPEC 3), where a naive poller waits its whole interval.
+  mechanisms interact.
 - What the report claimed is `syncctl report`'s own figure for the run: the sum of
   `sync_metrics.api_calls_saved`, by `saved_by` (estimation method in `syncctl.policy.savings`),
-  and per profile the same sum over the profile's users. Per mechanism it is set beside the
-  ablation; for `webhook` beside the rise of the total claim when webhooks are switched on (the
-  webhooks run credits to `webhook` whole stretches the orchestrated run credits partly to
-  `adaptive_schedule`).
+  and per profile the same sum over the profile's users. Every claim is measured against the
+  same counterfactual as the measured saving (naive polling), so per profile and in total the
+  claim's error (claimed - measured) / measured is printed beside it. Per mechanism it is set
+  beside the ablation; for `webhook` beside the rise of the total claim when webhooks are
+  switched on (the webhooks run credits to `webhook` whole stretches the orchestrated run
+  credits partly to `adaptive_schedule`).
+- Scenarios (`--scenario`): `outage` (all of Google down for 6 hours) and `client-rotation`
+  (the OAuth client secret rotated, the fleet re-imported 2 hours later) add a window; the
+  calls the fake counted inside it are printed per policy, with the users asked to reconnect
+  and the attempts refused as `client`.
 - Staleness is, per change made at the fake, the virtual time from the change to the first
   successful sync of its (user, integration) at or after it (nearest-rank p50/p95). Changes that
   no sync picked up before the end (a revoked or failing user's, and the latest ones) are
@@ -91,10 +95,17 @@ ABLATIONS = (
 )
 
 
-def simulation_scenario(*, users: int, days: int, seed: int, step_seconds: int) -> Scenario:
+def simulation_scenario(
+    *, users: int, days: int, seed: int, step_seconds: int, kind: str = "standard"
+) -> Scenario:
     """The simulator's scenario: `users` users over `days` days from a fixed start."""
     return make_scenario(
-        users=users, days=days, seed=seed, start=SIMULATION_START, step_seconds=step_seconds
+        users=users,
+        days=days,
+        seed=seed,
+        start=SIMULATION_START,
+        step_seconds=step_seconds,
+        kind=kind,
     )
 
 
@@ -148,9 +159,11 @@ def simulate(
     *,
     workers: int | None = None,
     on_done: Callable[[PolicyRun], None] | None = None,
+    ablations: bool = True,
 ) -> dict:
-    """Run every available policy and ablation over the scenario; return the comparison."""
-    policies = [NAIVE, ORCHESTRATED, *ABLATIONS]
+    """Run every available policy (and, unless switched off, each ablation) over the scenario;
+    return the comparison."""
+    policies = [NAIVE, ORCHESTRATED, *(ABLATIONS if ablations else ())]
     unavailable = {}
     reason = webhooks_unavailable()
     if reason is None:
@@ -260,8 +273,48 @@ def compare(
             "measured_saved": naive - orchestrated.api_calls,
             "claimed_saved": claimed["saved"],
             "measured_by_ablation": measured_by_ablation,
+            "claim_error_percent": claim_error_percent(
+                claimed["saved"], naive - orchestrated.api_calls
+            ),
             **_webhook_totals(by_name.get(WEBHOOKS.name), naive),
         },
+        "window": _window_figures(scenario, runs, policies),
+    }
+
+
+def claim_error_percent(claimed: int, measured: int) -> float | None:
+    """(claimed - measured) / |measured| in percent; None when nothing was measured."""
+    if measured == 0:
+        return None
+    return round(100.0 * (claimed - measured) / abs(measured), 1)
+
+
+def _window_figures(
+    scenario: Scenario, runs: list[PolicyRun], policies: list[Policy]
+) -> dict | None:
+    """Calls inside the outage or rotation window, per policy, and as a share of naive's."""
+    window = scenario.window()
+    if window is None:
+        return None
+    ablations = {p.name for p in policies if p.ablates is not None}
+    naive = next(r.window_calls for r in runs if r.policy == NAIVE.name) or 0
+    return {
+        "kind": scenario.kind,
+        "start": window[0].isoformat(),
+        "end": window[1].isoformat(),
+        "policies": [
+            {
+                "policy": run.policy,
+                "calls": run.window_calls,
+                "percent_of_naive": round(100.0 * (run.window_calls or 0) / naive, 1)
+                if naive
+                else None,
+                "reconnect_notices": run.reconnect_notices,
+                "client_refusals": run.client_refusals,
+            }
+            for run in runs
+            if run.policy not in ablations
+        ],
     }
 
 
@@ -271,12 +324,16 @@ def _webhook_totals(run: PolicyRun | None, naive: int) -> dict:
             "webhooks_calls": None,
             "webhooks_measured_saved": None,
             "webhooks_claimed_saved": None,
+            "webhooks_claim_error_percent": None,
         }
     claimed = run.claimed or {"saved": 0}
     return {
         "webhooks_calls": run.api_calls,
         "webhooks_measured_saved": naive - run.api_calls,
         "webhooks_claimed_saved": claimed["saved"],
+        "webhooks_claim_error_percent": claim_error_percent(
+            claimed["saved"], naive - run.api_calls
+        ),
     }
 
 
@@ -294,6 +351,7 @@ def _profile_rows(naive: PolicyRun, run: PolicyRun) -> list[dict]:
                 "measured_saved": measured,
                 "claimed": claimed.get(name, 0),
                 "claimed_minus_measured": claimed.get(name, 0) - measured,
+                "claim_error_percent": claim_error_percent(claimed.get(name, 0), measured),
             }
         )
     return rows

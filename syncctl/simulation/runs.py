@@ -20,13 +20,15 @@ from syncctl.engines.contacts import sync_contacts
 from syncctl.fleet import RunSummary
 from syncctl.google.errors import GoogleError
 from syncctl.google.session import GoogleSession
-from syncctl.model import ALL_INTEGRATIONS, Integration, Result
+from syncctl.model import ALL_INTEGRATIONS, ErrorClass, Integration, Result
 from syncctl.orchestrator import Orchestrator
 from syncctl.report import build_report, nearest_rank
 from syncctl.simulation.scenario import Scenario
 from syncctl.simulation.stage import Change, Stage, staged
 from syncctl.store import transaction
 from syncctl.store import users as user_store
+from syncctl.store.metrics import count_attempts
+from syncctl.store.report_queries import open_reconnect_notices
 from syncctl.webhooks import make_server
 
 StepHook = Callable[[Stage], None]
@@ -77,6 +79,9 @@ class PolicyRun:
     staleness: dict[str, Staleness]  # by integration (cli name) and "all"
     script_fingerprint: str
     wall_seconds: float
+    window_calls: int | None = None  # calls inside the scenario's outage or rotation window
+    reconnect_notices: int = 0  # users asked to reconnect (open notices) at the end
+    client_refusals: int = 0  # attempts that ended with error class `client`
 
 
 @dataclass
@@ -128,7 +133,11 @@ def run_orchestrated(
         finally:
             runner.close()
         report = build_report(stage.db, now=scenario.end, since=scenario.end - scenario.start)
-        return _measured(name, stage, tally, report["api_calls"]["total"], started)
+        claimed = {
+            **report["api_calls"]["total"],
+            "counterfactual": report["api_calls"]["counterfactual"],
+        }
+        return _measured(name, stage, tally, claimed, started)
 
 
 @contextmanager
@@ -233,6 +242,9 @@ def _measured(
         staleness=measure_staleness(stage.changes, tally.successes),
         script_fingerprint=stage.script_fingerprint,
         wall_seconds=round(time.perf_counter() - started, 2),
+        window_calls=stage.window_calls,
+        reconnect_notices=len({u for u, _ in open_reconnect_notices(stage.db.conn, None)}),
+        client_refusals=count_attempts(stage.db.conn, error_class=ErrorClass.CLIENT),
     )
 
 

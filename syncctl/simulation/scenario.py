@@ -12,6 +12,14 @@ Profiles (users are numbered `{prefix}-01`, `{prefix}-02`, ...):
   its breakers open.
 With four users or more, the second is `revoked` and the third `failing`; the others cycle
 through busy, quiet, occasional.
+
+Scenario kinds (`--scenario`), each the standard fleet and script plus:
+- `standard`: nothing more.
+- `outage`: all of Google (token endpoint included) answers 503 to everyone for OUTAGE_HOURS,
+  from noon of the middle day.
+- `client-rotation`: at noon of the middle day the operator rotates the OAuth client's secret
+  at Google, and only ROTATION_FIX_HOURS later updates the fleet's stored credentials (a
+  re-import with the new secret): in between every refresh gets 401 invalid_client.
 """
 
 from __future__ import annotations
@@ -29,6 +37,9 @@ CHANGES_PER_MOMENT = (1, 3)
 REVOKE_AT_FRACTION = 1 / 3
 FAIL_FROM_FRACTION = 1 / 2
 FAILING_STATUS = 503
+OUTAGE_HOURS = 6
+ROTATION_FIX_HOURS = 2
+SCENARIO_KINDS = ("standard", "outage", "client-rotation")
 
 
 class Profile(StrEnum):
@@ -50,6 +61,10 @@ class Action(StrEnum):
     CHANGE = "change"  # `count` random changes to the user's contacts and events
     REVOKE = "revoke"  # the user's grant is revoked
     FAIL = "fail"  # every request of the user fails from now on
+    OUTAGE_START = "outage_start"  # every request of everyone fails (Google-wide)
+    OUTAGE_END = "outage_end"
+    ROTATE_SECRET = "rotate_secret"  # the OAuth client's secret is rotated at Google
+    UPDATE_SECRET = "update_secret"  # the operator re-imports the fleet with the new secret
 
 
 @dataclass(frozen=True)
@@ -85,6 +100,7 @@ class Scenario:
     step_seconds: int
     users: tuple[FleetUser, ...]
     script: tuple[ScriptEvent, ...]
+    kind: str = "standard"
 
     @property
     def end(self) -> datetime:
@@ -106,6 +122,15 @@ class Scenario:
         """When the first event of this kind happens (None if the script has none)."""
         return next((event.at for event in self.script if event.action is action), None)
 
+    def window(self) -> tuple[datetime, datetime] | None:
+        """The outage or the client-rotation window of the scenario (None for `standard`)."""
+        starts = {"outage": Action.OUTAGE_START, "client-rotation": Action.ROTATE_SECRET}
+        ends = {"outage": Action.OUTAGE_END, "client-rotation": Action.UPDATE_SECRET}
+        if self.kind not in starts:
+            return None
+        start, end = self.moment_of(starts[self.kind]), self.moment_of(ends[self.kind])
+        return (start, end) if start and end else None
+
     def summary(self) -> dict:
         """The scenario as plain data for reports."""
         counts: dict[str, int] = {}
@@ -123,6 +148,8 @@ class Scenario:
             "changes": sum(e.count for e in self.script if e.action is Action.CHANGE),
             "revoked_at": _iso(self.moment_of(Action.REVOKE)),
             "failing_from": _iso(self.moment_of(Action.FAIL)),
+            "kind": self.kind,
+            "window": [_iso(at) for at in window] if (window := self.window()) else None,
         }
 
 
@@ -151,10 +178,13 @@ def make_scenario(
     start: datetime,
     step_seconds: int = 1800,
     prefix: str = "user",
+    kind: str = "standard",
 ) -> Scenario:
     """A reproducible fleet of `users` and its script over `days` simulated days."""
     if users < 1 or days < 1 or step_seconds < 1:
         raise ValueError("users, days and step must be positive")
+    if kind not in SCENARIO_KINDS:
+        raise ValueError(f"unknown scenario {kind!r} (use {', '.join(SCENARIO_KINDS)})")
     rng = random.Random(f"{seed}:scenario")  # noqa: S311 (a reproducible script, no secret)
     width = max(2, len(str(users)))
     fleet = tuple(
@@ -179,12 +209,19 @@ def make_scenario(
             for offset in _change_offsets(rng, user.profile):
                 count = rng.randint(*CHANGES_PER_MOMENT)
                 moments.append((day * DAY_SECONDS + offset, user.user_id, Action.CHANGE, count))
+    noon = (days // 2) * DAY_SECONDS + DAY_SECONDS // 2
+    if kind == "outage":
+        moments.append((noon, "", Action.OUTAGE_START, 0))
+        moments.append((noon + OUTAGE_HOURS * 3600, "", Action.OUTAGE_END, 0))
+    if kind == "client-rotation":
+        moments.append((noon, "", Action.ROTATE_SECRET, 0))
+        moments.append((noon + ROTATION_FIX_HOURS * 3600, "", Action.UPDATE_SECRET, 0))
     moments.sort(key=lambda m: (m[0], m[1], m[2].value))
     script = tuple(
         ScriptEvent(start + timedelta(seconds=offset), seq, user_id, action, count)
         for seq, (offset, user_id, action, count) in enumerate(moments)
     )
-    return Scenario(seed, start, days, step_seconds, fleet, script)
+    return Scenario(seed, start, days, step_seconds, fleet, script, kind)
 
 
 def _change_offsets(rng: random.Random, profile: Profile) -> list[int]:

@@ -47,6 +47,9 @@ class Stage:
     # Called after each change, before the clock moves on (e.g. to deliver webhook pushes).
     after_change: Callable[[], None] | None = None
     happenings: list[str] = field(default_factory=list)
+    # The fake's request count when the scenario's window (outage, client rotation) opened and
+    # when it closed.
+    window_counts: list[int] = field(default_factory=list)
     _cursor: int = 0
     _digest: Any = field(default_factory=hashlib.sha256)
 
@@ -68,6 +71,22 @@ class Stage:
             elif event.action is Action.REVOKE:
                 self.fake.revoke(event.user_id)
                 notes.append(f"{event.at:%Y-%m-%d %H:%M} {event.user_id}'s grant revoked at Google")
+            elif event.action in (Action.OUTAGE_START, Action.ROTATE_SECRET):
+                self.window_counts.append(self.fake.request_count())
+                if event.action is Action.OUTAGE_START:
+                    self.fake.set_outage(FAILING_STATUS)
+                    notes.append(f"{event.at:%Y-%m-%d %H:%M} all of Google answers 503")
+                else:
+                    self.fake.rotate_client_secret()
+                    notes.append(f"{event.at:%Y-%m-%d %H:%M} the OAuth client secret is rotated")
+            elif event.action in (Action.OUTAGE_END, Action.UPDATE_SECRET):
+                self.window_counts.append(self.fake.request_count())
+                if event.action is Action.OUTAGE_END:
+                    self.fake.set_outage(None)
+                    notes.append(f"{event.at:%Y-%m-%d %H:%M} Google is back")
+                else:
+                    self._update_credentials()
+                    notes.append(f"{event.at:%Y-%m-%d %H:%M} the fleet is re-imported")
             elif event.action is Action.FAIL:
                 self.fake.set_always_fail(event.user_id, FAILING_STATUS)
                 notes.append(
@@ -77,6 +96,26 @@ class Stage:
         self.clock.advance_to(moment)
         self.happenings.extend(notes)
         return notes
+
+    def _update_credentials(self) -> None:
+        # What the operator does after rotating the secret: store every user's credentials
+        # again with the new secret (as `syncctl user import` would).
+        for user in self.scenario.users:
+            add_user(
+                self.db,
+                self.settings,
+                user.user_id,
+                parse_credentials(self.fake.credentials(user.user_id)),
+                now=self.clock.now(),
+                email=f"{user.user_id}@example.com",
+            )
+
+    @property
+    def window_calls(self) -> int | None:
+        """Requests the fake received inside the scenario's window (None without one)."""
+        if len(self.window_counts) < 2:
+            return None
+        return self.window_counts[1] - self.window_counts[0]
 
     @property
     def script_fingerprint(self) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 from dataclasses import asdict
 
-from syncctl.model import AttemptRecord, Integration, Result, SyncType
+from syncctl.model import AttemptRecord, ErrorClass, Integration, Result, SyncType, Trigger
 
 # How many of a pair's latest attempts its recent mean cost is taken over.
 RECENT_ATTEMPTS = 10
@@ -55,3 +55,50 @@ def average_calls(
         _AVERAGE_CALLS, [result.value, sync_type, user_id, integration.value]
     ).fetchone()
     return None if row is None or row[0] is None else float(row[0])
+
+
+def recent_calls(
+    conn: sqlite3.Connection,
+    user_id: str,
+    integration: Integration,
+    result: Result,
+    sync_type: SyncType | None = None,
+    trigger: Trigger | None = None,
+    *,
+    recent: int = 10,
+) -> list[int]:
+    """api_calls_made of the pair's recent attempts with this result (and sync type and
+    trigger), newest first, single probes (half-open trials, fleet probes) left out."""
+    rows = conn.execute(
+        "SELECT api_calls_made FROM sync_metrics"
+        " WHERE user_id = ? AND integration_type = ? AND result = ? AND breaker_trial = 0"
+        " AND (? IS NULL OR sync_type = ?) AND (? IS NULL OR trigger = ?)"
+        " ORDER BY created_at DESC, id DESC LIMIT ?",
+        [user_id, integration.value, result.value, sync_type, sync_type, trigger, trigger, recent],
+    ).fetchall()
+    return [int(row[0]) for row in rows]
+
+
+def accounted_stretch(
+    conn: sqlite3.Connection, user_id: str, integration: Integration
+) -> tuple[str | None, str | None]:
+    """The pair's first attempt and its latest scheduled or webhook-triggered attempt (ISO
+    strings, None when there is none): where the pair's accounted timeline starts and ends."""
+    first = conn.execute(
+        "SELECT min(created_at) FROM sync_metrics WHERE user_id = ? AND integration_type = ?",
+        [user_id, integration.value],
+    ).fetchone()
+    latest = conn.execute(
+        "SELECT created_at FROM sync_metrics WHERE user_id = ? AND integration_type = ?"
+        " AND trigger != 'manual' ORDER BY created_at DESC, id DESC LIMIT 1",
+        [user_id, integration.value],
+    ).fetchone()
+    return (first[0] if first else None, latest[0] if latest else None)
+
+
+def count_attempts(conn: sqlite3.Connection, *, error_class: ErrorClass) -> int:
+    """How many attempts ended with this error class."""
+    row = conn.execute(
+        "SELECT count(*) FROM sync_metrics WHERE error_class = ?", [error_class.value]
+    ).fetchone()
+    return int(row[0])

@@ -243,7 +243,23 @@ CREATE TABLE secret_key_check (
 """
 
 
+# The fleet breaker per Google API (rev 2; syncctl.policy.fleet_breaker).
+FLEET_BREAKER_MIGRATION = """
+CREATE TABLE fleet_breaker (
+    api TEXT PRIMARY KEY,
+    state TEXT NOT NULL DEFAULT 'closed',
+    window_started_at TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    transient_failures INTEGER NOT NULL DEFAULT 0,
+    opened_at TEXT,
+    last_probe_at TEXT,
+    last_failure_reason TEXT
+);
+"""
+
+
 # Forward-only migrations: MIGRATIONS[n] is the SQL that takes version n to n + 1.
 # v2: the hourly rollup of sync_metrics that keeps `syncctl report` fast over a year of rows.
-MIGRATIONS: list[str] = [SCHEMA_V1, ROLLUP_MIGRATION, SECRETS_MIGRATION]
+# v3: the key check of secrets at rest. v4: the fleet breaker per Google API.
+MIGRATIONS: list[str] = [SCHEMA_V1, ROLLUP_MIGRATION, SECRETS_MIGRATION, FLEET_BREAKER_MIGRATION]
 SCHEMA_VERSION = len(MIGRATIONS)

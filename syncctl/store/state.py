@@ -135,6 +135,7 @@ def due_pairs(
 def load_pair_state(conn: sqlite3.Connection, user_id: str, integration: Integration) -> PairState:
     """Everything one attempt decides on, read once: gate state, schedule, recent costs."""
     schedule, mark = _load_schedule_and_mark(conn, user_id, integration)
+    first, previous = metrics.accounted_stretch(conn, user_id, integration)
     return PairState(
         user_id=user_id,
         integration=integration,
@@ -148,6 +149,13 @@ def load_pair_state(conn: sqlite3.Connection, user_id: str, integration: Integra
             conn, user_id, integration, Result.SUCCESS, SyncType.INCREMENTAL
         ),
         recent_calls_per_failure=metrics.average_calls(conn, user_id, integration, Result.FAILURE),
+        recent_poll_calls=tuple(
+            metrics.recent_calls(
+                conn, user_id, integration, Result.SUCCESS, SyncType.INCREMENTAL, Trigger.SCHEDULED
+            )
+        ),
+        first_attempt_at=_moment(first),
+        previous_attempt_at=_moment(previous),
     )
 
 

@@ -335,3 +335,9 @@ def remove_user(conn: sqlite3.Connection, user_id: str, *, purge: bool) -> None:
     for table in tables:
         conn.execute(f"DELETE FROM {table} WHERE user_id = ?", [user_id])
     conn.execute("DELETE FROM users WHERE id = ?", [user_id])
+
+
+def load_client_id(conn: sqlite3.Connection, user_id: str) -> str | None:
+    """The OAuth client id of a user's credentials (not a secret), None if there are none."""
+    row = conn.execute("SELECT client_id FROM credentials WHERE user_id = ?", [user_id]).fetchone()
+    return str(row[0]) if row else None

@@ -1,0 +1,169 @@
+"""The fleet breaker per Google API (SPEC 3.2, rev 2): when Google itself fails, stop asking.
+
+One breaker per API: `oauth` (the token endpoint every attempt may need first), `people`
+(contacts) and `calendar`. Evidence is what attempts found at each API they sent requests to: a
+success there, or a transient failure there (an attempt that failed at the token endpoint never
+reached People or Calendar, so it is evidence about `oauth` only).
+
+- Trip: within one window (`fleet_breaker_window_seconds`, default 15 minutes: the current
+  run-due and the ones just before it, as a small fleet's cron run has only a few attempts), at
+  least `fleet_breaker_min_attempts` attempts against the API and at least
+  `fleet_breaker_failure_ratio` of them failing transiently open its breaker. From then on
+  run-due starts no sync that needs that API for the rest of the run.
+- Probe: each later run sends one probe (the first due attempt that needs the API, as a single
+  request without retries) before anything else that needs it. A probe that does not fail
+  transiently at the API closes its breaker and the run goes on; one that does keeps it open for
+  the rest of the run. A Google-wide outage costs a probe per API per run, not a failing attempt
+  per pair.
+- `breaker reset --fleet` closes every fleet breaker and forgets its evidence.
+Pairs held back are not attempted: no row, no Google call, no change to their schedule, so they
+run as soon as the probe succeeds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from syncctl.config import Settings
+from syncctl.model import BreakerState, Integration
+
+
+class Api(StrEnum):
+    """A Google API with a fleet breaker of its own."""
+
+    OAUTH = "oauth"
+    PEOPLE = "people"
+    CALENDAR = "calendar"
+
+
+API_NAMES = {Api.OAUTH: "Google OAuth", Api.PEOPLE: "People API", Api.CALENDAR: "Calendar API"}
+DATA_API = {Integration.CONTACTS: Api.PEOPLE, Integration.CALENDAR: Api.CALENDAR}
+
+
+def apis_needed(integration: Integration) -> tuple[Api, Api]:
+    """A sync needs the token endpoint and its data API."""
+    return (Api.OAUTH, DATA_API[integration])
+
+
+@dataclass(frozen=True)
+class FleetRecord:
+    """One API's fleet breaker: its state and the evidence of the current window."""
+
+    api: Api
+    state: BreakerState = BreakerState.CLOSED
+    window_started_at: datetime | None = None
+    attempts: int = 0
+    transient_failures: int = 0
+    opened_at: datetime | None = None
+    last_probe_at: datetime | None = None
+    last_failure_reason: str | None = None
+
+    @property
+    def is_open(self) -> bool:
+        return self.state is not BreakerState.CLOSED
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What one attempt found at one API: a transient failure there, or not."""
+
+    api: Api
+    transient_failure: bool
+    reason: str | None = None
+
+
+def evidence_of(
+    integration: Integration,
+    *,
+    reached_google: bool,
+    failed_api: Api | None,
+    transient: bool,
+    refreshed: bool,
+    reason: str | None = None,
+) -> list[Evidence]:
+    """The evidence of one attempt: the API it failed at, and each API it got an answer from."""
+    if not reached_google:
+        return []
+    answered_at = failed_api or DATA_API[integration]
+    found = [
+        Evidence(answered_at, transient and failed_api is not None, reason if transient else None)
+    ]
+    if refreshed and answered_at is not Api.OAUTH:
+        return [Evidence(Api.OAUTH, False), *found]
+    return found
+
+
+def observe(
+    record: FleetRecord, evidence: Evidence, now: datetime, settings: Settings
+) -> FleetRecord:
+    """Add one attempt's evidence to the window (a new window once the old one has passed);
+    the breaker opens when the window holds enough attempts and enough of them failed."""
+    window = settings.fleet_breaker_window_seconds
+    if record.window_started_at is None or now >= record.window_started_at + timedelta(
+        seconds=window
+    ):
+        record = replace(record, window_started_at=now, attempts=0, transient_failures=0)
+    record = replace(
+        record,
+        attempts=record.attempts + 1,
+        transient_failures=record.transient_failures + int(evidence.transient_failure),
+        last_failure_reason=evidence.reason
+        if evidence.transient_failure
+        else record.last_failure_reason,
+    )
+    if record.is_open or not trips(record.attempts, record.transient_failures, settings):
+        return record
+    return replace(record, state=BreakerState.OPEN, opened_at=now)
+
+
+def trips(attempts: int, transient_failures: int, settings: Settings) -> bool:
+    """At least the minimum attempts, and at least the failure ratio of them transient."""
+    if attempts < settings.fleet_breaker_min_attempts:
+        return False
+    return transient_failures >= settings.fleet_breaker_failure_ratio * attempts
+
+
+def on_probe(record: FleetRecord, evidence: Evidence | None, now: datetime) -> FleetRecord:
+    """A probe that did not fail transiently at the API closes its breaker; one that did keeps
+    it open (for the rest of the run)."""
+    probed = replace(record, last_probe_at=now)
+    if evidence is not None and evidence.transient_failure:
+        return replace(probed, last_failure_reason=evidence.reason)
+    return closed(probed)
+
+
+def closed(record: FleetRecord) -> FleetRecord:
+    """A closed breaker with an empty window (a successful probe, an operator's reset)."""
+    return replace(
+        record,
+        state=BreakerState.CLOSED,
+        window_started_at=None,
+        attempts=0,
+        transient_failures=0,
+        opened_at=None,
+    )
+
+
+class FleetGate(StrEnum):
+    """What run-due does with a due pair, as the fleet breakers see it."""
+
+    RUN = "run"  # every API it needs is closed
+    PROBE = "probe"  # an API it needs is open and this run has not probed it: this is the probe
+    HOLD = "hold"  # an API it needs is open and already probed (or being probed) in this run
+
+
+def gate(
+    integration: Integration, records: dict[Api, FleetRecord], probed: frozenset[Api]
+) -> tuple[FleetGate, tuple[Api, ...]]:
+    """RUN when every needed API is closed; else PROBE the open ones not yet probed this run
+    (only if none of them was), else HOLD. Returns the decision and the APIs it probes."""
+    open_apis = tuple(
+        api for api in apis_needed(integration) if api in records and records[api].is_open
+    )
+    if not open_apis:
+        return FleetGate.RUN, ()
+    if any(api in probed for api in open_apis):
+        return FleetGate.HOLD, ()
+    return FleetGate.PROBE, open_apis

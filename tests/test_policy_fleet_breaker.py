@@ -1,0 +1,215 @@
+"""The fleet breaker per API (SPEC 3.2, rev 2): trip on a window of mostly failing attempts,
+hold the rest of the run, probe once per later run until a probe succeeds."""
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from syncctl.config import Settings
+from syncctl.model import BreakerState, Integration
+from syncctl.policy.fleet_breaker import (
+    Api,
+    Evidence,
+    FleetGate,
+    FleetRecord,
+    apis_needed,
+    closed,
+    evidence_of,
+    gate,
+    observe,
+    on_probe,
+    trips,
+)
+
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+SETTINGS = Settings()
+CAL = Integration.CALENDAR
+CON = Integration.CONTACTS
+FAIL = Evidence(Api.CALENDAR, True, "transient: HTTP 503")
+OK = Evidence(Api.CALENDAR, False)
+
+
+@pytest.mark.parametrize(
+    ("attempts", "failures", "expected"),
+    [
+        pytest.param(19, 19, False, id="19-all-failing-too-few"),
+        pytest.param(20, 18, True, id="20-with-90pct"),
+        pytest.param(20, 17, False, id="20-with-85pct"),
+        pytest.param(100, 90, True, id="100-with-90pct"),
+        pytest.param(100, 89, False, id="100-with-89pct"),
+        pytest.param(0, 0, False, id="nothing"),
+    ],
+)
+def test_trips_at_20_attempts_and_90_percent_transient(
+    attempts: int, failures: int, expected: bool
+) -> None:
+    assert trips(attempts, failures, SETTINGS) is expected
+
+
+def _observed(record: FleetRecord, evidence: list[Evidence], at: datetime) -> FleetRecord:
+    for item in evidence:
+        record = observe(record, item, at, SETTINGS)
+    return record
+
+
+def test_the_20th_failing_attempt_of_a_window_opens_the_breaker() -> None:
+    record = _observed(FleetRecord(Api.CALENDAR), [FAIL] * 19, NOW)
+    assert (record.state, record.attempts, record.transient_failures) == (
+        BreakerState.CLOSED,
+        19,
+        19,
+    )
+    record = observe(record, FAIL, NOW + timedelta(minutes=5), SETTINGS)
+    assert record.state is BreakerState.OPEN
+    assert record.opened_at == NOW + timedelta(minutes=5)
+    assert record.last_failure_reason == "transient: HTTP 503"
+
+
+def test_successes_in_the_window_keep_it_closed() -> None:
+    record = _observed(FleetRecord(Api.CALENDAR), [FAIL] * 17 + [OK] * 3, NOW)
+    assert (record.attempts, record.state) == (20, BreakerState.CLOSED)
+
+
+def test_evidence_older_than_the_window_is_forgotten() -> None:
+    record = _observed(FleetRecord(Api.CALENDAR), [FAIL] * 19, NOW)
+    later = NOW + timedelta(seconds=SETTINGS.fleet_breaker_window_seconds)
+    record = observe(record, FAIL, later, SETTINGS)
+    assert (record.window_started_at, record.attempts, record.state) == (
+        later,
+        1,
+        BreakerState.CLOSED,
+    )
+
+
+OPEN = replace(FleetRecord(Api.OAUTH), state=BreakerState.OPEN, opened_at=NOW, attempts=20)
+
+
+@pytest.mark.parametrize(
+    ("evidence", "expected_state"),
+    [
+        pytest.param(Evidence(Api.OAUTH, True, "503"), BreakerState.OPEN, id="failed-probe"),
+        pytest.param(Evidence(Api.OAUTH, False), BreakerState.CLOSED, id="answered-probe"),
+        pytest.param(None, BreakerState.CLOSED, id="probe-needed-no-request-of-it"),
+    ],
+)
+def test_a_probe_closes_the_breaker_unless_it_failed_there(
+    evidence: Evidence | None, expected_state: BreakerState
+) -> None:
+    probed = on_probe(OPEN, evidence, NOW + timedelta(minutes=5))
+    assert probed.state is expected_state
+    assert probed.last_probe_at == NOW + timedelta(minutes=5)
+    if expected_state is BreakerState.CLOSED:
+        assert probed == replace(closed(OPEN), last_probe_at=NOW + timedelta(minutes=5))
+
+
+def test_apis_needed() -> None:
+    assert apis_needed(CAL) == (Api.OAUTH, Api.CALENDAR)
+    assert apis_needed(CON) == (Api.OAUTH, Api.PEOPLE)
+
+
+CLOSED_ALL = {api: FleetRecord(api) for api in Api}
+OAUTH_OPEN = {**CLOSED_ALL, Api.OAUTH: OPEN}
+CALENDAR_OPEN = {**CLOSED_ALL, Api.CALENDAR: replace(OPEN, api=Api.CALENDAR)}
+
+
+@pytest.mark.parametrize(
+    ("integration", "records", "probed", "expected"),
+    [
+        pytest.param(CAL, CLOSED_ALL, frozenset(), (FleetGate.RUN, ()), id="all-closed-runs"),
+        pytest.param(CAL, {}, frozenset(), (FleetGate.RUN, ()), id="nothing-stored-runs"),
+        pytest.param(
+            CAL, OAUTH_OPEN, frozenset(), (FleetGate.PROBE, (Api.OAUTH,)), id="first-is-the-probe"
+        ),
+        pytest.param(
+            CON,
+            OAUTH_OPEN,
+            frozenset({Api.OAUTH}),
+            (FleetGate.HOLD, ()),
+            id="probed-holds-the-rest",
+        ),
+        pytest.param(
+            CON, CALENDAR_OPEN, frozenset(), (FleetGate.RUN, ()), id="other-api-open-runs"
+        ),
+        pytest.param(
+            CAL,
+            CALENDAR_OPEN,
+            frozenset({Api.OAUTH}),
+            (FleetGate.PROBE, (Api.CALENDAR,)),
+            id="each-api-probed-once",
+        ),
+    ],
+)
+def test_gate_runs_probes_once_a_run_or_holds(
+    integration: Integration,
+    records: dict[Api, FleetRecord],
+    probed: frozenset[Api],
+    expected: tuple[FleetGate, tuple[Api, ...]],
+) -> None:
+    assert gate(integration, records, probed) == expected
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "expected"),
+    [
+        pytest.param(
+            {"reached_google": False, "failed_api": None, "transient": False, "refreshed": False},
+            [],
+            id="gated-attempt-is-no-evidence",
+        ),
+        pytest.param(
+            {"reached_google": True, "failed_api": None, "transient": False, "refreshed": True},
+            [Evidence(Api.OAUTH, False), Evidence(Api.CALENDAR, False)],
+            id="success-with-refresh",
+        ),
+        pytest.param(
+            {"reached_google": True, "failed_api": None, "transient": False, "refreshed": False},
+            [Evidence(Api.CALENDAR, False)],
+            id="success-with-a-valid-token",
+        ),
+        pytest.param(
+            {
+                "reached_google": True,
+                "failed_api": Api.OAUTH,
+                "transient": True,
+                "refreshed": False,
+                "reason": "503",
+            },
+            [Evidence(Api.OAUTH, True, "503")],
+            id="refresh-failed-never-reached-calendar",
+        ),
+        pytest.param(
+            {
+                "reached_google": True,
+                "failed_api": Api.CALENDAR,
+                "transient": True,
+                "refreshed": True,
+                "reason": "503",
+            },
+            [Evidence(Api.OAUTH, False), Evidence(Api.CALENDAR, True, "503")],
+            id="refreshed-then-calendar-failed",
+        ),
+        pytest.param(
+            {
+                "reached_google": True,
+                "failed_api": Api.CALENDAR,
+                "transient": False,
+                "refreshed": False,
+            },
+            [Evidence(Api.CALENDAR, False)],
+            id="a-quota-or-auth-failure-is-an-answer",
+        ),
+        pytest.param(
+            {
+                "reached_google": True,
+                "failed_api": Api.OAUTH,
+                "transient": False,
+                "refreshed": False,
+            },
+            [Evidence(Api.OAUTH, False)],
+            id="a-refused-client-is-an-answer-from-oauth-only",
+        ),
+    ],
+)
+def test_evidence_of_an_attempt(kwargs: dict, expected: list[Evidence]) -> None:
+    assert evidence_of(CAL, **kwargs) == expected
