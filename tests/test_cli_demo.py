@@ -148,7 +148,13 @@ def test_simulate_prints_its_tables(run):
 
 @pytest.mark.parametrize(
     "args",
-    [("--users", "2"), ("--days", "0"), ("--step", "0m"), ("--step", "soon")],
+    [
+        ("--users", "2"),
+        ("--days", "0"),
+        ("--step", "0m"),
+        ("--step", "soon"),
+        ("--scenario", "flood"),
+    ],
 )
 def test_simulate_bad_options_exit_2_with_one_line(run, args):
     result = run("simulate", *args)
