@@ -500,13 +500,13 @@ def test_breaker_reset_all_closes_every_open_breaker(tmp_path, env):
     conn.close()
 
 
-def test_breaker_reset_needs_exactly_one_of_user_and_all(tmp_path, env):
+def test_breaker_reset_needs_exactly_one_of_user_all_and_fleet(tmp_path, env):
     db = make_db(tmp_path / "s.db", "u1")
     open_breakers(db, "u1")
     before = db.read_bytes()
-    for args in ([], ["--all", "--user", "u1"]):
+    for args in ([], ["--all", "--user", "u1"], ["--fleet", "--all"], ["--fleet", "--user", "u1"]):
         line = one_error_line(run(env, "--db", str(db), "breaker", "reset", *args))
-        assert "give either --user X or --all" in line
+        assert "give one of --user X, --all or --fleet" in line
     assert db.read_bytes() == before
 
 
