@@ -41,11 +41,13 @@ from syncctl.model import (
     SkipReason,
     TokenStatus,
     Trigger,
+    UserCredentials,
 )
 from syncctl.policy import token_health
 from syncctl.policy.attempt import Verdict, conclude, keep_notification
 from syncctl.policy.gate import Gate, gate
 from syncctl.policy.token_health import TokenAction, TokenCheck
+from syncctl.quota import QuotaBudget
 from syncctl.store import DatabaseError, transaction
 from syncctl.store import state as state_store
 from syncctl.store import users as user_store
@@ -79,6 +81,7 @@ class Orchestrator:
         self.sleep = sleep
         self.engines = engines or ENGINES
         self.pool = ConnectionPool(settings.db_path)
+        self.quota = QuotaBudget(settings, self.db, clock=clock, sleep=sleep)
 
     def db(self) -> sqlite_utils.Database:
         """This thread's connection to the database."""
@@ -87,6 +90,19 @@ class Orchestrator:
     def close(self) -> None:
         """Close every connection this orchestrator opened."""
         self.pool.close()
+
+    def session(
+        self, credentials: UserCredentials, settings: Settings, now: datetime
+    ) -> GoogleSession:
+        """A GoogleSession on this thread's keep-alive connections, spending from the budget."""
+        return GoogleSession(
+            credentials,
+            settings,
+            now=lambda: now,
+            sleep=self.sleep,
+            pool=self.pool.http(),
+            spend=self.quota.spend,
+        )
 
     # -- one attempt -------------------------------------------------------------------------
 
@@ -110,14 +126,12 @@ class Orchestrator:
         # A half-open trial is one probe of a service that kept failing: no retries, so an
         # open breaker costs one request an hour rather than a full retry burst.
         settings = replace(self.settings, retry_max_attempts=1) if decision.trial else self.settings
-        session = GoogleSession(credentials, settings, now=lambda: now, sleep=self.sleep)
+        session = self.session(credentials, settings, now)
         try:
             verdict = self._run_session(db, session, state, decision, trigger, now, full=full)
             return self._save(db, state, verdict, now, started, session)
         finally:
-            # The discovery client keeps reference cycles: without this the sockets (and the
-            # fake's or Google's connection slots) stay open until the garbage collector runs.
-            session.close()
+            session.close()  # the thread's keep-alive connections stay in the pool
 
     def _take_trial_lease(self, db: sqlite_utils.Database, state: PairState, now: datetime) -> Gate:
         # The half-open lease is decided again under the write lock and stored before the
@@ -211,9 +225,7 @@ class Orchestrator:
         credentials = user_store.load_credentials(db.conn, user_id)
         if credentials is None or not integrations:
             return TokenStatus.UNKNOWN, "no credentials or no integrations"
-        with GoogleSession(
-            credentials, self.settings, now=lambda: now, sleep=self.sleep
-        ) as session:
+        with self.session(credentials, self.settings, now) as session:
             try:
                 session.refresh_token()
             except AuthError as error:

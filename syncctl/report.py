@@ -15,6 +15,9 @@ Definitions (documented in the README, section "The report"):
   are expected to cost the pair's recent mean (store.metrics.recent_mean_sql: its last
   successful incremental syncs, trials left out), else the integration's mean over the window,
   else policy.savings.FALLBACK_CALLS_PER_SYNC.
+- mass_delete_holds: pairs whose sync the mass-delete guard held, oldest first (SPEC 3).
+- quota: per API, its budget a minute, the requests granted in the sliding minute before now
+  (and their share of the budget), and the busiest whole minute of the last hour (SPEC 8).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from datetime import datetime, timedelta
 
 import sqlite_utils
 
+from syncctl import quota
 from syncctl.clock import from_iso, to_iso
 from syncctl.config import Settings
 from syncctl.model import (
@@ -43,6 +47,9 @@ from syncctl.model import (
 )
 from syncctl.policy import savings
 from syncctl.policy.gate import gate
+from syncctl.policy.quota import WINDOW_SECONDS, window_start
+from syncctl.store import holds as hold_store
+from syncctl.store import quota as quota_store
 from syncctl.store import report_queries as q
 from syncctl.store import state as state_store
 from syncctl.users import BadInput, require_user
@@ -76,12 +83,46 @@ def build_report(
     now: datetime,
     since: timedelta,
     user_id: str | None = None,
+    settings: Settings | None = None,
 ) -> dict:
     """Every figure of the report as plain data with stable keys (see the module docstring)."""
     if user_id is not None:
         require_user(db, user_id)
     with _snapshot(db.conn):
-        return _figures(db.conn, now, since, user_id)
+        figures = _figures(db.conn, now, since, user_id)
+        figures["mass_delete_holds"] = _holds(db.conn, user_id)
+        figures["quota"] = _quota(db.conn, now, settings or Settings())
+        return figures
+
+
+def _holds(conn: sqlite3.Connection, user_id: str | None) -> list[dict]:
+    return [
+        {
+            "user_id": hold.user_id,
+            "integration": hold.integration.cli_name,
+            "mirror": hold.mirror,
+            "mirrored": hold.mirrored,
+            "deleting": hold.deleting,
+            "held_at": hold.held_at,
+        }
+        for hold in hold_store.list_holds(conn, user_id)
+    ]
+
+
+def _quota(conn: sqlite3.Connection, now: datetime, settings: Settings) -> dict:
+    moment = now.timestamp()
+    used = quota_store.usage_since(conn, window_start(moment))
+    hour_ago = math.floor(moment) - 3600
+    apis = {}
+    for api, budget in quota.budgets(settings).items():
+        spent = used.get(api, 0)
+        apis[api] = {
+            "budget_per_minute": budget,
+            "used_in_window": spent,
+            "used_percent": _percent(spent, budget),
+            "peak_minute_last_hour": quota_store.peak_minute(conn, api, hour_ago),
+        }
+    return {"window_seconds": WINDOW_SECONDS, "apis": apis}
 
 
 @contextmanager

@@ -27,7 +27,15 @@ import sqlite_utils
 
 from syncctl.clock import Clock
 from syncctl.engines import SyncOutcome
-from syncctl.engines._scope import PageChanges, Scope, ScopeResult, combine, sync_scope
+from syncctl.engines._scope import (
+    GuardedMirror,
+    PageChanges,
+    Scope,
+    ScopeResult,
+    combine,
+    sync_scope,
+)
+from syncctl.engines.guard import DeletionGuard
 from syncctl.google import GoogleSession, UnexpectedResponse
 from syncctl.model import Integration, SyncType
 from syncctl.store import calendar as store
@@ -48,8 +56,12 @@ def sync_calendar(
     *,
     full: bool = False,
     now: Clock,
+    guard: DeletionGuard | None = None,
 ) -> SyncOutcome:
-    """Sync a user's calendar list, then the events of every synced calendar."""
+    """Sync a user's calendar list, then the events of every synced calendar.
+
+    With a `guard`, each calendar's event deletions wait for it (MassDeleteHeld if held).
+    """
     calls_before = session.calls_made
     calendars = Scope(
         integration=Integration.CALENDAR,
@@ -65,7 +77,9 @@ def sync_calendar(
     results = [sync_scope(db, user_id, calendars, full=full, now=now)]
     for calendar_id in store.calendar_ids(db.conn, user_id):
         try:
-            results.append(_sync_events(db, session, user_id, calendar_id, full=full, now=now))
+            results.append(
+                _sync_events(db, session, user_id, calendar_id, full=full, now=now, guard=guard)
+            )
         except UnexpectedResponse as exc:
             if exc.status != 404:
                 raise
@@ -84,7 +98,12 @@ def _sync_events(
     *,
     full: bool,
     now: Clock,
+    guard: DeletionGuard | None = None,
 ) -> ScopeResult:
+    guarded = None
+    if guard is not None:
+        key = (user_id, calendar_id)
+        guarded = GuardedMirror(f"events of calendar {calendar_id}", store.EVENTS, key, guard)
     events = Scope(
         integration=Integration.CALENDAR,
         name=events_scope(calendar_id),
@@ -97,6 +116,7 @@ def _sync_events(
             conn, user_id, calendar_id, changes.rows, generation=generation, removed=changes.removed
         ),
         sweep=lambda conn, generation: store.sweep_events(conn, user_id, calendar_id, generation),
+        guarded=guarded,
     )
     return sync_scope(db, user_id, events, full=full, now=now)
 
