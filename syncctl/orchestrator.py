@@ -29,6 +29,7 @@ from syncctl.connections import ConnectionPool
 from syncctl.engines import SyncOutcome
 from syncctl.engines.calendar import sync_calendar
 from syncctl.engines.contacts import sync_contacts
+from syncctl.engines.guard import MassDeleteHeld
 from syncctl.google.errors import AuthError, GoogleError, UnexpectedResponse
 from syncctl.google.session import GoogleSession
 from syncctl.model import (
@@ -46,6 +47,7 @@ from syncctl.model import (
 from syncctl.policy import token_health
 from syncctl.policy.attempt import Verdict, conclude, keep_notification
 from syncctl.policy.gate import Gate, gate
+from syncctl.policy.mass_delete import Deletions, hold_deletions
 from syncctl.policy.token_health import TokenAction, TokenCheck
 from syncctl.quota import QuotaBudget
 from syncctl.store import DatabaseError, transaction
@@ -107,14 +109,32 @@ class Orchestrator:
     # -- one attempt -------------------------------------------------------------------------
 
     def attempt(
-        self, user_id: str, integration: Integration, trigger: Trigger, *, full: bool = False
+        self,
+        user_id: str,
+        integration: Integration,
+        trigger: Trigger,
+        *,
+        full: bool = False,
+        allow_mass_delete: bool = False,
     ) -> AttemptRecord:
-        """Run one (user, integration) through every gate and, if allowed, the sync."""
+        """Run one (user, integration) through every gate and, if allowed, the sync.
+
+        `allow_mass_delete` applies deletions the mass-delete guard would hold (an operator's
+        `sync --allow-mass-delete`); `full` re-fetches everything (and lets a held pair sync).
+        """
         db = self.db()
         now = self.clock()
         started = time.monotonic()
         state = state_store.load_pair_state(db.conn, user_id, integration)
-        decision = gate(state.token_status, state.breaker, now, self.settings)
+        decision = gate(
+            state.token_status,
+            state.breaker,
+            now,
+            self.settings,
+            held=state.mass_delete_held,
+            allow_mass_delete=allow_mass_delete,
+            full=full,
+        )
         if decision.trial:
             decision = self._take_trial_lease(db, state, now)
         if not decision.allowed:
@@ -128,7 +148,16 @@ class Orchestrator:
         settings = replace(self.settings, retry_max_attempts=1) if decision.trial else self.settings
         session = self.session(credentials, settings, now)
         try:
-            verdict = self._run_session(db, session, state, decision, trigger, now, full=full)
+            verdict = self._run_session(
+                db,
+                session,
+                state,
+                decision,
+                trigger,
+                now,
+                full=full,
+                allow_mass_delete=allow_mass_delete,
+            )
             return self._save(db, state, verdict, now, started, session)
         finally:
             session.close()  # the thread's keep-alive connections stay in the pool
@@ -153,9 +182,14 @@ class Orchestrator:
         now: datetime,
         *,
         full: bool,
+        allow_mass_delete: bool,
     ) -> Verdict:
         credentials = session.credentials
         admitted = decision.breaker
+
+        def guard(deletions: Deletions) -> bool:
+            return hold_deletions(deletions, self.settings, allowed=allow_mass_delete)
+
         try:
             expiry = from_iso(credentials.token_expiry) if credentials.token_expiry else None
             action = token_health.token_action(
@@ -164,12 +198,21 @@ class Orchestrator:
             if action is TokenAction.REFRESH:
                 session.refresh_token()
             engine = self.engines[state.integration]
-            outcome = engine(db, session, state.user_id, full=full, now=lambda: now)
+            outcome = engine(db, session, state.user_id, full=full, now=lambda: now, guard=guard)
             channels = None
             if state.integration is Integration.CALENDAR:  # on the same session: its calls count
                 channels = webhooks.maintain_channels(
                     db, session, state.user_id, settings=self.settings, now=now
                 )
+        except MassDeleteHeld as held:  # nothing deleted, no token moved: an operator decides
+            return Verdict(
+                trigger,
+                Result.SKIPPED,
+                SkipReason.MASS_DELETE_HELD,
+                error_message=str(held),
+                admitted=admitted,
+                held=held.deletions,
+            )
         except GoogleError as error:
             return _failed(trigger, error, admitted)
         except DatabaseError:  # the database itself is gone or refused: stop, do not count it

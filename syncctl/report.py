@@ -48,6 +48,7 @@ from syncctl.model import (
 from syncctl.policy import savings
 from syncctl.policy.gate import gate
 from syncctl.policy.quota import WINDOW_SECONDS, window_start
+from syncctl.policy.schedule import is_due
 from syncctl.store import holds as hold_store
 from syncctl.store import quota as quota_store
 from syncctl.store import report_queries as q
@@ -381,6 +382,8 @@ def _next_run(
     blank = {"due": 0, "will_run": 0, "skip_revoked": 0, "skip_breaker_open": 0}
     per = {name: dict(blank, expected_api_calls=0.0) for name in _names()}
     for pair in due:
+        if not is_due(from_iso(pair.next_sync_at), now, held=pair.mass_delete_held):
+            continue  # held by the mass-delete guard: not due until an operator acts
         block = per.setdefault(pair.integration.cli_name, dict(blank, expected_api_calls=0.0))
         block["due"] += 1
         decision = gate(pair.token_status, pair.breaker, now, _GATE_SETTINGS)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from syncctl.config import Settings
+from syncctl.model import MASS_DELETE_NOTICE, Integration, MassDeleteHold, Notice
 
 
 @dataclass(frozen=True)
@@ -28,3 +29,28 @@ def may_sync_held_pair(held: bool, *, allow_mass_delete: bool, full: bool) -> bo
     """A pair whose sync was held makes no Google call until an operator applies its deletions
     (`sync --allow-mass-delete`) or re-fetches (`sync --full`, held again if they persist)."""
     return not held or allow_mass_delete or full
+
+
+def after_attempt(
+    held: Deletions | None, *, was_held: bool, synced: bool
+) -> tuple[MassDeleteHold | None, bool]:
+    """A held attempt records its hold; a pair that synced without being held loses its hold
+    (the operator applied or re-fetched); anything else leaves it as it is."""
+    if held is not None:
+        return MassDeleteHold(held.mirror, held.mirrored, held.deleting), False
+    return None, was_held and synced
+
+
+def held_notice(
+    user_id: str, integration: Integration, held: Deletions, *, notice_open: bool
+) -> Notice | None:
+    """One notice a user for held syncs (None while one is open), saying how to act."""
+    if notice_open:
+        return None
+    flag = f"--user {user_id} --integration {integration.cli_name}"
+    return Notice(
+        MASS_DELETE_NOTICE,
+        f"{integration.cli_name}: a sync would delete {held.deleting} of {held.mirrored}"
+        f" mirrored {held.mirror}; held. Run `syncctl sync {flag} --allow-mass-delete` to"
+        f" apply, or `syncctl sync {flag} --full` to re-fetch",
+    )
