@@ -8,7 +8,7 @@ calendar and 5 events each. Both processes are pinned to the first `--cores` CPU
 run-due at concurrency 64 and no latency does every user's full sync (not timed); then the fake
 answers every request after `--latency` seconds and, for each concurrency K, the first
 `K / (2 x latency) x seconds` pairs (capped at --users: enough to last `--seconds` even at the
-latency bound) are made due and run by one `fleet.run_due(runner, concurrency=K)`: incremental
+latency bound) are made due and run by one `fleet.run_due` at concurrency K: incremental
 syncs (calendarList + events, 2 requests each), tokens fresh, quota budget on (raised to
 1,000,000 a minute so it is spent from, not waited on).
 
@@ -41,7 +41,7 @@ from typing import Any
 
 from syncctl import fleet
 from syncctl.clock import to_iso, utcnow
-from syncctl.config import load_settings
+from syncctl.config import Settings, load_settings
 from syncctl.model import Integration, Trigger
 from syncctl.orchestrator import Orchestrator
 from syncctl.store import db as store_db
@@ -144,13 +144,17 @@ def make_due(db: Any, count: int) -> None:
 
 
 def run_at(
-    runner: Orchestrator, db: Any, fake: FakeProcess, timer: WriteTimer, syncs: int, workers: int
+    settings: Settings, db: Any, fake: FakeProcess, timer: WriteTimer, syncs: int, workers: int
 ) -> dict[str, float]:
     make_due(db, syncs)
     requests_before, fake_cpu_before = fake.ask("count"), fake.ask("cpu")
     timer.reset()
     cpu_before, started = time.process_time(), time.perf_counter()
-    summary = fleet.run_due(runner, concurrency=workers)
+    runner = Orchestrator(settings.with_overrides(concurrency=workers))
+    try:
+        summary = fleet.run_due(runner)
+    finally:
+        runner.close()
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_before
     wait, held, _ = timer.reset()
     requests = fake.ask("count") - requests_before
@@ -229,8 +233,8 @@ def main() -> None:
                 for user_id, creds in fake.fleet.items()
             ]
             save_grants(db, settings, grants, now=utcnow())
-            runner = Orchestrator(settings)
-            first = fleet.run_due(runner, concurrency=64)
+            runner = Orchestrator(settings.with_overrides(concurrency=64))
+            first = fleet.run_due(runner)
             if first is None or first.failed:
                 raise SystemExit("the first full run failed")
             print(f"set-up (seed, import, full syncs): {time.perf_counter() - started:.0f} s")
@@ -251,7 +255,7 @@ def main() -> None:
             for workers in args.concurrency:
                 bound = workers / args.latency
                 syncs = min(args.users, math.ceil(bound / REQUESTS_PER_SYNC * args.seconds))
-                row = run_at(runner, db, fake, timer, syncs, workers)
+                row = run_at(settings, db, fake, timer, syncs, workers)
                 print(
                     f"{workers:>4} {row['syncs']:>6,.0f} {row['seconds']:>8.1f}"
                     f" {row['requests']:>9,.0f} {row['rate']:>7.0f} {bound:>6.0f}"
