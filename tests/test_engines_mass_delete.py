@@ -132,3 +132,43 @@ def test_a_few_cancelled_events_are_applied_under_the_guard(fake_google, db):
     assert set(load_events(db.conn, USER, calendar_id)) == set(
         fake_google.events(USER, calendar_id)
     )
+
+
+def test_a_calendar_leaving_the_list_with_its_events_is_held(fake_google, db):
+    info = fake_google.add_user(USER, calendars=2, events_per_calendar=25)
+    sync_events(fake_google, db, info, guard=guarded)
+    gone = sorted(fake_google.calendars(USER))[0]
+    token = load_sync_token(db.conn, USER, Integration.CALENDAR, "calendar_list")
+    fake_google.remove_calendar(USER, gone)
+
+    with pytest.raises(MassDeleteHeld) as held:
+        sync_events(fake_google, db, info, guard=guarded)
+
+    assert held.value.deletions == Deletions(f"events of calendar {gone}", 25, 25)
+    assert len(load_events(db.conn, USER, gone)) == 25
+    assert load_sync_token(db.conn, USER, Integration.CALENDAR, "calendar_list") == token
+
+
+def test_a_full_listing_that_no_longer_shows_a_calendar_is_held_too(fake_google, db):
+    info = fake_google.add_user(USER, calendars=2, events_per_calendar=25)
+    sync_events(fake_google, db, info, guard=guarded)
+    gone = sorted(fake_google.calendars(USER))[0]
+    fake_google.remove_calendar(USER, gone)
+
+    with pytest.raises(MassDeleteHeld):
+        sync_events(fake_google, db, info, full=True, guard=guarded)
+
+    assert len(load_events(db.conn, USER, gone)) == 25
+
+
+def test_a_small_calendar_leaving_the_list_is_removed_with_its_events(fake_google, db):
+    info = fake_google.add_user(USER, calendars=2, events_per_calendar=5)
+    sync_events(fake_google, db, info, guard=guarded)
+    gone = sorted(fake_google.calendars(USER))[0]
+    fake_google.remove_calendar(USER, gone)
+
+    outcome = sync_events(fake_google, db, info, guard=guarded)
+
+    assert outcome.deleted == 1 + 5
+    assert load_events(db.conn, USER, gone) == {}
+    assert db.conn.execute("SELECT count(*) FROM calendars").fetchone() == (1,)

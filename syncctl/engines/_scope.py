@@ -66,12 +66,19 @@ class PageChanges:
 
 @dataclass(frozen=True)
 class GuardedMirror:
-    """The mirror table rows of a guarded scope live in, and the guard that may hold deletions."""
+    """The mirror table rows of a guarded scope live in, and the guard that may hold deletions.
+
+    By default the scope's own rows are weighed and deleted. A scope whose rows carry others
+    (a calendar-list entry takes its events with it) supplies `weigh(conn, keys, older_than)`,
+    the mirrors those deletions would shrink, and `remove(conn, keys)`, which deletes them.
+    """
 
     name: str  # how the notice names it: "contacts", "events of calendar X"
     table: MirrorTable
     key: tuple[str, ...]  # the table's scope column values
     guard: DeletionGuard
+    weigh: Callable[[sqlite3.Connection, list[str], int | None], list[Deletions]] | None = None
+    remove: Callable[[sqlite3.Connection, list[str]], int] | None = None
 
 
 @dataclass(frozen=True)
@@ -165,16 +172,33 @@ def _finish(
     if guarded is None:
         return ChangeCounts(deleted=scope.sweep(conn, generation) if is_full else 0)
     keys = sorted(kept)
-    present = mirror.count_rows(conn, guarded.table, guarded.key, keys=keys) if keys else 0
-    if is_full:
-        present += mirror.count_rows(conn, guarded.table, guarded.key, older_than=generation)
-    if present:
-        mirrored = mirror.count_rows(conn, guarded.table, guarded.key) - so_far.added
-        deletions = Deletions(guarded.name, mirrored, present)
+    for deletions in _weigh(conn, guarded, keys, generation if is_full else None, so_far):
         if guarded.guard(deletions):
             raise MassDeleteHeld(deletions)  # rolls this transaction back: nothing deleted
-    deleted = mirror.delete_keys(conn, guarded.table, guarded.key, keys)
+    if guarded.remove is not None:
+        deleted = guarded.remove(conn, keys) if keys else 0
+    else:
+        deleted = mirror.delete_keys(conn, guarded.table, guarded.key, keys)
     return ChangeCounts(deleted=deleted + (scope.sweep(conn, generation) if is_full else 0))
+
+
+def _weigh(
+    conn: sqlite3.Connection,
+    guarded: GuardedMirror,
+    keys: list[str],
+    older_than: int | None,
+    so_far: ChangeCounts,
+) -> list[Deletions]:
+    if guarded.weigh is not None:
+        return guarded.weigh(conn, keys, older_than)
+    table, key = guarded.table, guarded.key
+    present = mirror.count_rows(conn, table, key, keys=keys) if keys else 0
+    if older_than is not None:
+        present += mirror.count_rows(conn, table, key, older_than=older_than)
+    if not present:
+        return []
+    mirrored = mirror.count_rows(conn, table, key) - so_far.added  # as it was before this sync
+    return [Deletions(guarded.name, mirrored, present)]
 
 
 def combine(results: Sequence[ScopeResult], *, calls: int) -> SyncOutcome:

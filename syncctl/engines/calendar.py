@@ -20,6 +20,7 @@ returns deletions, as `status: cancelled`, which are removed). Each calendar has
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
@@ -38,6 +39,7 @@ from syncctl.engines._scope import (
 from syncctl.engines.guard import DeletionGuard
 from syncctl.google import GoogleSession, UnexpectedResponse
 from syncctl.model import Integration, SyncType
+from syncctl.policy.mass_delete import Deletions
 from syncctl.store import calendar as store
 from syncctl.store.calendar import CalendarRow, EventRow
 from syncctl.store.db import transaction
@@ -63,6 +65,18 @@ def sync_calendar(
     With a `guard`, each calendar's event deletions wait for it (MassDeleteHeld if held).
     """
     calls_before = session.calls_made
+    listing = None
+    if guard is not None:
+        listing = GuardedMirror(
+            "calendars",
+            store.CALENDARS,
+            (user_id,),
+            guard,
+            weigh=lambda conn, keys, older_than: _calendar_deletions(
+                conn, user_id, keys, older_than
+            ),
+            remove=lambda conn, keys: store.forget_calendars(conn, user_id, keys),
+        )
     calendars = Scope(
         integration=Integration.CALENDAR,
         name=CALENDAR_LIST_SCOPE,
@@ -73,6 +87,7 @@ def sync_calendar(
             conn, user_id, changes.rows, generation=generation, removed=changes.removed
         ),
         sweep=lambda conn, generation: store.sweep_calendars(conn, user_id, generation),
+        guarded=listing,
     )
     results = [sync_scope(db, user_id, calendars, full=full, now=now)]
     for calendar_id in store.calendar_ids(db.conn, user_id):
@@ -119,6 +134,21 @@ def _sync_events(
         guarded=guarded,
     )
     return sync_scope(db, user_id, events, full=full, now=now)
+
+
+def _calendar_deletions(
+    conn: sqlite3.Connection, user_id: str, keys: list[str], older_than: int | None
+) -> list[Deletions]:
+    """A calendar that leaves the list takes all its events: each is one mirror emptied."""
+    gone = set(keys)
+    if older_than is not None:
+        gone.update(store.swept_calendar_ids(conn, user_id, older_than))
+    found = []
+    for calendar_id in sorted(gone):
+        events = store.count_events(conn, user_id, calendar_id)
+        if events:
+            found.append(Deletions(f"events of calendar {calendar_id}", events, events))
+    return found
 
 
 def _calendar_changes(entries: Sequence[dict[str, Any]]) -> PageChanges:
