@@ -228,7 +228,7 @@ def expected_report(db, now: datetime, since: timedelta, user: str | None = None
             "skipped_by_reason": counted(
                 [r for r in rows if r["result"] == "skipped"],
                 "skip_reason",
-                ["invalid_token", "circuit_open"],
+                ["invalid_token", "circuit_open", "mass_delete_held"],
             ),
             "success_rate_percent": pct(by["success"], by["success"] + by["failure"]),
             "failures_by_class": {
