@@ -61,6 +61,14 @@ class Settings:
     fleet_breaker_failure_ratio: float = 0.9
     fleet_breaker_window_seconds: int = 15 * 60
     quota_defer_seconds: int = 15 * 60
+    # SPEC 8: per-API requests a minute spent by every thread and process on the database,
+    # 90% of Calendar's 10,000-a-minute project quota; People publishes none (see README).
+    quota_calendar_per_minute: int = 9000
+    quota_people_per_minute: int = 9000
+    quota_max_wait_seconds: float = 30.0
+    # SPEC 3 mass-delete guard: held when over this share of a mirror AND at least this many.
+    mass_delete_share: float = 0.5
+    mass_delete_min_items: int = 20
 
     retry_max_attempts: int = 5
     retry_initial_wait_seconds: float = 1.0
@@ -177,6 +185,7 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "interval_cap_multiplier": (1, 16),
     "people_sync_token_lifetime_seconds": (2, MAX_INTERVAL_SECONDS),
     "fleet_breaker_failure_ratio": (0, 1),
+    "mass_delete_share": (0, 1),  # a share of a mirror: above 0, at most all of it
 }
 # A stored interval (sync_schedule) read back is clamped to at most this: the longest interval
 # valid settings can produce.

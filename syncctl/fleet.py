@@ -74,7 +74,11 @@ def due_now(runner: Orchestrator, limit: int | None = None) -> list[DuePair]:
     """The pairs due at this moment, most overdue first (the index narrows, the policy decides)."""
     now = runner.clock()
     candidates = state_store.due_pairs(runner.db().conn, now, limit)
-    return [pair for pair in candidates if is_due(from_iso(pair.next_sync_at), now)]
+    return [
+        pair
+        for pair in candidates
+        if is_due(from_iso(pair.next_sync_at), now, held=pair.mass_delete_held)
+    ]
 
 
 def plan_due(runner: Orchestrator, *, limit: int | None = None) -> list[PlannedAttempt]:
@@ -84,7 +88,7 @@ def plan_due(runner: Orchestrator, *, limit: int | None = None) -> list[PlannedA
     plans = []
     gates = RunGates(load_fleet_breakers(conn))  # in memory only: nothing is stored
     for pair in state_store.due_pairs(conn, now, limit):
-        if not is_due(from_iso(pair.next_sync_at), now):
+        if not is_due(from_iso(pair.next_sync_at), now, held=pair.mass_delete_held):
             continue
         decision = gate(pair.token_status, pair.breaker, now, runner.settings)
         if decision.skip_reason is SkipReason.INVALID_TOKEN:

@@ -48,6 +48,8 @@ def parse_integrations(text: str, *, allow_all: bool = True) -> tuple[Integratio
 
 # The `notifications.kind` of the notice that a user must reconnect (grant revoked).
 RECONNECT_NOTICE = "reconnect_required"
+# The `notifications.kind` of the notice that a sync was held (one open notice a user).
+MASS_DELETE_NOTICE = "mass_delete_held"
 
 
 class SyncType(StrEnum):
@@ -70,6 +72,7 @@ class Result(StrEnum):
 class SkipReason(StrEnum):
     INVALID_TOKEN = "invalid_token"
     CIRCUIT_OPEN = "circuit_open"
+    MASS_DELETE_HELD = "mass_delete_held"
 
 
 class SavedBy(StrEnum):
@@ -181,6 +184,7 @@ class DuePair:
     token_status: TokenStatus = TokenStatus.UNKNOWN
     breaker: BreakerRecord = BreakerRecord()
     recent_calls_per_sync: float | None = None  # filled only when asked for (the report)
+    mass_delete_held: bool = False  # the mass-delete guard holds the pair for an operator
 
 
 @dataclass(frozen=True)
@@ -254,6 +258,8 @@ class PairState:
     # stretch of the timeline the next attempt accounts for begins (policy.savings).
     first_attempt_at: datetime | None = None
     previous_attempt_at: datetime | None = None
+    mass_delete_held: bool = False  # the guard held the pair's last sync; not yet acted on
+    mass_delete_notice_open: bool = False  # the user has an unresolved mass-delete notice
 
 
 @dataclass(frozen=True)
@@ -274,6 +280,16 @@ class Notice:
 
 
 @dataclass(frozen=True)
+class MassDeleteHold:
+    """What the mass-delete guard held: the mirror, the rows it held and those the sync would
+    have deleted (a `mass_delete_holds` row)."""
+
+    mirror: str
+    mirrored: int
+    deleting: int
+
+
+@dataclass(frozen=True)
 class PairUpdate:
     """Everything one attempt writes, in one transaction; None fields are left as they are."""
 
@@ -284,6 +300,8 @@ class PairUpdate:
     token_health: TokenHealthUpdate | None = None
     notice: Notice | None = None
     refreshed: RefreshedToken | None = None
+    hold: MassDeleteHold | None = None  # the guard held this attempt: record the hold
+    hold_cleared: bool = False  # the pair synced without being held: forget its hold
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from syncctl.connections import ConnectionPool
 from syncctl.engines import SyncOutcome
 from syncctl.engines.calendar import sync_calendar
 from syncctl.engines.contacts import sync_contacts
+from syncctl.engines.guard import MassDeleteHeld
 from syncctl.google.errors import AuthError, GoogleError, UnexpectedResponse
 from syncctl.google.session import CALENDAR_API, OAUTH_API, PEOPLE_API, GoogleSession
 from syncctl.model import (
@@ -42,12 +43,15 @@ from syncctl.model import (
     SkipReason,
     TokenStatus,
     Trigger,
+    UserCredentials,
 )
 from syncctl.policy import token_health
 from syncctl.policy.attempt import Verdict, conclude, keep_notification
 from syncctl.policy.fleet_breaker import DATA_API, Api, Evidence, evidence_of
 from syncctl.policy.gate import Gate, gate
+from syncctl.policy.mass_delete import Deletions, hold_deletions
 from syncctl.policy.token_health import TokenAction, TokenCheck
+from syncctl.quota import QuotaBudget
 from syncctl.store import DatabaseError, transaction
 from syncctl.store import state as state_store
 from syncctl.store import users as user_store
@@ -85,6 +89,7 @@ class Orchestrator:
         self.sleep = sleep
         self.engines = engines or ENGINES
         self.pool = ConnectionPool(settings.db_path)
+        self.quota = QuotaBudget(settings, self.db, clock=clock, sleep=sleep)
 
     def db(self) -> sqlite_utils.Database:
         """This thread's connection to the database."""
@@ -94,13 +99,38 @@ class Orchestrator:
         """Close every connection this orchestrator opened."""
         self.pool.close()
 
+    def session(
+        self, credentials: UserCredentials, settings: Settings, now: datetime
+    ) -> GoogleSession:
+        """A GoogleSession on this thread's keep-alive connections, spending from the budget."""
+        return GoogleSession(
+            credentials,
+            settings,
+            now=lambda: now,
+            sleep=self.sleep,
+            pool=self.pool.http(),
+            spend=self.quota.spend,
+        )
+
     # -- one attempt -------------------------------------------------------------------------
 
     def attempt(
-        self, user_id: str, integration: Integration, trigger: Trigger, *, full: bool = False
+        self,
+        user_id: str,
+        integration: Integration,
+        trigger: Trigger,
+        *,
+        full: bool = False,
+        allow_mass_delete: bool = False,
     ) -> AttemptRecord:
-        """Run one (user, integration) through every gate and, if allowed, the sync."""
-        return self.attempt_with_evidence(user_id, integration, trigger, full=full)[0]
+        """Run one (user, integration) through every gate and, if allowed, the sync.
+
+        `allow_mass_delete` applies deletions the mass-delete guard would hold (an operator's
+        `sync --allow-mass-delete`); `full` re-fetches everything (and lets a held pair sync).
+        """
+        return self.attempt_with_evidence(
+            user_id, integration, trigger, full=full, allow_mass_delete=allow_mass_delete
+        )[0]
 
     def attempt_with_evidence(
         self,
@@ -110,6 +140,7 @@ class Orchestrator:
         *,
         full: bool = False,
         probe: bool = False,
+        allow_mass_delete: bool = False,
     ) -> tuple[AttemptRecord, list[Evidence]]:
         """An attempt, and what it found at each Google API it sent requests to (the fleet
         breaker's evidence). A `probe` (the fleet breaker's) is sent without retries."""
@@ -117,7 +148,15 @@ class Orchestrator:
         now = self.clock()
         started = time.monotonic()
         state = state_store.load_pair_state(db.conn, user_id, integration)
-        decision = gate(state.token_status, state.breaker, now, self.settings)
+        decision = gate(
+            state.token_status,
+            state.breaker,
+            now,
+            self.settings,
+            held=state.mass_delete_held,
+            allow_mass_delete=allow_mass_delete,
+            full=full,
+        )
         if decision.trial:
             decision = self._take_trial_lease(db, state, now)
         if not decision.allowed:
@@ -130,16 +169,23 @@ class Orchestrator:
         # failing: no retries, so an open breaker costs one request rather than a retry burst.
         single = decision.trial or probe
         settings = replace(self.settings, retry_max_attempts=1) if single else self.settings
-        session = GoogleSession(credentials, settings, now=lambda: now, sleep=self.sleep)
+        session = self.session(credentials, settings, now)
         try:
-            verdict = self._run_session(db, session, state, decision, trigger, now, full=full)
+            verdict = self._run_session(
+                db,
+                session,
+                state,
+                decision,
+                trigger,
+                now,
+                full=full,
+                allow_mass_delete=allow_mass_delete,
+            )
             verdict = replace(verdict, fleet_probe=probe)
             record = self._save(db, state, verdict, now, started, session)
             return record, _evidence(state.integration, session, verdict)
         finally:
-            # The discovery client keeps reference cycles: without this the sockets (and the
-            # fake's or Google's connection slots) stay open until the garbage collector runs.
-            session.close()
+            session.close()  # the thread's keep-alive connections stay in the pool
 
     def _take_trial_lease(self, db: sqlite_utils.Database, state: PairState, now: datetime) -> Gate:
         # The half-open lease is decided again under the write lock and stored before the
@@ -161,9 +207,14 @@ class Orchestrator:
         now: datetime,
         *,
         full: bool,
+        allow_mass_delete: bool,
     ) -> Verdict:
         credentials = session.credentials
         admitted = decision.breaker
+
+        def guard(deletions: Deletions) -> bool:
+            return hold_deletions(deletions, self.settings, allowed=allow_mass_delete)
+
         try:
             expiry = from_iso(credentials.token_expiry) if credentials.token_expiry else None
             action = token_health.token_action(
@@ -172,12 +223,21 @@ class Orchestrator:
             if action is TokenAction.REFRESH:
                 session.refresh_token()
             engine = self.engines[state.integration]
-            outcome = engine(db, session, state.user_id, full=full, now=lambda: now)
+            outcome = engine(db, session, state.user_id, full=full, now=lambda: now, guard=guard)
             channels = None
             if state.integration is Integration.CALENDAR:  # on the same session: its calls count
                 channels = webhooks.maintain_channels(
                     db, session, state.user_id, settings=self.settings, now=now
                 )
+        except MassDeleteHeld as held:  # nothing deleted, no token moved: an operator decides
+            return Verdict(
+                trigger,
+                Result.SKIPPED,
+                SkipReason.MASS_DELETE_HELD,
+                error_message=str(held),
+                admitted=admitted,
+                held=held.deletions,
+            )
         except GoogleError as error:
             return _failed(trigger, error, admitted)
         except DatabaseError:  # the database itself is gone or refused: stop, do not count it
@@ -233,9 +293,7 @@ class Orchestrator:
         credentials = user_store.load_credentials(db.conn, user_id)
         if credentials is None or not integrations:
             return TokenStatus.UNKNOWN, "no credentials or no integrations"
-        with GoogleSession(
-            credentials, self.settings, now=lambda: now, sleep=self.sleep
-        ) as session:
+        with self.session(credentials, self.settings, now) as session:
             try:
                 session.refresh_token()
             except AuthError as error:

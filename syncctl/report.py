@@ -20,6 +20,9 @@ Definitions (documented in the README, section "The report"):
   are expected to cost the pair's recent mean (store.metrics.recent_mean_sql: its last
   successful incremental syncs, trials left out), else the integration's mean over the window,
   else policy.savings.FALLBACK_CALLS_PER_SYNC.
+- mass_delete_holds: pairs whose sync the mass-delete guard held, oldest first (SPEC 3).
+- quota: per API, its budget a minute, the requests granted in the sliding minute before now
+  (and their share of the budget), and the busiest whole minute of the last hour (SPEC 8).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from datetime import datetime, timedelta
 
 import sqlite_utils
 
+from syncctl import quota
 from syncctl.clock import from_iso, to_iso
 from syncctl.config import Settings
 from syncctl.model import (
@@ -49,6 +53,10 @@ from syncctl.model import (
 from syncctl.policy import savings
 from syncctl.policy.fleet_breaker import API_NAMES, Api
 from syncctl.policy.gate import gate
+from syncctl.policy.quota import WINDOW_SECONDS, window_start
+from syncctl.policy.schedule import is_due
+from syncctl.store import holds as hold_store
+from syncctl.store import quota as quota_store
 from syncctl.store import report_queries as q
 from syncctl.store import state as state_store
 from syncctl.store.fleet_breaker import load_fleet_breakers
@@ -83,12 +91,46 @@ def build_report(
     now: datetime,
     since: timedelta,
     user_id: str | None = None,
+    settings: Settings | None = None,
 ) -> dict:
     """Every figure of the report as plain data with stable keys (see the module docstring)."""
     if user_id is not None:
         require_user(db, user_id)
     with _snapshot(db.conn):
-        return _figures(db.conn, now, since, user_id)
+        figures = _figures(db.conn, now, since, user_id)
+        figures["mass_delete_holds"] = _holds(db.conn, user_id)
+        figures["quota"] = _quota(db.conn, now, settings or Settings())
+        return figures
+
+
+def _holds(conn: sqlite3.Connection, user_id: str | None) -> list[dict]:
+    return [
+        {
+            "user_id": hold.user_id,
+            "integration": hold.integration.cli_name,
+            "mirror": hold.mirror,
+            "mirrored": hold.mirrored,
+            "deleting": hold.deleting,
+            "held_at": hold.held_at,
+        }
+        for hold in hold_store.list_holds(conn, user_id)
+    ]
+
+
+def _quota(conn: sqlite3.Connection, now: datetime, settings: Settings) -> dict:
+    moment = now.timestamp()
+    used = quota_store.usage_since(conn, window_start(moment))
+    hour_ago = math.floor(moment) - 3600
+    apis = {}
+    for api, budget in quota.budgets(settings).items():
+        spent = used.get(api, 0)
+        apis[api] = {
+            "budget_per_minute": budget,
+            "used_in_window": spent,
+            "used_percent": _percent(spent, budget),
+            "peak_minute_last_hour": quota_store.peak_minute(conn, api, hour_ago),
+        }
+    return {"window_seconds": WINDOW_SECONDS, "apis": apis}
 
 
 @contextmanager
@@ -373,6 +415,8 @@ def _next_run(
     blank = {"due": 0, "will_run": 0, "skip_revoked": 0, "skip_breaker_open": 0}
     per = {name: dict(blank, expected_api_calls=0.0) for name in _names()}
     for pair in due:
+        if not is_due(from_iso(pair.next_sync_at), now, held=pair.mass_delete_held):
+            continue  # held by the mass-delete guard: not due until an operator acts
         block = per.setdefault(pair.integration.cli_name, dict(blank, expected_api_calls=0.0))
         block["due"] += 1
         decision = gate(pair.token_status, pair.breaker, now, _GATE_SETTINGS)

@@ -1,10 +1,11 @@
 import os
 import sqlite3
 import stat
+import threading
 
 import pytest
 
-from syncctl.store import DatabaseError, open_database
+from syncctl.store import DatabaseError, open_database, transaction
 from syncctl.store.db import schema_version
 from syncctl.store.schema import SCHEMA_VERSION
 
@@ -91,3 +92,26 @@ def test_version_1_database_migrates_forward_in_place(tmp_path):
     assert db.conn.execute(
         "SELECT hour, attempts, api_calls_made FROM sync_metrics_hourly"
     ).fetchall() == [("2026-11-29T05", 1, 4)]
+
+
+def test_connections_to_one_file_share_one_write_lock_per_process(tmp_path):
+    # Threads queue on it before BEGIN IMMEDIATE instead of sleeping in SQLite's busy handler.
+    first = open_database(tmp_path / "a.db")
+    (tmp_path / "link.db").symlink_to(tmp_path / "a.db")
+    second = open_database(tmp_path / "link.db")
+    other = open_database(tmp_path / "b.db")
+
+    assert first.syncctl_write_lock is second.syncctl_write_lock
+    assert first.syncctl_write_lock is not other.syncctl_write_lock
+    taken: list[bool] = []
+
+    def try_lock() -> None:
+        taken.append(second.syncctl_write_lock.acquire(blocking=False))
+
+    with transaction(first):
+        thread = threading.Thread(target=try_lock)
+        thread.start()
+        thread.join()
+    assert taken == [False]  # held by the open transaction: another thread waits its turn
+    for db in (first, second, other):
+        db.close()

@@ -148,11 +148,13 @@ def newly_revoked(record: Any) -> bool:
 def run_due_problems(records: Sequence[Any]) -> list[str]:
     """What newly went wrong in a run, for stderr under cron: nothing when every attempt
     succeeded or was skipped for a cause already reported; otherwise one summary line, then a
-    line per failed pair and per grant found revoked in this run."""
+    line per failed pair, per grant found revoked and per sync held in this run."""
     failed = [r for r in records if r.result == Result.FAILURE]
     # One line a grant: the user's other pairs are then skipped on the stored verdict.
     revoked = list({r.user_id: r for r in records if newly_revoked(r)}.values())
-    if not failed and not revoked:
+    # A held pair is not due again, so each hold is reported once, by the run that found it.
+    held = [r for r in records if r.skip_reason == SkipReason.MASS_DELETE_HELD]
+    if not failed and not revoked and not held:
         return []
     succeeded = sum(r.result == Result.SUCCESS for r in records)
     skipped = sum(r.result == Result.SKIPPED for r in records)
@@ -162,6 +164,8 @@ def run_due_problems(records: Sequence[Any]) -> list[str]:
     )
     if revoked:
         summary += f"; {len(revoked)} grant(s) newly revoked"
+    if held:
+        summary += f"; {len(held)} sync(s) held by the mass-delete guard"
     return [
         summary,
         *(f"failed: {r.user_id} {r.integration_type.cli_name}: {r.error_message}" for r in failed),
@@ -169,6 +173,12 @@ def run_due_problems(records: Sequence[Any]) -> list[str]:
             f"revoked: {r.user_id}: {r.error_message}"
             f" (run `syncctl user add {r.user_id} --credentials FILE`)"
             for r in revoked
+        ),
+        *(
+            f"held: {r.user_id} {r.integration_type.cli_name}: {r.error_message} (run `syncctl"
+            f" sync --user {r.user_id} --integration {r.integration_type.cli_name}"
+            " --allow-mass-delete` to apply, or `--full` to re-fetch)"
+            for r in held
         ),
     ]
 

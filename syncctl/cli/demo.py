@@ -97,6 +97,15 @@ def simulate_command(
             "--ablations/--no-ablations", help="Also run each mechanism switched off (slower)."
         ),
     ] = True,
+    quota_per_minute: Annotated[
+        int | None,
+        typer.Option(
+            "--quota-per-minute",
+            min=1,
+            help="Run with this quota budget a minute for each API (default: the configured"
+            " quota_calendar_per_minute / quota_people_per_minute).",
+        ),
+    ] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:
     """Replay one fleet under naive polling, the orchestrator (with and without webhooks) and its
@@ -115,10 +124,16 @@ def simulate_command(
     _output.note(
         f"simulate: {users} users, {days} days, run-due every {human_duration(step_seconds)}"
     )
+    settings = app_state(ctx).settings
+    if quota_per_minute is not None:
+        settings = settings.with_overrides(
+            quota_calendar_per_minute=quota_per_minute,
+            quota_people_per_minute=quota_per_minute,
+        )
     with throwaway_key():  # the simulator's databases are scratch ones
         result = compare.simulate(
             scenario,
-            app_state(ctx).settings,
+            settings,
             workers=workers,
             ablations=ablations,
             on_done=lambda run: _output.note(

@@ -54,7 +54,9 @@ def report_command(
     chosen = _choose_format(format, json_output)
     window = parse_duration(since)
     state = app_state(ctx)
-    report = build_report(state.db, now=utcnow(), since=window, user_id=user)
+    report = build_report(
+        state.db, now=utcnow(), since=window, user_id=user, settings=state.settings
+    )
     if html is not None:
         _write_atomically(html, render_html(report))
         _output.note(f"wrote {html}")

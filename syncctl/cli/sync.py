@@ -20,6 +20,9 @@ SKIP_HINTS = {
     " `syncctl user add {user} --credentials FILE`",
     SkipReason.CIRCUIT_OPEN: "circuit_open, the breaker opened after repeated failures; it"
     " lets one trial through after an hour, or run `syncctl breaker reset --user {user}`",
+    SkipReason.MASS_DELETE_HELD: "mass_delete_held, {detail}; nothing was deleted. Apply with"
+    " `syncctl sync --user {user} --integration {integration} --allow-mass-delete`, or"
+    " re-fetch with `syncctl sync --user {user} --integration {integration} --full`",
 }
 
 
@@ -85,11 +88,20 @@ def sync_command(
         str, typer.Option(help="contacts, calendar or all (the user's integrations).")
     ] = "all",
     full: Annotated[bool, typer.Option("--full", help="Ignore sync tokens: full resync.")] = False,
+    allow_mass_delete: Annotated[
+        bool,
+        typer.Option(
+            "--allow-mass-delete",
+            help="Apply deletions the mass-delete guard would hold (or holds) for this user.",
+        ),
+    ] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
 ) -> None:
     """Sync one user now through the same pipeline; never changes the schedule.
 
-    Exit 0 on success, 1 on failure, 4 when skipped by a gate (the reason is printed).
+    Exit 0 on success, 1 on failure, 4 when skipped by a gate or held by the mass-delete guard
+    (the reason is printed). A held pair syncs again only with --allow-mass-delete (apply) or
+    --full (re-fetch; held again if the deletions persist).
 
     Example: syncctl sync --user u1 --integration calendar
     """
@@ -104,11 +116,18 @@ def sync_command(
     from syncctl.orchestrator import orchestrator  # loads the Google stack
 
     with orchestrator(state.settings) as runner:
-        records = [runner.attempt(user, i, Trigger.MANUAL, full=full) for i in chosen]
+        records = [
+            runner.attempt(user, i, Trigger.MANUAL, full=full, allow_mass_delete=allow_mass_delete)
+            for i in chosen
+        ]
     _output.render_attempts(records, json_output=json_output, title=f"sync {user}")
     for record in records:
         if record.skip_reason is not None:
-            hint = SKIP_HINTS[record.skip_reason].format(user=user)
+            hint = SKIP_HINTS[record.skip_reason].format(
+                user=user,
+                integration=record.integration_type.cli_name,
+                detail=record.error_message,
+            )
             _output.note(f"skipped: {user} {record.integration_type.cli_name}: {hint}")
     if any(r.result == Result.FAILURE for r in records):
         raise typer.Exit(EXIT_FAILURE)

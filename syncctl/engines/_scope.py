@@ -13,6 +13,15 @@ The crash-safety argument, in one place:
   another full sync, never to a retry of the dead token;
 - pages are converted to rows before the transaction opens, so the write lock is held only
   for the SQL (other workers share the database).
+
+The mass-delete guard (SPEC 3) for a guarded scope (a user's contacts, one calendar's events):
+no page's deletions are applied as it arrives. Their keys are kept (only keys: memory grows
+with the deletions, never with the items; a later page that lists a key again takes it back
+out) and applied in the last page's transaction, with the full sync's sweep and the new token,
+after the guard has seen the whole count. A held sync raises MassDeleteHeld from inside that
+transaction, so it rolls back: nothing is deleted and the token stays where it was. The
+upserts of earlier pages stay committed; the old token replays them, idempotently, next time.
+A crash before the end loses only the kept keys, which the old token brings back too.
 """
 
 from __future__ import annotations
@@ -26,10 +35,13 @@ import sqlite_utils
 
 from syncctl.clock import Clock
 from syncctl.engines import SyncOutcome
+from syncctl.engines.guard import DeletionGuard, MassDeleteHeld
 from syncctl.google.errors import SyncTokenExpired
 from syncctl.model import Integration, SyncType
+from syncctl.policy.mass_delete import Deletions
+from syncctl.store import mirror
 from syncctl.store.db import transaction
-from syncctl.store.mirror import ChangeCounts
+from syncctl.store.mirror import ChangeCounts, MirrorTable
 from syncctl.store.sync_tokens import delete_sync_token, load_sync_token, save_sync_token
 
 
@@ -53,6 +65,23 @@ class PageChanges:
 
 
 @dataclass(frozen=True)
+class GuardedMirror:
+    """The mirror table rows of a guarded scope live in, and the guard that may hold deletions.
+
+    By default the scope's own rows are weighed and deleted. A scope whose rows carry others
+    (a calendar-list entry takes its events with it) supplies `weigh(conn, keys, older_than)`,
+    the mirrors those deletions would shrink, and `remove(conn, keys)`, which deletes them.
+    """
+
+    name: str  # how the notice names it: "contacts", "events of calendar X"
+    table: MirrorTable
+    key: tuple[str, ...]  # the table's scope column values
+    guard: DeletionGuard
+    weigh: Callable[[sqlite3.Connection, list[str], int | None], list[Deletions]] | None = None
+    remove: Callable[[sqlite3.Connection, list[str]], int] | None = None
+
+
+@dataclass(frozen=True)
 class Scope:
     """How to fetch, convert, save and sweep one scope; the engine supplies the functions."""
 
@@ -63,6 +92,7 @@ class Scope:
     generation: Callable[[sqlite3.Connection, bool], int]
     save: Callable[[sqlite3.Connection, PageChanges, int], ChangeCounts]
     sweep: Callable[[sqlite3.Connection, int], int]
+    guarded: GuardedMirror | None = None
 
 
 @dataclass(frozen=True)
@@ -95,29 +125,80 @@ def _list_scope(
     db: sqlite_utils.Database, user_id: str, scope: Scope, token: str | None, *, now: Clock
 ) -> ScopeResult:
     is_full = token is None
-    generation = scope.generation(db.conn, is_full)
+    # An incremental sync writes with the scope's current generation, looked up only once a
+    # page has rows to write: most incremental syncs find nothing, and skip the query.
+    generation = scope.generation(db.conn, True) if is_full else None
     items = 0
     counts = ChangeCounts()
-    swept = False
+    finished = False
+    kept: set[str] = set()  # a guarded scope's deletions, applied at the end
     for page in scope.fetch(token):
         changes = scope.prepare(page.items)  # outside the transaction: hold the lock briefly
+        if scope.guarded is not None:
+            kept.difference_update(row[0] for row in changes.rows)
+            kept.update(changes.removed)
+            changes.removed = []
         with transaction(db) as conn:  # one page, and with the last its token and sweep
-            page_counts = scope.save(conn, changes, generation)
+            if generation is None and changes.rows:
+                generation = scope.generation(conn, False)
+            page_counts = scope.save(conn, changes, generation or 0)
             if page.next_sync_token is not None:
-                if is_full:
-                    page_counts += ChangeCounts(deleted=scope.sweep(conn, generation))
-                    swept = True
+                so_far = counts + page_counts
+                page_counts += _finish(conn, scope, kept, generation or 0, so_far, is_full)
+                finished = True
                 save_sync_token(
                     conn, user_id, scope.integration, scope.name, page.next_sync_token, now=now()
                 )
         items += len(page.items)
         counts += page_counts
-    if is_full and not swept:
-        # Google sent no sync token: the listing is still complete, so sweep on its own.
+    if not finished and (is_full or kept):
+        # Google sent no sync token: the listing is still complete, so finish on its own.
         with transaction(db) as conn:
-            counts += ChangeCounts(deleted=scope.sweep(conn, generation))
+            counts += _finish(conn, scope, kept, generation or 0, counts, is_full)
     sync_type = SyncType.FULL if is_full else SyncType.INCREMENTAL
     return ScopeResult(sync_type, items, counts)
+
+
+def _finish(
+    conn: sqlite3.Connection,
+    scope: Scope,
+    kept: set[str],
+    generation: int,
+    so_far: ChangeCounts,
+    is_full: bool,
+) -> ChangeCounts:
+    """The end of a listing: kept deletions and (full sync) the sweep, if the guard lets them."""
+    guarded = scope.guarded
+    if guarded is None:
+        return ChangeCounts(deleted=scope.sweep(conn, generation) if is_full else 0)
+    keys = sorted(kept)
+    for deletions in _weigh(conn, guarded, keys, generation if is_full else None, so_far):
+        if guarded.guard(deletions):
+            raise MassDeleteHeld(deletions)  # rolls this transaction back: nothing deleted
+    if guarded.remove is not None:
+        deleted = guarded.remove(conn, keys) if keys else 0
+    else:
+        deleted = mirror.delete_keys(conn, guarded.table, guarded.key, keys)
+    return ChangeCounts(deleted=deleted + (scope.sweep(conn, generation) if is_full else 0))
+
+
+def _weigh(
+    conn: sqlite3.Connection,
+    guarded: GuardedMirror,
+    keys: list[str],
+    older_than: int | None,
+    so_far: ChangeCounts,
+) -> list[Deletions]:
+    if guarded.weigh is not None:
+        return guarded.weigh(conn, keys, older_than)
+    table, key = guarded.table, guarded.key
+    present = mirror.count_rows(conn, table, key, keys=keys) if keys else 0
+    if older_than is not None:
+        present += mirror.count_rows(conn, table, key, older_than=older_than)
+    if not present:
+        return []
+    mirrored = mirror.count_rows(conn, table, key) - so_far.added  # as it was before this sync
+    return [Deletions(guarded.name, mirrored, present)]
 
 
 def combine(results: Sequence[ScopeResult], *, calls: int) -> SyncOutcome:

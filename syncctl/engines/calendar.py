@@ -20,6 +20,7 @@ returns deletions, as `status: cancelled`, which are removed). Each calendar has
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
@@ -27,9 +28,18 @@ import sqlite_utils
 
 from syncctl.clock import Clock
 from syncctl.engines import SyncOutcome
-from syncctl.engines._scope import PageChanges, Scope, ScopeResult, combine, sync_scope
+from syncctl.engines._scope import (
+    GuardedMirror,
+    PageChanges,
+    Scope,
+    ScopeResult,
+    combine,
+    sync_scope,
+)
+from syncctl.engines.guard import DeletionGuard
 from syncctl.google import GoogleSession, UnexpectedResponse
 from syncctl.model import Integration, SyncType
+from syncctl.policy.mass_delete import Deletions
 from syncctl.store import calendar as store
 from syncctl.store.calendar import CalendarRow, EventRow
 from syncctl.store.db import transaction
@@ -48,9 +58,25 @@ def sync_calendar(
     *,
     full: bool = False,
     now: Clock,
+    guard: DeletionGuard | None = None,
 ) -> SyncOutcome:
-    """Sync a user's calendar list, then the events of every synced calendar."""
+    """Sync a user's calendar list, then the events of every synced calendar.
+
+    With a `guard`, each calendar's event deletions wait for it (MassDeleteHeld if held).
+    """
     calls_before = session.calls_made
+    listing = None
+    if guard is not None:
+        listing = GuardedMirror(
+            "calendars",
+            store.CALENDARS,
+            (user_id,),
+            guard,
+            weigh=lambda conn, keys, older_than: _calendar_deletions(
+                conn, user_id, keys, older_than
+            ),
+            remove=lambda conn, keys: store.forget_calendars(conn, user_id, keys),
+        )
     calendars = Scope(
         integration=Integration.CALENDAR,
         name=CALENDAR_LIST_SCOPE,
@@ -61,11 +87,14 @@ def sync_calendar(
             conn, user_id, changes.rows, generation=generation, removed=changes.removed
         ),
         sweep=lambda conn, generation: store.sweep_calendars(conn, user_id, generation),
+        guarded=listing,
     )
     results = [sync_scope(db, user_id, calendars, full=full, now=now)]
     for calendar_id in store.calendar_ids(db.conn, user_id):
         try:
-            results.append(_sync_events(db, session, user_id, calendar_id, full=full, now=now))
+            results.append(
+                _sync_events(db, session, user_id, calendar_id, full=full, now=now, guard=guard)
+            )
         except UnexpectedResponse as exc:
             if exc.status != 404:
                 raise
@@ -84,7 +113,12 @@ def _sync_events(
     *,
     full: bool,
     now: Clock,
+    guard: DeletionGuard | None = None,
 ) -> ScopeResult:
+    guarded = None
+    if guard is not None:
+        key = (user_id, calendar_id)
+        guarded = GuardedMirror(f"events of calendar {calendar_id}", store.EVENTS, key, guard)
     events = Scope(
         integration=Integration.CALENDAR,
         name=events_scope(calendar_id),
@@ -97,8 +131,24 @@ def _sync_events(
             conn, user_id, calendar_id, changes.rows, generation=generation, removed=changes.removed
         ),
         sweep=lambda conn, generation: store.sweep_events(conn, user_id, calendar_id, generation),
+        guarded=guarded,
     )
     return sync_scope(db, user_id, events, full=full, now=now)
+
+
+def _calendar_deletions(
+    conn: sqlite3.Connection, user_id: str, keys: list[str], older_than: int | None
+) -> list[Deletions]:
+    """A calendar that leaves the list takes all its events: each is one mirror emptied."""
+    gone = set(keys)
+    if older_than is not None:
+        gone.update(store.swept_calendar_ids(conn, user_id, older_than))
+    found = []
+    for calendar_id in sorted(gone):
+        events = store.count_events(conn, user_id, calendar_id)
+        if events:
+            found.append(Deletions(f"events of calendar {calendar_id}", events, events))
+    return found
 
 
 def _calendar_changes(entries: Sequence[dict[str, Any]]) -> PageChanges:

@@ -30,7 +30,8 @@ import sqlite_utils
 
 from syncctl.clock import Clock
 from syncctl.engines import SyncOutcome
-from syncctl.engines._scope import PageChanges, Scope, combine, sync_scope
+from syncctl.engines._scope import GuardedMirror, PageChanges, Scope, combine, sync_scope
+from syncctl.engines.guard import DeletionGuard
 from syncctl.google import GoogleSession
 from syncctl.model import Integration
 from syncctl.store import contacts as store
@@ -63,8 +64,12 @@ def sync_contacts(
     *,
     full: bool = False,
     now: Clock,
+    guard: DeletionGuard | None = None,
 ) -> SyncOutcome:
-    """Sync a user's contacts, then (only if that succeeded) their contact groups."""
+    """Sync a user's contacts, then (only if that succeeded) their contact groups.
+
+    With a `guard`, the contacts' deletions wait for it (MassDeleteHeld when it holds them).
+    """
     calls_before = session.calls_made
     people = Scope(
         integration=Integration.CONTACTS,
@@ -83,6 +88,7 @@ def sync_contacts(
             previous_names=changes.previous,
         ),
         sweep=lambda conn, generation: store.sweep_contacts(conn, user_id, generation),
+        guarded=GuardedMirror("contacts", store.CONTACTS, (user_id,), guard) if guard else None,
     )
     groups = Scope(
         integration=Integration.CONTACTS,

@@ -3,6 +3,7 @@
 from syncctl.google.errors import (
     AuthError,
     GoogleError,
+    QuotaBudgetSpent,
     QuotaError,
     SyncTokenExpired,
     TransientError,
@@ -16,6 +17,7 @@ __all__ = [
     "GoogleError",
     "GoogleSession",
     "Page",
+    "QuotaBudgetSpent",
     "QuotaError",
     "SyncTokenExpired",
     "TransientError",

@@ -98,6 +98,11 @@ class QuotaError(GoogleError):
     error_class = ErrorClass.QUOTA
 
 
+class QuotaBudgetSpent(QuotaError):
+    """syncctl's own per-minute budget (SPEC 8) is spent: the request was not sent, so the
+    pair is deferred by `retry_after` rather than retried now."""
+
+
 class SyncTokenExpired(GoogleError):
     """The sync token is expired or invalid; the scope needs a full sync."""
 

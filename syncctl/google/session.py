@@ -36,12 +36,13 @@ from syncctl.google.errors import (
     AuthError,
     ClientError,
     GoogleError,
+    QuotaBudgetSpent,
     QuotaError,
     TransientError,
     UnexpectedResponse,
     classify,
 )
-from syncctl.google.transport import CountingHttp
+from syncctl.google.transport import CountingHttp, KeepAlivePool
 from syncctl.model import UserCredentials
 
 logger = logging.getLogger("syncctl.google")
@@ -110,7 +111,11 @@ class GoogleSession:
         *,
         now: clock.Clock = clock.utcnow,
         sleep: Callable[[float], None] = time.sleep,
+        pool: KeepAlivePool | None = None,
+        spend: Callable[[str], None] | None = None,
     ) -> None:
+        """`pool`: keep-alive connections to reuse (else the session's own, closed with it);
+        `spend(uri)`: called before every request is sent (the quota budget)."""
         self._settings = settings
         self._now = now
         self._sleep = sleep
@@ -125,7 +130,9 @@ class GoogleSession:
         # api_endpoint replaces rootUrl + servicePath, so Calendar's must carry calendar/v3/.
         self._people_options = {"api_endpoint": f"{base}/"} if base else None
         self._calendar_options = {"api_endpoint": f"{base}/calendar/v3/"} if base else None
-        self._http = CountingHttp(timeout=settings.http_timeout_seconds, token_uri=token_uri)
+        self._http = CountingHttp(
+            timeout=settings.http_timeout_seconds, token_uri=token_uri, pool=pool, spend=spend
+        )
         self._credentials = credentials
         self._initial_refresh_token = credentials.refresh_token
         secrets = (credentials.client_secret, credentials.refresh_token, credentials.access_token)
@@ -361,8 +368,19 @@ class GoogleSession:
 
     def _call(self, label: str, api: str, action: Callable[[], T]) -> T:
         """Run one Google call under the retry policy, raising only classified GoogleErrors."""
-        retrying = Retrying(
-            stop=stop_after_attempt(self._settings.retry_max_attempts),
+        # The first try runs outside tenacity: nearly every call succeeds at once, and tenacity's
+        # bookkeeping cost as much CPU as the request itself (benchmarks/bench_fleet.py).
+        try:
+            return self._attempt(api, action)
+        except GoogleError as exc:
+            if self._settings.retry_max_attempts <= 1 or not self._should_retry(exc):
+                raise
+            first_failure = exc
+        wait = self._wait_after(1, first_failure)
+        self._log_failure(label, first_failure, 1, wait)
+        self._sleep(wait)
+        retrying = Retrying(  # attempts 2..N: tenacity's attempt k is the session's k + 1
+            stop=stop_after_attempt(self._settings.retry_max_attempts - 1),
             wait=self._wait,
             retry=retry_if_exception(self._should_retry),
             sleep=self._sleep,
@@ -392,25 +410,34 @@ class GoogleSession:
         return self._redact(exc)
 
     def _should_retry(self, exc: BaseException) -> bool:
-        if not isinstance(exc, QuotaError | TransientError):
+        if not isinstance(exc, QuotaError | TransientError) or isinstance(exc, QuotaBudgetSpent):
             return False
         # A Retry-After longer than our longest wait is a deferral, not something to sleep on.
         return exc.retry_after is None or exc.retry_after <= self._settings.retry_max_wait_seconds
 
     def _wait(self, state: RetryCallState) -> float:
-        backoff = min(self._backoff(state), self._settings.retry_max_wait_seconds)
         exc = state.outcome.exception() if state.outcome else None
+        return self._wait_after(state.attempt_number + 1, exc)
+
+    def _wait_after(self, attempt: int, exc: BaseException | None) -> float:
+        """Google's backoff after the session's `attempt`-th try, or its Retry-After if longer."""
+        backoff = min(self._backoff(_AttemptNumber(attempt)), self._settings.retry_max_wait_seconds)
         retry_after = getattr(exc, "retry_after", None) or 0.0
         return max(backoff, retry_after)
 
     def _log_retry(self, label: str, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
         wait = state.next_action.sleep if state.next_action else 0.0
+        self._log_failure(label, exc, state.attempt_number + 1, wait)
+
+    def _log_failure(
+        self, label: str, exc: BaseException | None, attempt: int, wait: float
+    ) -> None:
         logger.info(
             "%s failed (%s); retry %d of %d in %.1f s",
             label,
             exc,
-            state.attempt_number,
+            attempt,
             self._settings.retry_max_attempts - 1,
             wait,
         )
@@ -423,6 +450,13 @@ class GoogleSession:
         if message != exc.message:
             exc.args = (message,)
         return exc
+
+
+@dataclass(frozen=True)
+class _AttemptNumber:
+    """What tenacity's wait strategies read of a RetryCallState: the attempt that just failed."""
+
+    attempt_number: int
 
 
 def _json_or_none(content: bytes) -> Any:

@@ -31,8 +31,9 @@ from syncctl.model import (
     Trigger,
 )
 from syncctl.policy import breaker as breaker_policy
-from syncctl.policy import routing, savings, token_health
+from syncctl.policy import mass_delete, routing, savings, token_health
 from syncctl.policy import schedule as schedule_policy
+from syncctl.policy.mass_delete import Deletions
 from syncctl.policy.schedule import Outcome
 from syncctl.policy.token_health import TokenCheck
 
@@ -64,6 +65,7 @@ class Verdict:
     duration_ms: int = 0
     fleet_probe: bool = False  # the fleet breaker's probe: one request without retries
     failed_api: str | None = None  # the API whose request failed (GoogleError.api)
+    held: Deletions | None = None  # what the mass-delete guard held (skip `mass_delete_held`)
 
     @property
     def trial(self) -> bool:
@@ -97,10 +99,21 @@ class Verdict:
 
 def conclude(state: PairState, verdict: Verdict, now: datetime, settings: Settings) -> PairUpdate:
     """Everything an attempt writes: its metrics row with the calls it saved, the breaker's
-    transition, the schedule's move, the token-health verdict and at most one reconnect notice."""
+    transition, the schedule's move, the token-health verdict, at most one notice (reconnect, or
+    a held mass delete) and the mass-delete hold recorded or cleared."""
     token, notice = _token_health(state, verdict)
     breaker = _breaker(state, verdict, now, settings)
     schedule, keep_pending = _schedule(state, verdict, breaker, now, settings)
+    hold, hold_cleared = mass_delete.after_attempt(
+        verdict.held, was_held=state.mass_delete_held, synced=verdict.result is Result.SUCCESS
+    )
+    if verdict.held is not None:
+        notice = mass_delete.held_notice(
+            state.user_id,
+            state.integration,
+            verdict.held,
+            notice_open=state.mass_delete_notice_open,
+        )
     return PairUpdate(
         attempt=_attempt_record(state, verdict, now, settings),
         breaker=breaker,
@@ -108,6 +121,8 @@ def conclude(state: PairState, verdict: Verdict, now: datetime, settings: Settin
         keep_pending=keep_pending,
         token_health=token,
         notice=notice,
+        hold=hold,
+        hold_cleared=hold_cleared,
     )
 
 

@@ -14,8 +14,8 @@ from datetime import datetime
 from syncctl.config import Settings
 from syncctl.model import BreakerRecord, BreakerState, ScheduleRecord, SkipReason, TokenStatus
 from syncctl.policy import breaker as breaker_policy
+from syncctl.policy import mass_delete, token_health
 from syncctl.policy import schedule as schedule_policy
-from syncctl.policy import token_health
 
 
 @dataclass(frozen=True)
@@ -34,13 +34,24 @@ class Gate:
 
 
 def gate(
-    token_status: TokenStatus, breaker: BreakerRecord, now: datetime, settings: Settings
+    token_status: TokenStatus,
+    breaker: BreakerRecord,
+    now: datetime,
+    settings: Settings,
+    *,
+    held: bool = False,
+    allow_mass_delete: bool = False,
+    full: bool = False,
 ) -> Gate:
-    """A revoked grant skips with `invalid_token` (no call at all, not even a refresh); else an
-    open breaker, or a half-open one whose trial lease is held, skips with `circuit_open`; else
-    the attempt runs (as the trial when the breaker's wait is over)."""
+    """A revoked grant skips with `invalid_token` (no call at all, not even a refresh); else a
+    pair the mass-delete guard holds skips with `mass_delete_held` unless the operator applies
+    (`allow_mass_delete`) or re-fetches (`full`); else an open breaker, or a half-open one whose
+    trial lease is held, skips with `circuit_open`; else the attempt runs (as the trial when the
+    breaker's wait is over)."""
     if not token_health.may_call_google(token_status):
         return Gate(False, SkipReason.INVALID_TOKEN, breaker)
+    if not mass_delete.may_sync_held_pair(held, allow_mass_delete=allow_mass_delete, full=full):
+        return Gate(False, SkipReason.MASS_DELETE_HELD, breaker)
     admission = breaker_policy.allow_attempt(breaker, now, settings)
     if not admission.allowed:
         return Gate(False, SkipReason.CIRCUIT_OPEN, breaker)

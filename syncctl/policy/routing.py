@@ -48,6 +48,7 @@ _ROUTES: dict[ErrorClass, Route] = {
 _SKIP_OUTCOMES = {
     SkipReason.INVALID_TOKEN: Outcome.INVALID_TOKEN,
     SkipReason.CIRCUIT_OPEN: Outcome.CIRCUIT_OPEN,
+    SkipReason.MASS_DELETE_HELD: Outcome.MASS_DELETE_HELD,
 }
 
 

@@ -48,6 +48,7 @@ class Outcome(StrEnum):
     TRANSIENT_FAILURE = "transient_failure"  # transient error or unexpected response
     QUOTA_FAILURE = "quota_failure"  # quota errors outlasted the retries
     CLIENT_FAILURE = "client_failure"  # Google refused the OAuth client (not the user's grant)
+    MASS_DELETE_HELD = "mass_delete_held"  # skipped: the mass-delete guard held the deletions
 
 
 def initial_schedule(integration: Integration, now: datetime, settings: Settings) -> ScheduleRecord:
@@ -62,9 +63,10 @@ def initial_schedule(integration: Integration, now: datetime, settings: Settings
     )
 
 
-def is_due(next_sync_at: datetime, now: datetime) -> bool:
-    """A pair is due from its `next_sync_at` on, that instant included."""
-    return now >= next_sync_at
+def is_due(next_sync_at: datetime, now: datetime, *, held: bool = False) -> bool:
+    """A pair is due from its `next_sync_at` on, that instant included; a pair the mass-delete
+    guard holds is not due at all until an operator acts (`sync --allow-mass-delete/--full`)."""
+    return not held and now >= next_sync_at
 
 
 def on_reconnect(
@@ -217,6 +219,8 @@ def update_schedule(
         return after_circuit_open(record, breaker_retry_at)
     if outcome is Outcome.CLIENT_FAILURE:
         return record
+    if outcome is Outcome.MASS_DELETE_HELD:
+        return record  # not due while held (is_due); due at its time again once acted on
     return after_transient_failure(
         record, now, settings, failure_count=failure_count, breaker_retry_at=breaker_retry_at
     )

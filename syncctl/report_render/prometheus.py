@@ -32,6 +32,7 @@ def _ratio(part: int, whole: int) -> float | None:
 
 ONE = ()
 PER = ("integration",)
+API = ("api",)  # one sample per budgeted API, from the report's `quota.apis`
 
 # Windowed figures are gauges, not counters: each report recomputes them over its window.
 METRICS: tuple[Metric, ...] = (
@@ -45,6 +46,12 @@ METRICS: tuple[Metric, ...] = (
            ONE, lambda r: r["fleet"]["users_with_integrations"]),
     Metric("syncctl_users_reconnect_required", "Users who must reconnect their Google account.",
            GAUGE, ONE, lambda r: len(r["token_health"]["reconnect_required"])),
+    Metric("syncctl_mass_delete_held_pairs", "Pairs held by the mass-delete guard.", GAUGE,
+           ONE, lambda r: len(r["mass_delete_holds"])),
+    Metric("syncctl_quota_budget_per_minute", "Requests a minute an API may be sent.", GAUGE,
+           API, lambda f: f["budget_per_minute"]),
+    Metric("syncctl_quota_used_last_minute", "Requests granted in the sliding minute.", GAUGE,
+           API, lambda f: f["used_in_window"]),
     Metric("syncctl_integrations_enabled", "Enabled (user, integration) pairs.", GAUGE,
            PER, lambda f: f["enabled"], "fleet.integrations"),
     Metric("syncctl_integrations_active", "Enabled pairs whose token is not revoked.", GAUGE,
@@ -102,6 +109,8 @@ def samples(metric: Metric, report: dict) -> Samples:
     """The metric's (labels, value) pairs from the report, a None value included."""
     if not metric.labels:
         return [({}, metric.value(report))]
+    if metric.labels == API and metric.block is None:  # the quota budget's per-API rows
+        return [({"api": api}, metric.value(f)) for api, f in report["quota"]["apis"].items()]
     block: Any = report
     for key in (metric.block or "").split("."):
         block = block[key]

@@ -67,10 +67,54 @@ def sections(report: dict, *, limit: int | None = LIST_LIMIT) -> list[Section]:
         _api_section(report),
         *_staleness_sections(report),
         _next_run_section(report),
+        _holds_section(report, limit),
+        _quota_section(report),
     ]
     if report["user"] is not None:
         found += _user_sections(report["user"], limit)
     return found
+
+
+def _holds_section(report: dict, limit: int | None) -> Section:
+    held, more = _limited(report["mass_delete_holds"], limit)
+    hint = (
+        "apply: syncctl sync --user U --integration I --allow-mass-delete;"
+        " re-fetch: syncctl sync --user U --integration I --full"
+    )
+    return Section(
+        "Held mass deletes",
+        ["user", "integration", "mirror", "deleting", "of", "held"],
+        [
+            [
+                h["user_id"],
+                h["integration"],
+                h["mirror"],
+                h["deleting"],
+                h["mirrored"],
+                short_time(h["held_at"]),
+            ]
+            for h in held
+        ],
+        caption=more or (hint if held else None),
+        empty="no sync is held",
+    )
+
+
+def _quota_section(report: dict) -> Section:
+    return Section(
+        "Quota budget",
+        ["api", "budget/min", "used, last minute", "share", "peak minute, last hour"],
+        [
+            [
+                api,
+                f["budget_per_minute"],
+                f["used_in_window"],
+                percent(f["used_percent"]),
+                f["peak_minute_last_hour"],
+            ]
+            for api, f in report["quota"]["apis"].items()
+        ],
+    )
 
 
 def _fleet_section(report: dict) -> Section:

@@ -75,6 +75,22 @@ def sweep_calendars(conn: sqlite3.Connection, user_id: str, generation: int) -> 
     return events_deleted + mirror.delete_keys(conn, CALENDARS, [user_id], gone)
 
 
+def forget_calendars(conn: sqlite3.Connection, user_id: str, calendar_ids: Sequence[str]) -> int:
+    """Delete calendars with their events and sync tokens; returns the rows deleted."""
+    events_deleted = _forget_events(conn, user_id, calendar_ids)
+    return events_deleted + mirror.delete_keys(conn, CALENDARS, [user_id], calendar_ids)
+
+
+def swept_calendar_ids(conn: sqlite3.Connection, user_id: str, generation: int) -> list[str]:
+    """The calendars a full listing of `generation` did not see."""
+    return mirror.swept_keys(conn, CALENDARS, [user_id], generation)
+
+
+def count_events(conn: sqlite3.Connection, user_id: str, calendar_id: str) -> int:
+    """How many events of a calendar are mirrored."""
+    return mirror.count_rows(conn, EVENTS, [user_id, calendar_id])
+
+
 def forget_calendar(conn: sqlite3.Connection, user_id: str, calendar_id: str) -> int:
     """Delete one calendar with its events and sync token; returns the rows deleted."""
     events_deleted = _forget_events(conn, user_id, [calendar_id])

@@ -19,6 +19,11 @@ APPLICATION_ID = 0x53594E43  # "SYNC": marks a file as a syncctl database
 BUSY_TIMEOUT_MS = 30_000
 HEADER_BYTES = 108  # the 100-byte database header and the schema page's 8-byte b-tree header
 INTERIOR_TABLE_PAGE = 0x05  # a schema table spanning several pages has tables, whatever count
+# One write lock per database file and process. SQLite's busy handler makes a blocked writer
+# sleep and poll (1, 2, 5, ... up to 100 ms), so threads of one process that queue here instead
+# take the write lock the moment it is free; only other processes meet the busy handler.
+_WRITE_LOCKS: dict[str, threading.RLock] = {}
+_WRITE_LOCKS_GUARD = threading.Lock()
 
 
 class DatabaseError(Exception):
@@ -62,6 +67,7 @@ def open_database(path: Path | str, *, create: bool = True) -> sqlite_utils.Data
     if str(path) != ":memory:":
         with _FILES_LOCK:
             _FILES[db] = _identity(path)
+    db.syncctl_write_lock = _write_lock(path)  # type: ignore[attr-defined]
     return db
 
 
@@ -110,6 +116,12 @@ def _check_still_there(db: sqlite_utils.Database) -> None:
         )
 
 
+def _write_lock(path: Path) -> threading.RLock:
+    key = str(path) if str(path) == ":memory:" else str(path.resolve())
+    with _WRITE_LOCKS_GUARD:
+        return _WRITE_LOCKS.setdefault(key, threading.RLock())
+
+
 @contextmanager
 def transaction(db: sqlite_utils.Database) -> Iterator[sqlite3.Connection]:
     """One all-or-nothing unit of writes: BEGIN IMMEDIATE ... COMMIT, rolled back on error."""
@@ -117,7 +129,13 @@ def transaction(db: sqlite_utils.Database) -> Iterator[sqlite3.Connection]:
         with db.atomic():  # nested: a savepoint inside the outer unit
             yield db.conn
         return
-    with _immediate(db.conn) as conn:
+    lock = getattr(db, "syncctl_write_lock", None)
+    if lock is None:
+        with _immediate(db.conn) as conn:
+            _check_still_there(db)
+            yield conn
+        return
+    with lock, _immediate(db.conn) as conn:
         _check_still_there(db)
         yield conn
 

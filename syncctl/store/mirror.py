@@ -146,6 +146,25 @@ def swept_keys(
     return [key for (key,) in rows]
 
 
+def count_rows(
+    conn: sqlite3.Connection,
+    table: MirrorTable,
+    scope: Sequence[str],
+    *,
+    older_than: int | None = None,
+    keys: Sequence[str] | None = None,
+) -> int:
+    """Rows of this scope (only those of a generation below `older_than`, or among `keys`)."""
+    where, params = table.scope_where(), list(scope)
+    if older_than is not None:
+        where, params = f"{where} AND sync_generation < ?", [*params, older_than]
+    if keys is not None:
+        where = f'{where} AND "{table.key_column}" IN (SELECT value FROM json_each(?))'
+        params = [*params, json.dumps(list(keys))]
+    row = conn.execute(f"SELECT count(*) FROM {table.name} WHERE {where}", params).fetchone()
+    return int(row[0])
+
+
 def sweep(
     conn: sqlite3.Connection, table: MirrorTable, scope: Sequence[str], generation: int
 ) -> int:

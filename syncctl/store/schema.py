@@ -258,8 +258,37 @@ CREATE TABLE fleet_breaker (
 """
 
 
+# The quota budget's requests per API per whole second (store/quota.py), and the pairs whose
+# sync the mass-delete guard held (store/holds.py).
+FLEET_MIGRATION = """
+        CREATE TABLE quota_usage (
+            api TEXT NOT NULL,
+            second INTEGER NOT NULL,
+            used INTEGER NOT NULL,
+            PRIMARY KEY (api, second)
+        ) WITHOUT ROWID;
+
+        CREATE TABLE mass_delete_holds (
+            user_id TEXT NOT NULL,
+            integration_type TEXT NOT NULL,
+            mirror TEXT NOT NULL,
+            mirrored INTEGER NOT NULL,
+            deleting INTEGER NOT NULL,
+            held_at TEXT NOT NULL,
+            PRIMARY KEY (user_id, integration_type)
+        );
+"""
+
+
 # Forward-only migrations: MIGRATIONS[n] is the SQL that takes version n to n + 1.
 # v2: the hourly rollup of sync_metrics that keeps `syncctl report` fast over a year of rows.
-# v3: the key check of secrets at rest. v4: the fleet breaker per Google API.
-MIGRATIONS: list[str] = [SCHEMA_V1, ROLLUP_MIGRATION, SECRETS_MIGRATION, FLEET_BREAKER_MIGRATION]
+# v3: the key check of secrets at rest. v4: the fleet breaker per Google API. v5: the quota
+# budget's per-second counts and the mass-delete guard's held pairs.
+MIGRATIONS: list[str] = [
+    SCHEMA_V1,
+    ROLLUP_MIGRATION,
+    SECRETS_MIGRATION,
+    FLEET_BREAKER_MIGRATION,
+    FLEET_MIGRATION,
+]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from syncctl.clock import from_iso, to_iso
 from syncctl.config import MAX_INTERVAL_SECONDS, MAX_STORED_INTERVAL_SECONDS
 from syncctl.model import (
+    MASS_DELETE_NOTICE,
     RECONNECT_NOTICE,
     BreakerRecord,
     BreakerState,
@@ -31,7 +32,7 @@ from syncctl.model import (
     TokenStatus,
     Trigger,
 )
-from syncctl.store import metrics
+from syncctl.store import holds, metrics
 from syncctl.store import users as user_store
 
 
@@ -108,11 +109,13 @@ def due_pairs(
     cost_args = [Result.SUCCESS.value, SyncType.INCREMENTAL.value] * with_cost
     rows = conn.execute(
         "SELECT s.user_id, s.integration_type, s.next_sync_at, s.pending_trigger, t.status,"
-        f" {_BREAKER_COLUMNS}, {cost} FROM sync_schedule s"
+        f" {_BREAKER_COLUMNS}, {cost}, h.user_id IS NOT NULL FROM sync_schedule s"
         " LEFT JOIN token_health t"
         " ON t.user_id = s.user_id AND t.integration_type = s.integration_type"
         " LEFT JOIN circuit_breaker_state b"
         " ON b.user_id = s.user_id AND b.integration_type = s.integration_type"
+        " LEFT JOIN mass_delete_holds h"
+        " ON h.user_id = s.user_id AND h.integration_type = s.integration_type"
         " WHERE s.next_sync_at <= ? AND (? IS NULL OR s.user_id = ?)"
         " ORDER BY s.next_sync_at, s.user_id, s.integration_type LIMIT ?",
         [*cost_args, to_iso(now), user_id, user_id, -1 if limit is None else limit],
@@ -126,8 +129,9 @@ def due_pairs(
             _token_status(status),
             _breaker(row),
             mean,
+            bool(held),
         )
-        for user_id, kind, next_at, pending, status, *row, mean in rows
+        for user_id, kind, next_at, pending, status, *row, mean, held in rows
         if kind in KNOWN_INTEGRATIONS  # a row no syncctl wrote is not synced
     ]
 
@@ -156,6 +160,8 @@ def load_pair_state(conn: sqlite3.Connection, user_id: str, integration: Integra
         ),
         first_attempt_at=_moment(first),
         previous_attempt_at=_moment(previous),
+        mass_delete_held=holds.load_hold(conn, user_id, integration) is not None,
+        mass_delete_notice_open=has_open_notice(conn, user_id, MASS_DELETE_NOTICE),
     )
 
 
@@ -177,6 +183,22 @@ def save_attempt(conn: sqlite3.Connection, update: PairUpdate) -> None:
         save_breaker(conn, user_id, integration, update.breaker)
     if update.schedule is not None:
         save_schedule(conn, user_id, integration, update.schedule, keep_pending=update.keep_pending)
+    now = from_iso(record.created_at)
+    if update.hold is not None:
+        hold = update.hold
+        holds.save_hold(
+            conn,
+            user_id,
+            integration,
+            mirror=hold.mirror,
+            mirrored=hold.mirrored,
+            deleting=hold.deleting,
+            now=now,
+        )
+    if update.hold_cleared:
+        holds.clear_hold(conn, user_id, integration)
+        if not holds.list_holds(conn, user_id):  # the user's notice goes with its last hold
+            resolve_notices(conn, user_id, MASS_DELETE_NOTICE, now=now)
 
 
 def save_refreshed_token(conn: sqlite3.Connection, user_id: str, token: RefreshedToken) -> None:
@@ -401,6 +423,15 @@ def has_open_notice(conn: sqlite3.Connection, user_id: str, kind: str) -> bool:
         [user_id, kind],
     ).fetchone()
     return row is not None
+
+
+def resolve_notices(conn: sqlite3.Connection, user_id: str, kind: str, *, now: datetime) -> None:
+    """Mark the user's open notices of this kind resolved."""
+    conn.execute(
+        "UPDATE notifications SET resolved_at = ? WHERE user_id = ? AND kind = ?"
+        " AND resolved_at IS NULL",
+        [to_iso(now), user_id, kind],
+    )
 
 
 def add_notice(

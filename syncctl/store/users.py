@@ -24,7 +24,12 @@ from syncctl.store import secrets as secret_store
 # The synced-data tables that `user remove --purge` empties for a user.
 USER_DATA_TABLES = ("contacts", "contact_groups", "calendars", "calendar_events", "sync_tokens")
 # The per-(user, integration) state that disappears with the user or the integration.
-PAIR_STATE_TABLES = ("token_health", "circuit_breaker_state", "sync_schedule")
+PAIR_STATE_TABLES = (
+    "token_health",
+    "circuit_breaker_state",
+    "sync_schedule",
+    "mass_delete_holds",
+)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,274 @@
+"""Sustained Google requests per second of one host: run-due over thousands of syncs.
+
+Run: python benchmarks/bench_fleet.py [--users 12000] [--seconds 30] [--latency 0.1]
+     [--concurrency 16 32 64 128] [--cores 2] [--profile 300]
+
+The fake Google runs in its own process (spawned) with `--users` calendar-only users of one
+calendar and 5 events each. Both processes are pinned to the first `--cores` CPUs. A first
+run-due at concurrency 64 and no latency does every user's full sync (not timed); then the fake
+answers every request after `--latency` seconds and, for each concurrency K, the first
+`K / (2 x latency) x seconds` pairs (capped at --users: enough to last `--seconds` even at the
+latency bound) are made due and run by one `fleet.run_due` at concurrency K: incremental
+syncs (calendarList + events, 2 requests each), tokens fresh, quota budget on (raised to
+1,000,000 a minute so it is spent from, not waited on).
+
+Printed per K: syncs, seconds, Google requests and requests/s (counted by the fake), and where
+the time went: syncctl CPU per request (this process's CPU time over the run / requests), the
+SQLite write time per request (wall time threads spent waiting for and holding the write lock,
+summed over threads), the fake's CPU per request (its own process CPU time), and the host's
+1-minute load average after the run (other processes on the same cores lower every figure).
+
+--profile N profiles N sequential attempts on the main thread with no latency (pyinstrument,
+`pip install pyinstrument`: wall time) and prints the call tree; --cpu-profile N does the same
+with cProfile timed by this process's CPU clock (where syncctl's CPU per request goes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import multiprocessing
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from syncctl import fleet
+from syncctl.clock import to_iso, utcnow
+from syncctl.config import Settings, load_settings
+from syncctl.model import Integration, Trigger
+from syncctl.orchestrator import Orchestrator
+from syncctl.store import db as store_db
+from syncctl.store import open_database, transaction
+from syncctl.store.users import UserGrant
+from syncctl.users import parse_credentials, save_grants
+
+REQUESTS_PER_SYNC = 2  # calendarList.list + events.list of the one calendar
+
+
+def serve_fake(conn: Connection, users: int) -> None:
+    """The fake Google's process: seed users, then answer control commands until `stop`."""
+    from syncctl.fakegoogle import FakeGoogle
+
+    fake = FakeGoogle()
+    base_url = fake.start()
+    fleet = {
+        f"fleet-{n:06d}": fake.add_user(f"fleet-{n:06d}", calendars=1, events_per_calendar=5)
+        for n in range(users)
+    }
+    conn.send((base_url, fleet))
+    while True:
+        command, argument = conn.recv()
+        if command == "latency":
+            fake.set_latency(argument)
+            conn.send(None)
+        elif command == "count":
+            conn.send(fake.request_count())
+        elif command == "cpu":
+            conn.send(time.process_time())
+        else:
+            fake.stop()
+            conn.send(None)
+            return
+
+
+class FakeProcess:
+    """A fake Google in its own process, driven through a pipe."""
+
+    def __init__(self, users: int) -> None:
+        self._conn, child = multiprocessing.Pipe()
+        context = multiprocessing.get_context("spawn")
+        self._process = context.Process(target=serve_fake, args=(child, users), daemon=True)
+        self._process.start()
+        self.base_url, self.fleet = self._conn.recv()
+
+    def ask(self, command: str, argument: Any = None) -> Any:
+        self._conn.send((command, argument))
+        return self._conn.recv()
+
+    def stop(self) -> None:
+        self.ask("stop")
+        self._process.join(timeout=10)
+
+
+class WriteTimer:
+    """Wall time threads spend waiting for SQLite's write lock and holding it (all threads)."""
+
+    def __init__(self) -> None:
+        self.wait = 0.0
+        self.held = 0.0
+        self.count = 0
+        self._lock = threading.Lock()
+        self._original = store_db._immediate
+
+    @contextmanager
+    def _timed(self, conn: Any) -> Iterator[Any]:
+        asked = time.perf_counter()
+        with self._original(conn) as tx:
+            got = time.perf_counter()
+            try:
+                yield tx
+            finally:
+                done = time.perf_counter()
+                with self._lock:
+                    self.wait += got - asked
+                    self.held += done - got
+                    self.count += 1
+
+    def install(self) -> None:
+        store_db._immediate = self._timed  # benchmark instrumentation only
+
+    def reset(self) -> tuple[float, float, int]:
+        with self._lock:
+            figures = (self.wait, self.held, self.count)
+            self.wait = self.held = 0.0
+            self.count = 0
+        return figures
+
+
+def make_due(db: Any, count: int) -> None:
+    past = to_iso(utcnow() - timedelta(minutes=1))
+    with transaction(db) as conn:
+        conn.execute("UPDATE sync_schedule SET next_sync_at = ?", [to_iso(utcnow() + timedelta(1))])
+        conn.execute(
+            "UPDATE sync_schedule SET next_sync_at = ? WHERE rowid IN"
+            " (SELECT rowid FROM sync_schedule ORDER BY user_id LIMIT ?)",
+            [past, count],
+        )
+
+
+def run_at(
+    settings: Settings, db: Any, fake: FakeProcess, timer: WriteTimer, syncs: int, workers: int
+) -> dict[str, float]:
+    make_due(db, syncs)
+    requests_before, fake_cpu_before = fake.ask("count"), fake.ask("cpu")
+    timer.reset()
+    cpu_before, started = time.process_time(), time.perf_counter()
+    runner = Orchestrator(settings.with_overrides(concurrency=workers))
+    try:
+        summary = fleet.run_due(runner)
+    finally:
+        runner.close()
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_before
+    wait, held, _ = timer.reset()
+    requests = fake.ask("count") - requests_before
+    fake_cpu = fake.ask("cpu") - fake_cpu_before
+    if summary is None or summary.failed or len(summary.attempts) != syncs:
+        raise SystemExit(f"run-due at concurrency {workers} did not sync every pair")
+    return {
+        "syncs": syncs,
+        "seconds": elapsed,
+        "requests": requests,
+        "rate": requests / elapsed,
+        "cpu_ms": 1000 * cpu / requests,
+        "write_wait_ms": 1000 * wait / requests,
+        "write_held_ms": 1000 * held / requests,
+        "held_share": 100 * held / elapsed,
+        "fake_cpu_ms": 1000 * fake_cpu / requests,
+    }
+
+
+def profile_attempts(runner: Orchestrator, user_ids: list[str], *, cpu: bool) -> None:
+    """pyinstrument's wall-time tree, or (cpu) cProfile timed by this process's CPU clock."""
+    if cpu:
+        import cProfile
+        import pstats
+
+        profile = cProfile.Profile(time.process_time)
+        profile.enable()
+        for user_id in user_ids:
+            runner.attempt(user_id, Integration.CALENDAR, Trigger.MANUAL)
+        profile.disable()
+        stats = pstats.Stats(profile)
+        print(f"CPU profile of {len(user_ids)} sequential attempts (cProfile, process time)")
+        stats.sort_stats("tottime").print_stats(25)
+        stats.sort_stats("cumulative").print_stats(40)
+        return
+    from pyinstrument import Profiler
+
+    profiler = Profiler(interval=0.0005)
+    profiler.start()
+    for user_id in user_ids:
+        runner.attempt(user_id, Integration.CALENDAR, Trigger.MANUAL)
+    profiler.stop()
+    print(profiler.output_text(unicode=False, color=False, show_all=False))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=12_000)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--latency", type=float, default=0.1)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[16, 32, 64, 128])
+    parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument("--profile", type=int, default=0, metavar="N")
+    parser.add_argument("--cpu-profile", type=int, default=0, metavar="N")
+    args = parser.parse_args()
+
+    cpus = sorted(os.sched_getaffinity(0))[: args.cores]
+    os.sched_setaffinity(0, cpus)  # the spawned fake inherits it
+    print(f"fake Google: its own process; {args.users:,} calendar users; cpus {cpus}", flush=True)
+    started = time.perf_counter()
+    fake = FakeProcess(args.users)
+    timer = WriteTimer()
+    timer.install()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            db_path = Path(tmp) / "fleet.db"
+            settings = load_settings(
+                db=db_path,
+                env={"SYNCCTL_GOOGLE_ENDPOINT": fake.base_url},
+                quota_calendar_per_minute=1_000_000,
+                quota_people_per_minute=1_000_000,
+            )
+            db = open_database(db_path)
+            grants = [
+                UserGrant(user_id, parse_credentials(creds), None, (Integration.CALENDAR,))
+                for user_id, creds in fake.fleet.items()
+            ]
+            save_grants(db, settings, grants, now=utcnow())
+            runner = Orchestrator(settings.with_overrides(concurrency=64))
+            first = fleet.run_due(runner)
+            if first is None or first.failed:
+                raise SystemExit("the first full run failed")
+            print(f"set-up (seed, import, full syncs): {time.perf_counter() - started:.0f} s")
+            if args.profile or args.cpu_profile:
+                count = args.profile or args.cpu_profile
+                profile_attempts(runner, list(fake.fleet)[:count], cpu=bool(args.cpu_profile))
+            fake.ask("latency", args.latency)
+            print(
+                f"\n{args.latency * 1000:.0f} ms latency; incremental calendar syncs"
+                f" ({REQUESTS_PER_SYNC} requests each)"
+            )
+            header = (
+                f"{'K':>4} {'syncs':>6} {'seconds':>8} {'requests':>9} {'req/s':>7} {'bound':>6}"
+                f" {'cpu ms/req':>10} {'sqlite wait':>11} {'sqlite held':>11} {'fake cpu':>9}"
+                f" {'load':>5}"
+            )
+            print(header + "\n" + " " * 53 + "(ms/req)    (ms/req, % wall)  (ms/req)")
+            for workers in args.concurrency:
+                bound = workers / args.latency
+                syncs = min(args.users, math.ceil(bound / REQUESTS_PER_SYNC * args.seconds))
+                row = run_at(settings, db, fake, timer, syncs, workers)
+                print(
+                    f"{workers:>4} {row['syncs']:>6,.0f} {row['seconds']:>8.1f}"
+                    f" {row['requests']:>9,.0f} {row['rate']:>7.0f} {bound:>6.0f}"
+                    f" {row['cpu_ms']:>10.3f} {row['write_wait_ms']:>11.3f}"
+                    f" {row['write_held_ms']:>6.3f} {row['held_share']:>3.0f}%"
+                    f" {row['fake_cpu_ms']:>9.3f} {os.getloadavg()[0]:>5.1f}",
+                    flush=True,
+                )
+            runner.close()
+            db.close()
+    finally:
+        fake.stop()
+
+
+if __name__ == "__main__":
+    main()
