@@ -115,7 +115,14 @@ def simulate_command(
     """Replay one fleet under naive polling, the orchestrator (with and without webhooks) and its
     ablations; compare API calls, savings measured and as the report claimed, and staleness.
 
+    With webhooks, Google drops --dropped-percent of the change notifications and the receiver
+    syncs a notified calendar when its coalescing window closes (webhook_coalesce_seconds, in
+    virtual time). Every policy is also set against the oracle lower bound: one request per
+    change burst plus the token refreshes those bursts need.
+
     Example: syncctl simulate --days 14 --seed 7 --json > simulation.json
+
+    Fleet scale: syncctl simulate --users 1000 --days 30 --step 5m --no-ablations
     """
     from syncctl.simulation import compare  # the simulator loads the Google stack
 

@@ -36,6 +36,15 @@ Method.
   (the OAuth client secret rotated, the fleet re-imported 2 hours later) add a window; the
   calls the fake counted inside it are printed per policy, with the users asked to reconnect
   and the attempts refused as `client`.
+- With webhooks, the fake Google drops a share of the change notifications (seeded; default
+  1%), as Google may. The receiver's own dispatch is modelled on the virtual clock: the first
+  valid notification of a user opens a coalescing window (`webhook_coalesce_seconds`, default
+  2 s), later ones join it, and one calendar sync (trigger `webhook`) runs the moment the window
+  closes, before any later script event. A dropped notification's change waits for a later
+  notification, or for polling.
+- The oracle (simulation/oracle.py) is the lower bound every policy is set against: one
+  request per change burst (a listing holding changes made at one moment) plus the token
+  refreshes those bursts need; a policy's ratio is its calls divided by the oracle's.
 - Staleness is, per change made at the fake, the virtual time from the change to the first
   successful sync of its (user, integration) at or after it (nearest-rank p50/p95). Changes that
   no sync picked up before the end (a revoked or failing user's, and the latest ones) are
