@@ -139,7 +139,7 @@ class VirtualDispatcher:
         ):
             user_id = min(self._pending, key=lambda u: (self._pending[u].due, u))
             pending = self._pending.pop(user_id)
-            clock.advance_to(pending.due)
+            clock.advance_to(max(pending.due, clock.now()))
             self.dispatched += 1
             self._run(user_id, frozenset(pending.calendars))
 
