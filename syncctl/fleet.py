@@ -167,9 +167,13 @@ def run_due(
             by_user.setdefault(pair.user_id, []).append(pair)
         workers = max(1, runner.settings.concurrency)
         try:
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sync") as pool:
-                for records in pool.map(attempt_pairs, by_user.values()):
-                    collect(records)
+            if workers == 1:  # in this thread, on its connection: no pool, no new connection
+                for user_pairs in by_user.values():
+                    collect(attempt_pairs(user_pairs))
+            else:
+                with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sync") as pool:
+                    for records in pool.map(attempt_pairs, by_user.values()):
+                        collect(records)
         finally:
             runner.pool.close_finished_threads()
             with transaction(runner.db()) as tx:

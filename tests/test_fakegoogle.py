@@ -705,6 +705,42 @@ def test_unreachable_webhook_is_recorded_without_blocking(fake_google: FakeGoogl
     assert sent.error
 
 
+def test_a_dropped_share_of_change_notifications_is_never_sent(
+    fake_google: FakeGoogle, receiver: Receiver
+) -> None:
+    client = connect(fake_google, fake_google.add_user("u1", calendars=1))
+    body = {"id": "chan-4", "type": "web_hook", "address": receiver.url, "token": "t"}
+    fake_google.drop_notifications(0.25)
+    client.calendar.events().watch(calendarId="primary", body=body).execute()
+    for n in range(200):
+        fake_google.add_event("u1", "primary", summary=f"Change {n}")
+    assert fake_google.flush_notifications()
+
+    states = [h["x-goog-resource-state"] for h in receiver.received]
+    assert states.count("sync") == 1  # a new channel's sync message is never dropped
+    assert states.count("exists") + fake_google.dropped_notifications == 200
+    assert 25 <= fake_google.dropped_notifications <= 75  # 50 expected; 3.5 sigma either way
+
+
+def test_dropping_every_notification_or_none_and_refusing_a_share_outside_0_to_1(
+    fake_google: FakeGoogle, receiver: Receiver
+) -> None:
+    client = connect(fake_google, fake_google.add_user("u1", calendars=1))
+    body = {"id": "chan-5", "type": "web_hook", "address": receiver.url}
+    client.calendar.events().watch(calendarId="primary", body=body).execute()
+    fake_google.drop_notifications(1.0)
+    fake_google.add_event("u1", "primary", summary="Lost")
+    fake_google.drop_notifications(0.0)
+    fake_google.add_event("u1", "primary", summary="Heard")
+    assert fake_google.flush_notifications()
+
+    assert [h["x-goog-resource-state"] for h in receiver.received] == ["sync", "exists"]
+    assert fake_google.dropped_notifications == 1
+    for share in (-0.1, 1.5):
+        with pytest.raises(ValueError, match="between 0 and 1"):
+            fake_google.drop_notifications(share)
+
+
 # -- determinism, control surface and CLI -----------------------------------------------------
 
 

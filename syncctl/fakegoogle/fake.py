@@ -684,6 +684,19 @@ class FakeGoogle:
         """Block until `count` webhook POSTs were made (or timeout); return all of them."""
         return self._state.notifier.wait_for(count, timeout)
 
+    def drop_notifications(self, share: float) -> None:
+        """Never send this share (0 to 1) of change notifications, chosen by the seed; the
+        `sync` message of a new channel is always sent."""
+        if not 0.0 <= share <= 1.0:
+            raise ValueError("the share of dropped notifications must be between 0 and 1")
+        with self._state.lock:
+            self._state.drop_share = share
+
+    @property
+    def dropped_notifications(self) -> int:
+        """Change notifications not sent because of `drop_notifications`."""
+        return self._state.dropped_notifications
+
     def flush_notifications(self, timeout: float = 5.0) -> bool:
         """Block until every queued webhook POST was attempted; False on timeout."""
         return self._state.notifier.flush(timeout)

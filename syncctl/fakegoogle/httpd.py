@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import queue
 import socket
 import sys
 import threading
 import time
 import traceback
 from collections.abc import Callable, Mapping
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote, urlsplit
@@ -23,6 +25,10 @@ if TYPE_CHECKING:
     from syncctl.fakegoogle.fake import FakeGoogle
 
 Handler = Callable[[FakeState, ApiRequest], Reply]
+MAX_LINE_BYTES = 65536
+MAX_HEADERS = 100
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"})
+REASONS = {status.value: status.phrase for status in HTTPStatus}
 ANY = "*"
 # (method, path segments with ANY wildcards, endpoint name, handler)
 ROUTES: tuple[tuple[str, tuple[str, ...], str, Handler], ...] = (
@@ -117,7 +123,37 @@ class FakeHTTPServer(ThreadingHTTPServer):
         self.state = state
         self.connections: set[socket.socket] = set()
         self.connections_lock = threading.Lock()
+        # Connection threads are kept and reused: a client that opens a connection per sync
+        # (every GoogleSession does) would otherwise cost a thread start per sync.
+        self._jobs: queue.SimpleQueue[tuple[Any, Any] | None] = queue.SimpleQueue()
+        self._workers = 0
+        self._idle = 0
+        self._pool_lock = threading.Lock()
         super().__init__(address, _RequestHandler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Serve the connection on an idle worker thread, or on a new one if none is idle."""
+        with self._pool_lock:
+            if self._idle:
+                self._idle -= 1
+            else:
+                self._workers += 1
+                threading.Thread(target=self._work, name="fakegoogle-conn", daemon=True).start()
+        self._jobs.put((request, client_address))
+
+    def _work(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            self.process_request_thread(*job)
+            with self._pool_lock:
+                self._idle += 1
+
+    def server_close(self) -> None:
+        """Close the listening socket and let every worker thread end."""
+        super().server_close()
+        with self._pool_lock:
+            workers, self._workers, self._idle = self._workers, 0, 0
+        for _ in range(workers):
+            self._jobs.put(None)
 
     def close_connections(self) -> None:
         with self.connections_lock:
@@ -138,7 +174,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        # Headers and body go out in two writes; without NODELAY, Nagle adds 40 ms a request.
+        # Replies go out in one write; NODELAY still matters for the client's two-part POSTs.
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         with self.server.connections_lock:
             self.server.connections.add(self.connection)
@@ -154,19 +190,49 @@ class _RequestHandler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         """Silent: request lines can carry access tokens (tokeninfo)."""
 
-    def do_GET(self) -> None:  # noqa: N802
-        self._handle()
+    def handle_one_request(self) -> None:
+        """Read one request and answer it.
 
-    def do_POST(self) -> None:  # noqa: N802
-        self._handle()
+        The fake's own lean reading of HTTP/1.1 (request line, headers, Content-Length body),
+        not http.server's email-parser path: a simulated fleet sends millions of requests and
+        this server shares their process with the client under test.
+        """
+        try:
+            self._one_request()
+        except TimeoutError:  # an idle keep-alive connection: close it
+            self.close_connection = True
 
-    def do_PUT(self) -> None:  # noqa: N802
-        self._handle()
-
-    def do_PATCH(self) -> None:  # noqa: N802
-        self._handle()
-
-    def do_DELETE(self) -> None:  # noqa: N802
+    def _one_request(self) -> None:
+        line = self.rfile.readline(MAX_LINE_BYTES + 1)
+        if not line:
+            self.close_connection = True
+            return
+        parts = line.decode("latin-1").split()
+        if len(line) > MAX_LINE_BYTES or len(parts) != 3 or not parts[2].startswith("HTTP/"):
+            self._send_plain(400, "Bad Request", close=True)
+            return
+        self.command, self.path, self.request_version = parts
+        headers = _Headers()
+        while True:
+            header = self.rfile.readline(MAX_LINE_BYTES + 1)
+            if header in (b"\r\n", b"\n", b""):
+                break
+            if len(header) > MAX_LINE_BYTES or len(headers) >= MAX_HEADERS:
+                self._send_plain(431, "Request Header Fields Too Large", close=True)
+                return
+            name, colon, value = header.decode("latin-1").partition(":")
+            if not colon:
+                self._send_plain(400, "Bad Request", close=True)
+                return
+            headers[name.strip()] = value.strip()
+        self.headers = headers  # type: ignore[assignment]
+        connection = headers.get("Connection", "").lower()
+        self.close_connection = connection == "close" or (
+            self.request_version == "HTTP/1.0" and connection != "keep-alive"
+        )
+        if self.command not in METHODS:
+            self._send_plain(501, "Not Implemented", close=self.close_connection)
+            return
         self._handle()
 
     def _handle(self) -> None:
@@ -189,12 +255,39 @@ class _RequestHandler(BaseHTTPRequestHandler):
         payload = (
             b"" if reply.body is None else json.dumps(reply.body, separators=(",", ":")).encode()
         )
-        self.send_response(reply.status)
+        phrase = REASONS.get(reply.status, "Unknown")
+        lines = [f"HTTP/1.1 {reply.status} {phrase}", f"Server: {self.server_version}"]
         if reply.body is not None:
-            self.send_header("Content-Type", "application/json; charset=UTF-8")
-        self.send_header("Content-Length", str(len(payload)))
-        for name, value in reply.headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        if payload and self.command != "HEAD":
-            self.wfile.write(payload)
+            lines.append("Content-Type: application/json; charset=UTF-8")
+        lines.append(f"Content-Length: {len(payload)}")
+        lines.extend(f"{name}: {value}" for name, value in reply.headers.items())
+        if self.close_connection:
+            lines.append("Connection: close")
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+        # One write: headers and body in a single segment.
+        self.wfile.write(head if self.command == "HEAD" else head + payload)
+
+    def _send_plain(self, status: int, phrase: str, *, close: bool) -> None:
+        self.close_connection = close
+        body = phrase.encode() + b"\n"
+        head = (
+            f"HTTP/1.1 {status} {phrase}\r\nContent-Type: text/plain\r\n"
+            f"Content-Length: {len(body)}\r\n" + ("Connection: close\r\n" if close else "") + "\r\n"
+        )
+        self.wfile.write(head.encode("latin-1") + body)
+
+
+class _Headers(dict[str, str]):
+    """Request headers by lower-cased name; `get` and `[]` ignore case, as HTTP does."""
+
+    def __setitem__(self, name: str, value: str) -> None:
+        super().__setitem__(name.lower(), value)
+
+    def __getitem__(self, name: str) -> str:
+        return super().__getitem__(name.lower())
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and super().__contains__(name.lower())
+
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        return super().get(name.lower(), default)

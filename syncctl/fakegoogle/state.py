@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -104,6 +105,10 @@ class FakeState:
         self.channels: dict[str, Channel] = {}
         self.watchers: dict[tuple[str, str], set[str]] = {}  # (user, calendar) -> channel ids
         self.notifier = Notifier()
+        # Google does not promise delivery: this share of change notifications is never sent.
+        self.drop_share = 0.0
+        self.dropped_notifications = 0
+        self.drop_rng = random.Random(f"{seed}:drops")  # noqa: S311 (reproducible, no secret)
         self.faults = Faults()
         self.counters = Counters()
         self.base_url = ""
@@ -130,8 +135,12 @@ class FakeState:
         now = self.now()
         for channel_id in sorted(self.watchers.get((user_id, calendar_id), ())):
             channel = self.channels.get(channel_id)
-            if channel is not None and channel.live(now):
-                self.notifier.submit(channel, resource_state)
+            if channel is None or not channel.live(now):
+                continue
+            if self.drop_share > 0 and self.drop_rng.random() < self.drop_share:
+                self.dropped_notifications += 1
+                continue
+            self.notifier.submit(channel, resource_state)
 
     def user(self, user_id: str) -> UserState:
         """A user by id; ValueError if unknown."""

@@ -36,6 +36,15 @@ Method.
   (the OAuth client secret rotated, the fleet re-imported 2 hours later) add a window; the
   calls the fake counted inside it are printed per policy, with the users asked to reconnect
   and the attempts refused as `client`.
+- With webhooks, the fake Google drops a share of the change notifications (seeded; default
+  1%), as Google may. The receiver's own dispatch is modelled on the virtual clock: the first
+  valid notification of a user opens a coalescing window (`webhook_coalesce_seconds`, default
+  2 s), later ones join it, and one calendar sync (trigger `webhook`) runs the moment the window
+  closes, before any later script event. A dropped notification's change waits for a later
+  notification, or for polling.
+- The oracle (simulation/oracle.py) is the lower bound every policy is set against: one
+  request per change burst (a listing holding changes made at one moment) plus the token
+  refreshes those bursts need; a policy's ratio is its calls divided by the oracle's.
 - Staleness is, per change made at the fake, the virtual time from the change to the first
   successful sync of its (user, integration) at or after it (nearest-rank p50/p95). Changes that
   no sync picked up before the end (a revoked or failing user's, and the latest ones) are
@@ -55,6 +64,7 @@ from typing import Any
 
 from syncctl.config import Settings
 from syncctl.model import Integration, SavedBy, TokenStatus
+from syncctl.simulation.oracle import Oracle, ratio
 from syncctl.simulation.runs import PolicyRun, run_naive, run_orchestrated
 from syncctl.simulation.scenario import Scenario, make_scenario
 from syncctl.simulation.stage import Stage, scratch_directory
@@ -63,6 +73,7 @@ from syncctl.store import transaction
 
 UNREACHABLE = 10**9  # a threshold no simulated run reaches: the mechanism never acts
 SIMULATION_START = datetime(2026, 1, 5, tzinfo=UTC)  # fixed, so a seed reproduces every figure
+DEFAULT_DROP_SHARE = 0.01  # Google does not promise delivery: 1% of notifications never arrive
 
 
 @dataclass(frozen=True)
@@ -96,10 +107,17 @@ ABLATIONS = (
 
 
 def simulation_scenario(
-    *, users: int, days: int, seed: int, step_seconds: int, kind: str = "standard"
+    *,
+    users: int,
+    days: int,
+    seed: int,
+    step_seconds: int,
+    kind: str = "standard",
+    drop_share: float = DEFAULT_DROP_SHARE,
 ) -> Scenario:
-    """The simulator's scenario: `users` users over `days` days from a fixed start."""
-    return make_scenario(
+    """The simulator's scenario: `users` users over `days` days from a fixed start; Google
+    drops `drop_share` of the change notifications."""
+    scenario = make_scenario(
         users=users,
         days=days,
         seed=seed,
@@ -107,6 +125,7 @@ def simulation_scenario(
         step_seconds=step_seconds,
         kind=kind,
     )
+    return replace(scenario, drop_share=drop_share)
 
 
 def forget_revocations(stage: Stage) -> None:
@@ -222,6 +241,7 @@ def compare(
     by_name = {run.policy: run for run in runs}
     by_policy = {policy.name: policy for policy in policies}
     naive = by_name[NAIVE.name].api_calls
+    oracle = by_name[NAIVE.name].oracle  # every run made the same changes: one bound for all
     orchestrated = by_name[ORCHESTRATED.name]
     claimed = orchestrated.claimed or {"saved": 0, "saved_by": {}}
     mechanisms = []
@@ -263,7 +283,10 @@ def compare(
     }
     return {
         "scenario": scenario.summary(),
-        "policies": [_policy_figures(policy, by_name[policy.name], naive) for policy in policies],
+        "oracle": None if oracle is None else oracle.as_dict(),
+        "policies": [
+            _policy_figures(policy, by_name[policy.name], naive, oracle) for policy in policies
+        ],
         "unavailable": [{"policy": k, "reason": v} for k, v in unavailable.items()],
         "mechanisms": mechanisms,
         "profiles": profiles,
@@ -370,7 +393,7 @@ def _mechanism(
     }
 
 
-def _policy_figures(policy: Policy, run: PolicyRun, naive: int) -> dict:
+def _policy_figures(policy: Policy, run: PolicyRun, naive: int, oracle: Oracle | None) -> dict:
     saved = naive - run.api_calls
     return {
         "policy": run.policy,
@@ -378,7 +401,9 @@ def _policy_figures(policy: Policy, run: PolicyRun, naive: int) -> dict:
         "api_calls": run.api_calls,
         "saved_vs_naive": saved,
         "saved_percent": round(100.0 * saved / naive, 1) if naive else None,
+        "oracle_ratio": None if oracle is None else ratio(run.api_calls, oracle),
         "attempts": run.attempts,
+        "notifications": run.notifications,
         "calls_by_profile": run.calls_by_profile,
         "calls_by_endpoint": run.calls_by_endpoint,
         "report_claimed": run.claimed,

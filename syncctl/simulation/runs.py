@@ -10,19 +10,22 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from syncctl import fleet
 from syncctl.config import Settings
 from syncctl.engines.calendar import sync_calendar
 from syncctl.engines.contacts import sync_contacts
+from syncctl.fakegoogle.tokens import ACCESS_TOKEN_SECONDS
 from syncctl.fleet import RunSummary
 from syncctl.google.errors import GoogleError
 from syncctl.google.session import GoogleSession
-from syncctl.model import ALL_INTEGRATIONS, ErrorClass, Integration, Result
+from syncctl.model import ALL_INTEGRATIONS, ErrorClass, Integration, Result, Trigger
 from syncctl.orchestrator import Orchestrator
 from syncctl.report import build_report, nearest_rank
+from syncctl.simulation.clock import VirtualClock
+from syncctl.simulation.oracle import Oracle, oracle_bound
 from syncctl.simulation.scenario import Scenario
 from syncctl.simulation.stage import Change, Stage, staged
 from syncctl.store import transaction
@@ -34,6 +37,7 @@ from syncctl.webhooks import make_server
 StepHook = Callable[[Stage], None]
 StepReport = Callable[[datetime, RunSummary, list[str]], None]
 NOTIFY_TIMEOUT_SECONDS = 10.0
+DEFAULT_COALESCE_SECONDS = 2.0  # the receiver's coalescing window where settings have none
 NAIVE_ENGINES = {Integration.CONTACTS: sync_contacts, Integration.CALENDAR: sync_calendar}
 Pair = tuple[str, Integration]
 
@@ -82,6 +86,8 @@ class PolicyRun:
     window_calls: int | None = None  # calls inside the scenario's outage or rotation window
     reconnect_notices: int = 0  # users asked to reconnect (open notices) at the end
     client_refusals: int = 0  # attempts that ended with error class `client`
+    oracle: Oracle | None = None  # the lower bound for this run's changes
+    notifications: dict[str, int] = field(default_factory=dict)  # sent, dropped, dispatched
 
 
 @dataclass
@@ -95,6 +101,47 @@ class _Tally:
         self.saved[pair[0]] += saved
         if result is Result.SUCCESS:
             self.successes.setdefault(pair, []).append(at)
+
+
+@dataclass
+class _Pending:
+    calendars: set[str]
+    due: datetime
+
+
+class VirtualDispatcher:
+    """The receiver's dispatch on the virtual clock: a user's notifications coalesce for
+    `window` seconds after the first, then ONE calendar sync runs (trigger `webhook`) at the
+    moment the window closes, as `webhook serve` does in real time."""
+
+    def __init__(self, run: Callable[[str, frozenset[str]], None], window: float) -> None:
+        self._run = run
+        self._window = timedelta(seconds=window)
+        self._pending: dict[str, _Pending] = {}
+        self.dispatched = 0
+
+    def notify(self, user_id: str, calendar_id: str, at: datetime) -> None:
+        """A valid notification for the user's calendar arrived at `at`."""
+        pending = self._pending.get(user_id)
+        if pending is None:
+            self._pending[user_id] = _Pending({calendar_id}, at + self._window)
+        else:
+            pending.calendars.add(calendar_id)
+
+    def next_due(self) -> datetime | None:
+        """When the next coalesced sync falls due (None when nothing is pending)."""
+        return min((p.due for p in self._pending.values()), default=None)
+
+    def run_until(self, moment: datetime, *, inclusive: bool, clock: VirtualClock) -> None:
+        """Run every sync due before `moment` (or at it, with `inclusive`), in due order."""
+        while (due := self.next_due()) is not None and (
+            due < moment or (inclusive and due == moment)
+        ):
+            user_id = min(self._pending, key=lambda u: (self._pending[u].due, u))
+            pending = self._pending.pop(user_id)
+            clock.advance_to(max(pending.due, clock.now()))
+            self.dispatched += 1
+            self._run(user_id, frozenset(pending.calendars))
 
 
 def run_orchestrated(
@@ -115,9 +162,14 @@ def run_orchestrated(
     with staged(scenario, base, db_path) as stage, _receiver(stage, enabled=webhooks):
         settings = stage.settings.with_overrides(concurrency=concurrency)
         runner = Orchestrator(settings, clock=stage.clock.now, sleep=stage.clock.sleep)
+        dispatcher = None
+        if webhooks:
+            dispatcher = _dispatcher(stage, runner, tally)
         try:
             for moment in scenario.steps():
                 notes = stage.play_until(moment)
+                if dispatcher is not None:
+                    dispatcher.run_until(moment, inclusive=True, clock=stage.clock)
                 if before_step is not None:
                     before_step(stage)
                 summary = fleet.run_due(runner)
@@ -137,7 +189,39 @@ def run_orchestrated(
             **report["api_calls"]["total"],
             "counterfactual": report["api_calls"]["counterfactual"],
         }
-        return _measured(name, stage, tally, claimed, started)
+        return _measured(
+            name, stage, tally, claimed, started, dispatcher.dispatched if dispatcher else 0
+        )
+
+
+def _dispatcher(stage: Stage, runner: Orchestrator, tally: _Tally) -> VirtualDispatcher:
+    """The receiver's dispatch for this run: each valid change notification the fake delivered
+    is queued at the virtual moment it arrived, and its sync runs when the window closes."""
+    window = getattr(stage.settings, "webhook_coalesce_seconds", DEFAULT_COALESCE_SECONDS)
+
+    def run(user_id: str, calendars: frozenset[str]) -> None:
+        del calendars  # this build's notified sync lists every calendar of the user
+        record = runner.attempt(user_id, Integration.CALENDAR, Trigger.WEBHOOK)
+        pair = (record.user_id, record.integration_type)
+        tally.add(pair, record.result, stage.clock.now(), record.api_calls_saved)
+
+    dispatcher = VirtualDispatcher(run, window)
+    seen = 0
+    deliver = stage.after_change
+
+    def delivered() -> None:
+        nonlocal seen
+        if deliver is not None:
+            deliver()
+        sent = stage.fake.notifications_sent
+        for note in sent[seen:]:
+            if note.status == 200 and note.resource_state != "sync":
+                dispatcher.notify(note.user_id, note.calendar_id, stage.clock.now())
+        seen = len(sent)
+
+    stage.after_change = delivered
+    stage.before_moving = lambda at: dispatcher.run_until(at, inclusive=False, clock=stage.clock)
+    return dispatcher
 
 
 @contextmanager
@@ -220,7 +304,12 @@ def naive_poll(stage: Stage, user_id: str, integration: Integration) -> Result:
 
 
 def _measured(
-    name: str, stage: Stage, tally: _Tally, claimed: dict | None, started: float
+    name: str,
+    stage: Stage,
+    tally: _Tally,
+    claimed: dict | None,
+    started: float,
+    dispatched: int = 0,
 ) -> PolicyRun:
     profiles = stage.scenario.profiles()
     by_endpoint: Counter[str] = Counter()
@@ -245,6 +334,14 @@ def _measured(
         window_calls=stage.window_calls,
         reconnect_notices=len({u for u, _ in open_reconnect_notices(stage.db.conn, None)}),
         client_refusals=count_attempts(stage.db.conn, error_class=ErrorClass.CLIENT),
+        oracle=oracle_bound(
+            stage.changes, token_seconds=ACCESS_TOKEN_SECONDS, cut_off=stage.scenario.cut_offs()
+        ),
+        notifications={
+            "sent": sum(1 for n in stage.fake.notifications_sent if n.resource_state != "sync"),
+            "dropped": stage.fake.dropped_notifications,
+            "dispatched": dispatched,
+        },
     )
 
 

@@ -101,6 +101,8 @@ class Scenario:
     users: tuple[FleetUser, ...]
     script: tuple[ScriptEvent, ...]
     kind: str = "standard"
+    # The share of change notifications Google never sends (it does not promise delivery).
+    drop_share: float = 0.0
 
     @property
     def end(self) -> datetime:
@@ -131,6 +133,14 @@ class Scenario:
         start, end = self.moment_of(starts[self.kind]), self.moment_of(ends[self.kind])
         return (start, end) if start and end else None
 
+    def cut_offs(self) -> dict[str, datetime]:
+        """Per user, when their requests stop succeeding for good (revocation, outage)."""
+        found: dict[str, datetime] = {}
+        for event in self.script:
+            if event.action in (Action.REVOKE, Action.FAIL):
+                found.setdefault(event.user_id, event.at)
+        return found
+
     def summary(self) -> dict:
         """The scenario as plain data for reports."""
         counts: dict[str, int] = {}
@@ -150,6 +160,7 @@ class Scenario:
             "failing_from": _iso(self.moment_of(Action.FAIL)),
             "kind": self.kind,
             "window": [_iso(at) for at in window] if (window := self.window()) else None,
+            "dropped_notifications_share": self.drop_share,
         }
 
 

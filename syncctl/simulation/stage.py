@@ -27,11 +27,13 @@ from syncctl.users import add_user, parse_credentials
 
 @dataclass(frozen=True)
 class Change:
-    """One change made at Google: when, to whom, and which integration it concerns."""
+    """One change made at Google: when, to whom, which integration, and which listing shows it
+    (`contacts`, or `calendar:<id>` for one calendar's events)."""
 
     at: datetime
     user_id: str
     integration: Integration
+    listing: str = ""
 
 
 @dataclass
@@ -50,6 +52,9 @@ class Stage:
     # The fake's request count when the scenario's window (outage, client rotation) opened and
     # when it closed.
     window_counts: list[int] = field(default_factory=list)
+    # Called with a later time before the clock moves to it (e.g. to run the webhook
+    # dispatches that fall due before it).
+    before_moving: Callable[[datetime], None] | None = None
     _cursor: int = 0
     _digest: Any = field(default_factory=hashlib.sha256)
 
@@ -60,12 +65,21 @@ class Stage:
         script = self.scenario.script
         while self._cursor < len(script) and script[self._cursor].at <= moment:
             event = script[self._cursor]
+            if self.before_moving is not None:
+                self.before_moving(event.at)
             self._cursor += 1
             self.clock.advance_to(event.at)
             if event.action is Action.CHANGE:
                 for description in self.fake.random_changes(event.user_id, event.count):
                     self._digest.update(f"{event.at.isoformat()} {description}\n".encode())
-                    self.changes.append(Change(event.at, event.user_id, _integration(description)))
+                    self.changes.append(
+                        Change(
+                            event.at,
+                            event.user_id,
+                            _integration(description),
+                            _listing(description),
+                        )
+                    )
                 if self.after_change is not None:
                     self.after_change()
             elif event.action is Action.REVOKE:
@@ -93,6 +107,8 @@ class Stage:
                     f"{event.at:%Y-%m-%d %H:%M} every Google request of {event.user_id} fails"
                     f" with {FAILING_STATUS} from now on"
                 )
+        if self.before_moving is not None:
+            self.before_moving(moment)
         self.clock.advance_to(moment)
         self.happenings.extend(notes)
         return notes
@@ -128,6 +144,13 @@ def _integration(description: str) -> Integration:
     return Integration.CONTACTS if description.split()[1] == "contact" else Integration.CALENDAR
 
 
+def _listing(description: str) -> str:
+    # "<verb> event <event id> in <calendar id>": one calendar's events.list shows it.
+    if _integration(description) is Integration.CONTACTS:
+        return "contacts"
+    return "calendar:" + description.split(" in ", 1)[1]
+
+
 @contextmanager
 def staged(scenario: Scenario, base: Settings, db_path: Path) -> Iterator[Stage]:
     """Start the fake Google on the scenario's virtual clock, create the database at `db_path`
@@ -135,6 +158,7 @@ def staged(scenario: Scenario, base: Settings, db_path: Path) -> Iterator[Stage]
     clock = VirtualClock(scenario.start)
     fake = FakeGoogle(clock=clock.now, seed=scenario.seed)
     base_url = fake.start()
+    fake.drop_notifications(scenario.drop_share)
     db: sqlite_utils.Database | None = None
     try:
         settings = replace(base, db_path=db_path, google_endpoint=base_url, webhook_url=None)
