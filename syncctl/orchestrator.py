@@ -15,22 +15,23 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
 
 import sqlite_utils
 
-from syncctl import webhooks
 from syncctl.clock import Clock, from_iso, utcnow
 from syncctl.config import Settings
 from syncctl.connections import ConnectionPool
 from syncctl.engines import SyncOutcome
-from syncctl.engines.calendar import sync_calendar
+from syncctl.engines import channels as channel_upkeep
+from syncctl.engines.calendar import CALENDAR_LIST_SCOPE, sync_calendar
 from syncctl.engines.contacts import sync_contacts
 from syncctl.google.errors import AuthError, GoogleError, UnexpectedResponse
 from syncctl.google.session import CALENDAR_API, OAUTH_API, PEOPLE_API, GoogleSession
+from syncctl.leases import pair_lease
 from syncctl.model import (
     AttemptRecord,
     BreakerRecord,
@@ -51,6 +52,7 @@ from syncctl.policy.token_health import TokenAction, TokenCheck
 from syncctl.store import DatabaseError, transaction
 from syncctl.store import state as state_store
 from syncctl.store import users as user_store
+from syncctl.store.sync_tokens import sync_token_updated_at
 
 log = logging.getLogger("syncctl.orchestrator")
 
@@ -97,10 +99,22 @@ class Orchestrator:
     # -- one attempt -------------------------------------------------------------------------
 
     def attempt(
-        self, user_id: str, integration: Integration, trigger: Trigger, *, full: bool = False
+        self,
+        user_id: str,
+        integration: Integration,
+        trigger: Trigger,
+        *,
+        full: bool = False,
+        only: Collection[str] | None = None,
     ) -> AttemptRecord:
-        """Run one (user, integration) through every gate and, if allowed, the sync."""
-        return self.attempt_with_evidence(user_id, integration, trigger, full=full)[0]
+        """Run one (user, integration) through every gate and, if allowed, the sync.
+
+        An attempt the gate lets through first takes the pair's lease (`leases.PairBusy`, and
+        no row, when another process syncs the pair) and reads the pair's state again under
+        it, so it decides on state no other process changes meanwhile. `only` limits a
+        calendar sync to the notified calendars (no calendar-list call).
+        """
+        return self.attempt_with_evidence(user_id, integration, trigger, full=full, only=only)[0]
 
     def attempt_with_evidence(
         self,
@@ -110,6 +124,7 @@ class Orchestrator:
         *,
         full: bool = False,
         probe: bool = False,
+        only: Collection[str] | None = None,
     ) -> tuple[AttemptRecord, list[Evidence]]:
         """An attempt, and what it found at each Google API it sent requests to (the fleet
         breaker's evidence). A `probe` (the fleet breaker's) is sent without retries."""
@@ -117,6 +132,29 @@ class Orchestrator:
         now = self.clock()
         started = time.monotonic()
         state = state_store.load_pair_state(db.conn, user_id, integration)
+        decision = gate(state.token_status, state.breaker, now, self.settings)
+        if not decision.allowed:
+            verdict = Verdict(trigger, Result.SKIPPED, decision.skip_reason)
+            return self._save(db, state, verdict, now, started), []
+        with pair_lease(db, user_id, integration, now=now, settings=self.settings):
+            state = state_store.load_pair_state(db.conn, user_id, integration)
+            return self._leased_attempt(
+                db, state, trigger, now, started, full=full, only=only, probe=probe
+            )
+
+    def _leased_attempt(
+        self,
+        db: sqlite_utils.Database,
+        state: PairState,
+        trigger: Trigger,
+        now: datetime,
+        started: float,
+        *,
+        full: bool,
+        only: Collection[str] | None,
+        probe: bool,
+    ) -> tuple[AttemptRecord, list[Evidence]]:
+        user_id = state.user_id
         decision = gate(state.token_status, state.breaker, now, self.settings)
         if decision.trial:
             decision = self._take_trial_lease(db, state, now)
@@ -132,7 +170,9 @@ class Orchestrator:
         settings = replace(self.settings, retry_max_attempts=1) if single else self.settings
         session = GoogleSession(credentials, settings, now=lambda: now, sleep=self.sleep)
         try:
-            verdict = self._run_session(db, session, state, decision, trigger, now, full=full)
+            verdict = self._run_session(
+                db, session, state, decision, trigger, now, full=full, only=only
+            )
             verdict = replace(verdict, fleet_probe=probe)
             record = self._save(db, state, verdict, now, started, session)
             return record, _evidence(state.integration, session, verdict)
@@ -161,6 +201,7 @@ class Orchestrator:
         now: datetime,
         *,
         full: bool,
+        only: Collection[str] | None = None,
     ) -> Verdict:
         credentials = session.credentials
         admitted = decision.breaker
@@ -172,10 +213,11 @@ class Orchestrator:
             if action is TokenAction.REFRESH:
                 session.refresh_token()
             engine = self.engines[state.integration]
-            outcome = engine(db, session, state.user_id, full=full, now=lambda: now)
+            scope = {} if only is None else {"only": only}
+            outcome = engine(db, session, state.user_id, full=full, now=lambda: now, **scope)
             channels = None
             if state.integration is Integration.CALENDAR:  # on the same session: its calls count
-                channels = webhooks.maintain_channels(
+                channels = channel_upkeep.maintain_channels(
                     db, session, state.user_id, settings=self.settings, now=now
                 )
         except GoogleError as error:
@@ -190,8 +232,22 @@ class Orchestrator:
                 trigger, UnexpectedResponse(f"unexpected {type(exc).__name__}"), admitted
             )
         live = bool(channels and channels.covered)
+        listed = None
+        if (
+            only is not None
+        ):  # a notified sync: the safety poll stays where the list's refresh put it
+            listed = sync_token_updated_at(
+                db.conn, state.user_id, state.integration, CALENDAR_LIST_SCOPE
+            )
         return Verdict(
-            trigger, Result.SUCCESS, outcome=outcome, channel_live=live, admitted=admitted
+            trigger,
+            Result.SUCCESS,
+            outcome=outcome,
+            channel_live=live,
+            admitted=admitted,
+            renew_by=channels.renew_by if channels and live else None,
+            notified_only=only is not None,
+            list_refreshed_at=listed,
         )
 
     def _save(

@@ -91,3 +91,31 @@ def test_version_1_database_migrates_forward_in_place(tmp_path):
     assert db.conn.execute(
         "SELECT hour, attempts, api_calls_made FROM sync_metrics_hourly"
     ).fetchall() == [("2026-11-29T05", 1, 4)]
+
+
+def test_a_second_connection_in_one_process_keeps_the_first_ones_writes_visible(tmp_path):
+    # Re-reading the header with open()/close() dropped the process's POSIX locks: another
+    # process's closing connection then unlinked the WAL and later commits went nowhere.
+    import subprocess
+    import sys
+
+    path = tmp_path / "syncctl.db"
+    first = open_database(path)
+    second = open_database(path)
+    script = (
+        "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]);"
+        " print(c.execute(sys.argv[2]).fetchone()[0]); c.close()"
+    )
+    subprocess.run(
+        [sys.executable, "-c", script, str(path), "SELECT count(*) FROM users"], check=True
+    )
+    first.conn.execute(
+        "INSERT INTO notifications (user_id, kind, message, created_at) VALUES ('u', 'k', 'm', 't')"
+    )
+    count = "SELECT count(*) FROM notifications"
+    seen = subprocess.run(
+        [sys.executable, "-c", script, str(path), count], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    second.close()
+    first.close()
+    assert seen == "1"

@@ -238,6 +238,16 @@ def _print_comparison(result: dict) -> None:
             f" claimed {totals['webhooks_claimed_saved']}"
             f" ({_pct(totals['webhooks_claim_error_percent'])} off)."
         )
+    if totals.get("oracle_calls"):
+        ratios = ", ".join(
+            f"{p['policy']} {p['oracle_ratio']}x"
+            for p in result["policies"]
+            if p.get("oracle_ratio")
+        )
+        _output.say(
+            f"oracle lower bound: {totals['oracle_calls']} calls (one per change burst plus the"
+            f" token refreshes those need); each policy's calls / oracle: {ratios}."
+        )
     for item in result["unavailable"]:
         _output.say(f"{item['policy']}: not available ({item['reason']})")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import queue
+import random
 import threading
 import urllib.error
 import urllib.request
@@ -69,14 +70,19 @@ class _Delivery:
     calendar_id: str
     address: str
     headers: dict[str, str]
+    dropped: bool = False
 
 
 class Notifier:
     """Delivers notifications in order from one daemon thread, so mutations never block."""
 
-    def __init__(self, timeout: float = NOTIFY_TIMEOUT_SECONDS) -> None:
+    def __init__(self, timeout: float = NOTIFY_TIMEOUT_SECONDS, seed: int = 0) -> None:
         self.timeout = timeout
         self.sent: list[SentNotification] = []
+        # Google does not promise delivery: this share of change notifications (never `sync`
+        # messages) is dropped, recorded with status None and error "dropped".
+        self.drop_share = 0.0
+        self._rng = random.Random(f"notifier:{seed}")
         self._queue: queue.Queue[_Delivery | None] = queue.Queue()
         self._done = threading.Condition()
         self._pending = 0
@@ -105,6 +111,7 @@ class Notifier:
             channel.calendar_id,
             channel.address,
             channel.headers(state),
+            dropped=state != "sync" and self._rng.random() < self.drop_share,
         )
         with self._done:
             self._pending += 1
@@ -126,7 +133,7 @@ class Notifier:
             delivery = self._queue.get()
             if delivery is None:
                 return
-            status, error = self._post(delivery)
+            status, error = (None, "dropped") if delivery.dropped else self._post(delivery)
             record = SentNotification(
                 channel_id=delivery.channel_id,
                 user_id=delivery.user_id,

@@ -684,6 +684,12 @@ class FakeGoogle:
         """Block until `count` webhook POSTs were made (or timeout); return all of them."""
         return self._state.notifier.wait_for(count, timeout)
 
+    def drop_notifications(self, share: float) -> None:
+        """Drop this share (0..1) of change notifications, as Google may (seeded, repeatable)."""
+        if not 0.0 <= share <= 1.0:
+            raise ValueError("the share of dropped notifications is between 0 and 1")
+        self._state.notifier.drop_share = share
+
     def flush_notifications(self, timeout: float = 5.0) -> bool:
         """Block until every queued webhook POST was attempted; False on timeout."""
         return self._state.notifier.flush(timeout)

@@ -103,7 +103,7 @@ class FakeState:
         self.pages = PageSessions()
         self.channels: dict[str, Channel] = {}
         self.watchers: dict[tuple[str, str], set[str]] = {}  # (user, calendar) -> channel ids
-        self.notifier = Notifier()
+        self.notifier = Notifier(seed=seed)
         self.faults = Faults()
         self.counters = Counters()
         self.base_url = ""

@@ -145,11 +145,11 @@ def run_policy(policy: Policy, scenario: Scenario, base: Settings, workdir: Path
 def webhooks_unavailable() -> str | None:
     """Why the webhook policy cannot run in this build (None when it can)."""
     try:
-        from syncctl import webhooks
+        from syncctl import receiver as webhooks
     except ImportError:
-        return "syncctl.webhooks is not part of this build"
-    if not hasattr(webhooks, "make_server"):
-        return "syncctl.webhooks has no receiver (make_server)"
+        return "syncctl.receiver is not part of this build"
+    if not hasattr(webhooks, "make_receiver"):
+        return "syncctl.receiver has no make_receiver"
     return None
 
 
@@ -276,6 +276,7 @@ def compare(
             "claim_error_percent": claim_error_percent(
                 claimed["saved"], naive - orchestrated.api_calls
             ),
+            "oracle_calls": naive_run.oracle_calls,
             **_webhook_totals(by_name.get(WEBHOOKS.name), naive),
         },
         "window": _window_figures(scenario, runs, policies),
@@ -385,4 +386,5 @@ def _policy_figures(policy: Policy, run: PolicyRun, naive: int) -> dict:
         "staleness": {name: s.as_dict() for name, s in run.staleness.items()},
         "script_fingerprint": run.script_fingerprint,
         "wall_seconds": run.wall_seconds,
+        "oracle_ratio": round(run.api_calls / run.oracle_calls, 2) if run.oracle_calls else None,
     }

@@ -10,26 +10,28 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from syncctl import fleet
 from syncctl.config import Settings
 from syncctl.engines.calendar import sync_calendar
 from syncctl.engines.contacts import sync_contacts
+from syncctl.fakegoogle.oauth_api import ACCESS_TOKEN_SECONDS
 from syncctl.fleet import RunSummary
 from syncctl.google.errors import GoogleError
 from syncctl.google.session import GoogleSession
-from syncctl.model import ALL_INTEGRATIONS, ErrorClass, Integration, Result
-from syncctl.orchestrator import Orchestrator
+from syncctl.model import ALL_INTEGRATIONS, ErrorClass, Integration, Result, Trigger
+from syncctl.orchestrator import Orchestrator, UserRemoved
+from syncctl.receiver import make_receiver
 from syncctl.report import build_report, nearest_rank
+from syncctl.simulation.oracle import oracle_calls
 from syncctl.simulation.scenario import Scenario
 from syncctl.simulation.stage import Change, Stage, staged
 from syncctl.store import transaction
 from syncctl.store import users as user_store
 from syncctl.store.metrics import count_attempts
 from syncctl.store.report_queries import open_reconnect_notices
-from syncctl.webhooks import make_server
 
 StepHook = Callable[[Stage], None]
 StepReport = Callable[[datetime, RunSummary, list[str]], None]
@@ -82,6 +84,7 @@ class PolicyRun:
     window_calls: int | None = None  # calls inside the scenario's outage or rotation window
     reconnect_notices: int = 0  # users asked to reconnect (open notices) at the end
     client_refusals: int = 0  # attempts that ended with error class `client`
+    oracle_calls: int = 0  # the lower bound for this script (simulation/oracle.py)
 
 
 @dataclass
@@ -112,9 +115,11 @@ def run_orchestrated(
     with `webhooks`, a receiver runs beside it and calendar watch channels are kept open."""
     started = time.perf_counter()
     tally = _Tally()
-    with staged(scenario, base, db_path) as stage, _receiver(stage, enabled=webhooks):
+    with staged(scenario, base, db_path) as stage, _receiver(stage, enabled=webhooks) as dispatch:
         settings = stage.settings.with_overrides(concurrency=concurrency)
         runner = Orchestrator(settings, clock=stage.clock.now, sleep=stage.clock.sleep)
+        if dispatch is not None:
+            dispatch.bind(runner, tally)
         try:
             for moment in scenario.steps():
                 notes = stage.play_until(moment)
@@ -140,33 +145,78 @@ def run_orchestrated(
         return _measured(name, stage, tally, claimed, started)
 
 
+class VirtualDispatch:
+    """The receiver's dispatch in virtual time: a notification's user is synced (only the
+    notified calendars, trigger webhook) `webhook_coalesce_seconds` after the first of a burst,
+    before the clock moves past that moment; a share of notifications is dropped at the fake
+    (`webhook_drop_per_mille`, 10 = 1%), as Google may, and only the safety poll or a later notification
+    catches those changes."""
+
+    def __init__(self, stage: Stage) -> None:
+        self.stage = stage
+        self.window = timedelta(seconds=stage.settings.webhook_coalesce_seconds)
+        self.pending: dict[str, tuple[datetime, set[str]]] = {}
+        self.runner: Orchestrator | None = None
+        self.tally: _Tally | None = None
+
+    def bind(self, runner: Orchestrator, tally: _Tally) -> None:
+        self.runner, self.tally = runner, tally
+
+    def notify(self, user_id: str, calendar_id: str) -> None:
+        """Called by the receiver (its request thread) for each accepted notification."""
+        due, calendars = self.pending.get(user_id, (self.stage.clock.now() + self.window, set()))
+        calendars.add(calendar_id)
+        self.pending[user_id] = (due, calendars)
+
+    def run_until(self, moment: datetime) -> None:
+        """Run every coalesced sync due at or before `moment`, each at its own virtual time."""
+        while self.runner is not None and self.tally is not None:
+            ready = sorted((due, user) for user, (due, _) in self.pending.items() if due <= moment)
+            if not ready:
+                return
+            due, user_id = ready[0]
+            _, calendars = self.pending.pop(user_id)
+            self.stage.clock.advance_to(max(due, self.stage.clock.now()))
+            try:
+                record = self.runner.attempt(
+                    user_id, Integration.CALENDAR, Trigger.WEBHOOK, only=frozenset(calendars)
+                )
+            except UserRemoved:
+                continue
+            pair = (user_id, Integration.CALENDAR)
+            self.tally.add(pair, record.result, due, record.api_calls_saved)
+
+
 @contextmanager
-def _receiver(stage: Stage, *, enabled: bool) -> Iterator[None]:
+def _receiver(stage: Stage, *, enabled: bool) -> Iterator[VirtualDispatch | None]:
     """With `enabled`, serve the webhook receiver on loopback on the stage's clock, point
-    SYNCCTL_WEBHOOK_URL at it, and deliver each change's pushes before the clock moves on."""
+    SYNCCTL_WEBHOOK_URL at it, deliver each change's pushes before the clock moves on, and run
+    the receiver's coalesced syncs in virtual time (VirtualDispatch)."""
     if not enabled:
-        yield
+        yield None
         return
-    server = make_server(
-        stage.settings.db_path, "127.0.0.1", 0, clock=stage.clock.now, log_line=_quiet
+    server = make_receiver(
+        stage.settings, "127.0.0.1", 0, clock=stage.clock.now, log_line=_quiet, dispatch=False
     )
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
+    dispatch = VirtualDispatch(stage)
+    server.app.dispatch = dispatch.notify
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     stage.settings = replace(stage.settings, webhook_url=f"{server.url}/")
+    stage.fake.drop_notifications(stage.settings.webhook_drop_per_mille / 1000)
 
     def deliver() -> None:
         if not stage.fake.flush_notifications(timeout=NOTIFY_TIMEOUT_SECONDS):
             raise RuntimeError("the fake Google could not deliver its webhook notifications")
 
     stage.after_change = deliver
+    stage.before_moving = dispatch.run_until
     try:
-        yield
+        yield dispatch
     finally:
         stage.after_change = None
+        stage.before_moving = None
         server.shutdown()
-        server.server_close()
         thread.join(timeout=5)
 
 
@@ -245,6 +295,11 @@ def _measured(
         window_calls=stage.window_calls,
         reconnect_notices=len({u for u, _ in open_reconnect_notices(stage.db.conn, None)}),
         client_refusals=count_attempts(stage.db.conn, error_class=ErrorClass.CLIENT),
+        oracle_calls=oracle_calls(
+            stage.changes,
+            token_seconds=ACCESS_TOKEN_SECONDS,
+            margin_seconds=stage.settings.token_refresh_margin_seconds,
+        ),
     )
 
 

@@ -46,6 +46,9 @@ class Stage:
     changes: list[Change] = field(default_factory=list)
     # Called after each change, before the clock moves on (e.g. to deliver webhook pushes).
     after_change: Callable[[], None] | None = None
+    # Called before the clock moves to each event's time and to the step's end (e.g. to run
+    # the receiver's coalesced syncs that fall due first, in virtual time).
+    before_moving: Callable[[datetime], None] | None = None
     happenings: list[str] = field(default_factory=list)
     # The fake's request count when the scenario's window (outage, client rotation) opened and
     # when it closed.
@@ -61,6 +64,8 @@ class Stage:
         while self._cursor < len(script) and script[self._cursor].at <= moment:
             event = script[self._cursor]
             self._cursor += 1
+            if self.before_moving is not None:
+                self.before_moving(event.at)
             self.clock.advance_to(event.at)
             if event.action is Action.CHANGE:
                 for description in self.fake.random_changes(event.user_id, event.count):
@@ -93,6 +98,8 @@ class Stage:
                     f"{event.at:%Y-%m-%d %H:%M} every Google request of {event.user_id} fails"
                     f" with {FAILING_STATUS} from now on"
                 )
+        if self.before_moving is not None:
+            self.before_moving(moment)
         self.clock.advance_to(moment)
         self.happenings.extend(notes)
         return notes

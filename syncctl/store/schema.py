@@ -260,6 +260,23 @@ CREATE TABLE fleet_breaker (
 
 # Forward-only migrations: MIGRATIONS[n] is the SQL that takes version n to n + 1.
 # v2: the hourly rollup of sync_metrics that keeps `syncctl report` fast over a year of rows.
-# v3: the key check of secrets at rest. v4: the fleet breaker per Google API.
-MIGRATIONS: list[str] = [SCHEMA_V1, ROLLUP_MIGRATION, SECRETS_MIGRATION, FLEET_BREAKER_MIGRATION]
+# v5: per-pair sync leases (SPEC 5, 7): who syncs a pair right now, and until when.
+LEASES_MIGRATION = """
+        CREATE TABLE sync_leases (
+            user_id TEXT NOT NULL,
+            integration_type TEXT NOT NULL,
+            holder TEXT NOT NULL,
+            expires_at TEXT NOT NULL,
+            PRIMARY KEY (user_id, integration_type)
+        );
+"""
+
+# v3: the key check of secrets at rest. v4: the fleet breaker per Google API. v5: leases.
+MIGRATIONS: list[str] = [
+    SCHEMA_V1,
+    ROLLUP_MIGRATION,
+    SECRETS_MIGRATION,
+    FLEET_BREAKER_MIGRATION,
+    LEASES_MIGRATION,
+]
 SCHEMA_VERSION = len(MIGRATIONS)
