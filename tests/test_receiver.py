@@ -205,8 +205,10 @@ def test_thirty_notifications_in_one_second_cause_at_most_three_event_listings(f
         for n in range(30):
             added.add(fleet.fake.add_event(USER, fleet.calendar_id, summary=f"Burst {n}"))
             time.sleep(max(0.0, started + (n + 1) / 31 - time.monotonic()))
-        assert time.monotonic() - started < 1.0
-        assert fleet.fake.flush_notifications(timeout=10)
+        # Within the second on an idle machine; a loaded one may take longer, and the claim
+        # must still hold as long as the burst fits the 2-second coalescing window.
+        assert time.monotonic() - started < 2.0
+        assert fleet.fake.flush_notifications(timeout=30)
 
         done = wait_until(lambda: added <= fleet.event_ids() and fleet.pending() is None, 15)
 
