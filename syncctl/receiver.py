@@ -429,6 +429,8 @@ class Receiver:
         self._handler = handler
         self._stopping = threading.Event()
         self._stopped = threading.Event()
+        self._closing = threading.Lock()  # the trigger is pulled only while it is still open
+        self._closed = False
 
     @property
     def server_address(self) -> tuple[str, int]:
@@ -454,14 +456,19 @@ class Receiver:
     def shutdown(self, timeout: float = 30.0) -> None:
         """Stop serving (from another thread) and wait until everything is closed."""
         self._stopping.set()
-        self._server.pull_trigger()
+        with self._closing:
+            if not self._closed:  # wake the loop now rather than at its next 1-second poll
+                self._server.pull_trigger()
         self._stopped.wait(timeout)
 
     def _close(self) -> None:
         try:
+            # In-flight requests finish first (their threads may still pull the trigger).
+            self._server.task_dispatcher.shutdown(timeout=5)
+            with self._closing:
+                self._closed = True
             for channel in list(self._server._map.values()):
                 channel.close()
-            self._server.task_dispatcher.shutdown(timeout=5)
             if self.dispatcher is not None:
                 self.dispatcher.stop()
             if self._close_run is not None:
