@@ -32,6 +32,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from cryptography.fernet import Fernet
+
 from syncctl.clock import utcnow
 from syncctl.config import Settings
 from syncctl.fakegoogle import FakeGoogle
@@ -100,6 +102,9 @@ def main() -> None:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="syncctl-hostile-"))
+    # A throwaway key and config home: the benchmark never touches the operator's key file.
+    os.environ["SYNCCTL_SECRET_KEY"] = Fernet.generate_key().decode()
+    os.environ["XDG_CONFIG_HOME"] = str(work / "xdg")
     db_path = work / "syncctl.db"
     port = free_port()
     url = f"http://127.0.0.1:{port}/calendar-push"
@@ -131,6 +136,7 @@ def main() -> None:
             "X-Goog-Message-Number": "2",
         }
         env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCCTL_")}
+        env["SYNCCTL_SECRET_KEY"] = os.environ["SYNCCTL_SECRET_KEY"]
         env |= {
             "SYNCCTL_GOOGLE_ENDPOINT": fake.base_url,
             "SYNCCTL_WEBHOOK_URL": url,

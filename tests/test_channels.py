@@ -297,6 +297,7 @@ def test_healthz_answers_ok(receiver):
 def command_env(tmp_path: Path) -> dict[str, str]:
     """The environment without syncctl settings or a user config file."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCCTL_")}
+    env["SYNCCTL_SECRET_KEY"] = os.environ["SYNCCTL_SECRET_KEY"]  # conftest: one key per run
     # Never the real Google: a dispatched sync would find nothing listening here.
     return env | {
         "XDG_CONFIG_HOME": str(tmp_path / "config"),
@@ -339,6 +340,27 @@ def test_webhook_serve_refuses_a_busy_port(tmp_path, db_path, receiver):
     )
     assert result.returncode == 2
     assert "cannot listen on 127.0.0.1:" in result.stderr
+
+
+def test_webhook_serve_with_a_wrong_secret_key_exits_2_before_listening(
+    tmp_path, db_path, db, clock
+):
+    from cryptography.fernet import Fernet
+
+    enroll(db, clock)  # stores a credential: the database now has a key check
+    env = command_env(tmp_path) | {"SYNCCTL_SECRET_KEY": Fernet.generate_key().decode()}
+
+    result = subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "syncctl", "--db", str(db_path), "webhook", "serve", "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+    )
+
+    assert result.returncode == 2
+    assert "listening" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 # -- channels at the fake Google --------------------------------------------------------------

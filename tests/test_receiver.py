@@ -139,6 +139,7 @@ def make_fleet(tmp_path: Path, fake: FakeGoogle, **config: Any) -> Fleet:
     url = f"http://127.0.0.1:{port}/calendar-push"
     config_path = write_config(tmp_path / "config.toml", **config)
     env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCCTL_")}
+    env["SYNCCTL_SECRET_KEY"] = os.environ["SYNCCTL_SECRET_KEY"]  # conftest: one key per run
     env |= {
         "SYNCCTL_GOOGLE_ENDPOINT": fake.base_url,
         "SYNCCTL_WEBHOOK_URL": url,

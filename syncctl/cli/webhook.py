@@ -40,6 +40,8 @@ def serve(
     Example: syncctl webhook serve --port 8086
     """
     state = app_state(ctx)
+    state.db  # noqa: B018 (the notified syncs read credentials: a missing or wrong key exits 2 now)
+    state.close()
     _stop_on_signals()
     from syncctl import receiver  # loads the server and the Google stack
 
