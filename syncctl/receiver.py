@@ -386,7 +386,7 @@ class NotificationApp:
     def _db(self) -> sqlite_utils.Database:
         db = getattr(self._local, "db", None)
         if db is None:
-            db = open_database(self.db_path)
+            db = open_database(self.db_path, create=False)
             self._local.db = db
             with self._lock:
                 self._connections.append(db)
@@ -492,7 +492,7 @@ def make_receiver(
     """A bound (not yet serving) receiver; with `dispatch`, it runs the notified syncs itself."""
     line = log_line or _stderr_line
     db_path = Path(settings.db_path)
-    open_database(db_path).close()  # refuse a bad database before listening
+    open_database(db_path, create=False).close()  # refuse a bad or missing one first
     dispatcher = None
     close_run = None
     if dispatch:
@@ -541,7 +541,7 @@ def make_receiver(
 
 def _recover(db_path: Path, now: datetime, dispatcher: Dispatcher) -> None:
     """Queue the calendars a previous receiver was told about but did not sync (it died)."""
-    db = open_database(db_path)
+    db = open_database(db_path, create=False)
     try:
         for pair in state_store.due_pairs(db.conn, now):
             if pair.integration is Integration.CALENDAR and pair.trigger is Trigger.WEBHOOK:

@@ -149,8 +149,8 @@ class VirtualDispatch:
     """The receiver's dispatch in virtual time: a notification's user is synced (only the
     notified calendars, trigger webhook) `webhook_coalesce_seconds` after the first of a burst,
     before the clock moves past that moment; a share of notifications is dropped at the fake
-    (`webhook_drop_per_mille`, 10 = 1%), as Google may, and only the safety poll or a later notification
-    catches those changes."""
+    (`webhook_drop_per_mille`, 10 = 1%), as Google may, and only the safety poll or a later
+    notification catches those changes."""
 
     def __init__(self, stage: Stage) -> None:
         self.stage = stage
