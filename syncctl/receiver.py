@@ -493,6 +493,22 @@ def make_receiver(
     line = log_line or _stderr_line
     db_path = Path(settings.db_path)
     open_database(db_path, create=False).close()  # refuse a bad or missing one first
+    try:  # the address first: a bad host or a taken port starts no dispatch threads
+        adjustments = Adjustments(
+            host=host,
+            port=port,
+            threads=WORKER_THREADS,
+            connection_limit=CONNECTION_LIMIT,
+            channel_timeout=CHANNEL_TIMEOUT_SECONDS,
+            max_request_header_size=MAX_HEADER_BYTES,
+            max_request_body_size=MAX_BODY_BYTES,
+            backlog=BACKLOG,
+            log_socket_errors=False,
+            asyncore_use_poll=True,  # select() cannot watch more than 1024 sockets
+            ident="syncctl-webhook",
+        )
+    except ValueError as exc:  # waitress: "Invalid host/port specified."
+        raise ListenError(f"cannot listen on {host}:{port}: not a usable address") from exc
     dispatcher = None
     close_run = None
     if dispatch:
@@ -506,32 +522,20 @@ def make_receiver(
     app = NotificationApp(
         db_path, clock=clock, log_line=line, dispatch=dispatcher.notify if dispatcher else None
     )
-    adjustments = Adjustments(
-        host=host,
-        port=port,
-        threads=WORKER_THREADS,
-        connection_limit=CONNECTION_LIMIT,
-        channel_timeout=CHANNEL_TIMEOUT_SECONDS,
-        max_request_header_size=MAX_HEADER_BYTES,
-        max_request_body_size=MAX_BODY_BYTES,
-        backlog=BACKLOG,
-        log_socket_errors=False,
-        asyncore_use_poll=True,  # select() cannot watch more than 1024 sockets
-        ident="syncctl-webhook",
-    )
     handler = _OneLine(line)
     waitress_log = logging.getLogger("waitress")
     waitress_log.addHandler(handler)
     waitress_log.propagate = False
     try:
         server = _Server(app, map={}, adj=adjustments)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:
         waitress_log.removeHandler(handler)
         if dispatcher is not None:
             dispatcher.stop()
         if close_run is not None:
             close_run()
-        raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise ListenError(f"cannot listen on {host}:{port}: {reason}") from exc
     server.on_bad_request = line
     receiver = Receiver(app, server, dispatcher, close_run, handler)
     if dispatcher is not None:
