@@ -342,6 +342,20 @@ def test_webhook_serve_refuses_a_busy_port(tmp_path, db_path, receiver):
     assert "cannot listen on 127.0.0.1:" in result.stderr
 
 
+def test_webhook_serve_refuses_an_unusable_host_with_one_line(tmp_path, db_path, db):
+    result = subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "syncctl", "--db", str(db_path), "webhook", "serve"]
+        + ["--port", "0", "--host", "256.0.0.1"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=command_env(tmp_path),
+    )
+    assert result.returncode == 2
+    assert "cannot listen on 256.0.0.1:0" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
 def test_webhook_serve_with_a_wrong_secret_key_exits_2_before_listening(
     tmp_path, db_path, db, clock
 ):
