@@ -132,5 +132,6 @@ def test_update_schedule_applies_the_notified_rule_to_notified_successes_only(
     if moved:
         assert updated.next_sync_at == NOW + timedelta(hours=22)
         assert updated.consecutive_no_changes == 3
-    else:
-        assert updated.next_sync_at == before.next_sync_at
+    else:  # the failure's or the manual attempt's own rule applies, not the notified one
+        assert updated.next_sync_at != NOW + timedelta(hours=22)
+        assert updated.last_sync_at == before.last_sync_at
