@@ -44,7 +44,10 @@ class Settings:
     interval_cap_multiplier: int = 2
     people_sync_token_lifetime_seconds: int = 7 * DAY
     webhook_safety_interval_seconds: int = 24 * HOUR
-    webhook_renew_before_seconds: int = 24 * HOUR
+    webhook_renew_before_seconds: int = 2 * HOUR
+    webhook_coalesce_seconds: float = 2.0
+    webhook_dispatch_workers: int = 4
+    lease_seconds: int = 30 * 60
 
     token_refresh_margin_seconds: int = 300
     breaker_failure_threshold: int = 3
@@ -186,6 +189,9 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "people_sync_token_lifetime_seconds": (2, MAX_INTERVAL_SECONDS),
     "fleet_breaker_failure_ratio": (0, 1),
     "mass_delete_share": (0, 1),  # a share of a mirror: above 0, at most all of it
+    "webhook_coalesce_seconds": (0, 3600),
+    "webhook_dispatch_workers": (1, 256),
+    "lease_seconds": (10, 7 * DAY),
 }
 # A stored interval (sync_schedule) read back is clamped to at most this: the longest interval
 # valid settings can produce.

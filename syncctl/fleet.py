@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import sqlite_utils
 
 from syncctl.clock import from_iso, to_iso
+from syncctl.leases import PairBusy
 from syncctl.model import (
     AttemptRecord,
     DuePair,
@@ -196,6 +197,9 @@ def _gated_attempt(runner: Orchestrator, gates: RunGates, pair: DuePair) -> Atte
         )
     except UserRemoved:  # `user remove` ran after this run-due listed the pair
         log.info("%s was removed during the run; not synced", pair.user_id)
+        return None
+    except PairBusy as busy:  # the receiver or a manual sync has it: it stays due, no row
+        log.info("%s; not synced by this run", busy)
         return None
     refused = None
     if record.error_class is ErrorClass.CLIENT and client_id is not None:

@@ -311,3 +311,13 @@ class RefreshedToken:
     access_token: str | None
     token_expiry: str | None
     rotated_refresh_token: str | None = None
+
+
+@dataclass(frozen=True)
+class Lease:
+    """One `sync_leases` row: `holder` syncs the pair until `expires_at` (SPEC 5, 7)."""
+
+    user_id: str
+    integration_type: str
+    holder: str
+    expires_at: datetime

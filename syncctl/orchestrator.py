@@ -15,23 +15,24 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
 
 import sqlite_utils
 
-from syncctl import webhooks
 from syncctl.clock import Clock, from_iso, utcnow
 from syncctl.config import Settings
 from syncctl.connections import ConnectionPool
 from syncctl.engines import SyncOutcome
-from syncctl.engines.calendar import sync_calendar
+from syncctl.engines import channels as channel_upkeep
+from syncctl.engines.calendar import CALENDAR_LIST_SCOPE, sync_calendar
 from syncctl.engines.contacts import sync_contacts
 from syncctl.engines.guard import MassDeleteHeld
 from syncctl.google.errors import AuthError, GoogleError, UnexpectedResponse
 from syncctl.google.session import CALENDAR_API, OAUTH_API, PEOPLE_API, GoogleSession
+from syncctl.leases import pair_lease
 from syncctl.model import (
     AttemptRecord,
     BreakerRecord,
@@ -55,6 +56,7 @@ from syncctl.quota import QuotaBudget
 from syncctl.store import DatabaseError, transaction
 from syncctl.store import state as state_store
 from syncctl.store import users as user_store
+from syncctl.store.sync_tokens import sync_token_updated_at
 
 log = logging.getLogger("syncctl.orchestrator")
 
@@ -122,14 +124,19 @@ class Orchestrator:
         *,
         full: bool = False,
         allow_mass_delete: bool = False,
+        only: Collection[str] | None = None,
     ) -> AttemptRecord:
         """Run one (user, integration) through every gate and, if allowed, the sync.
 
-        `allow_mass_delete` applies deletions the mass-delete guard would hold (an operator's
-        `sync --allow-mass-delete`); `full` re-fetches everything (and lets a held pair sync).
+        An attempt the gate lets through first takes the pair's lease (`leases.PairBusy`, and
+        no row, when another process syncs the pair) and reads the pair's state again under
+        it, so it decides on state no other process changes meanwhile. `only` limits a
+        calendar sync to the notified calendars (no calendar-list call). `allow_mass_delete`
+        applies deletions the mass-delete guard would hold (an operator's `sync
+        --allow-mass-delete`); `full` re-fetches everything (and lets a held pair sync).
         """
         return self.attempt_with_evidence(
-            user_id, integration, trigger, full=full, allow_mass_delete=allow_mass_delete
+            user_id, integration, trigger, full=full, allow_mass_delete=allow_mass_delete, only=only
         )[0]
 
     def attempt_with_evidence(
@@ -141,6 +148,7 @@ class Orchestrator:
         full: bool = False,
         probe: bool = False,
         allow_mass_delete: bool = False,
+        only: Collection[str] | None = None,
     ) -> tuple[AttemptRecord, list[Evidence]]:
         """An attempt, and what it found at each Google API it sent requests to (the fleet
         breaker's evidence). A `probe` (the fleet breaker's) is sent without retries."""
@@ -148,6 +156,46 @@ class Orchestrator:
         now = self.clock()
         started = time.monotonic()
         state = state_store.load_pair_state(db.conn, user_id, integration)
+        decision = gate(
+            state.token_status,
+            state.breaker,
+            now,
+            self.settings,
+            held=state.mass_delete_held,
+            allow_mass_delete=allow_mass_delete,
+            full=full,
+        )
+        if not decision.allowed:
+            verdict = Verdict(trigger, Result.SKIPPED, decision.skip_reason)
+            return self._save(db, state, verdict, now, started), []
+        with pair_lease(db, user_id, integration, now=now, settings=self.settings):
+            state = state_store.load_pair_state(db.conn, user_id, integration)
+            return self._leased_attempt(
+                db,
+                state,
+                trigger,
+                now,
+                started,
+                full=full,
+                only=only,
+                probe=probe,
+                allow_mass_delete=allow_mass_delete,
+            )
+
+    def _leased_attempt(
+        self,
+        db: sqlite_utils.Database,
+        state: PairState,
+        trigger: Trigger,
+        now: datetime,
+        started: float,
+        *,
+        full: bool,
+        only: Collection[str] | None,
+        probe: bool,
+        allow_mass_delete: bool,
+    ) -> tuple[AttemptRecord, list[Evidence]]:
+        user_id = state.user_id
         decision = gate(
             state.token_status,
             state.breaker,
@@ -180,6 +228,7 @@ class Orchestrator:
                 now,
                 full=full,
                 allow_mass_delete=allow_mass_delete,
+                only=only,
             )
             verdict = replace(verdict, fleet_probe=probe)
             record = self._save(db, state, verdict, now, started, session)
@@ -208,6 +257,7 @@ class Orchestrator:
         *,
         full: bool,
         allow_mass_delete: bool,
+        only: Collection[str] | None = None,
     ) -> Verdict:
         credentials = session.credentials
         admitted = decision.breaker
@@ -223,10 +273,13 @@ class Orchestrator:
             if action is TokenAction.REFRESH:
                 session.refresh_token()
             engine = self.engines[state.integration]
-            outcome = engine(db, session, state.user_id, full=full, now=lambda: now, guard=guard)
+            scope = {} if only is None else {"only": only}
+            outcome = engine(
+                db, session, state.user_id, full=full, now=lambda: now, guard=guard, **scope
+            )
             channels = None
             if state.integration is Integration.CALENDAR:  # on the same session: its calls count
-                channels = webhooks.maintain_channels(
+                channels = channel_upkeep.maintain_channels(
                     db, session, state.user_id, settings=self.settings, now=now
                 )
         except MassDeleteHeld as held:  # nothing deleted, no token moved: an operator decides
@@ -250,8 +303,22 @@ class Orchestrator:
                 trigger, UnexpectedResponse(f"unexpected {type(exc).__name__}"), admitted
             )
         live = bool(channels and channels.covered)
+        listed = None
+        if (
+            only is not None
+        ):  # a notified sync: the safety poll stays where the list's refresh put it
+            listed = sync_token_updated_at(
+                db.conn, state.user_id, state.integration, CALENDAR_LIST_SCOPE
+            )
         return Verdict(
-            trigger, Result.SUCCESS, outcome=outcome, channel_live=live, admitted=admitted
+            trigger,
+            Result.SUCCESS,
+            outcome=outcome,
+            channel_live=live,
+            admitted=admitted,
+            renew_by=channels.renew_by if channels and live else None,
+            notified_only=only is not None,
+            list_refreshed_at=listed,
         )
 
     def _save(

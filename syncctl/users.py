@@ -328,8 +328,8 @@ def remove_user(
 ) -> list[str]:
     """Stop the user's watch channels (at Google unless the grant is revoked), then forget the
     user; returns the problems met while stopping channels, which never block the removal."""
+    from syncctl.engines.channels import stop_user_channels
     from syncctl.google.session import GoogleSession  # the Google stack loads only when needed
-    from syncctl.webhooks import stop_user_channels
 
     require_user(db, user_id)
     credentials = user_store.load_credentials(db.conn, user_id)

@@ -162,7 +162,7 @@ def test_success_sets_last_sync_now_and_next_one_interval_later(step) -> None:
     [
         pytest.param(CAL, after_change, 3, 0, 24 * HOUR, id="calendar-change-relaxed-to-24h"),
         pytest.param(CAL, after_no_change, 0, 1, 24 * HOUR, id="calendar-no-change-relaxed"),
-        pytest.param(CAL, after_no_change, 4, 5, 24 * HOUR, id="calendar-5th-relaxed"),
+        pytest.param(CAL, after_no_change, 4, 5, 48 * HOUR, id="calendar-5th-safety-backs-off"),
         pytest.param(CON, after_no_change, 4, 5, 6 * DAY, id="contacts-ignore-channels"),
     ],
 )

@@ -19,10 +19,10 @@ from syncctl import fleet
 from syncctl.clock import to_iso
 from syncctl.model import BreakerState, Integration, Result, SyncType
 from syncctl.policy import savings
+from syncctl.receiver import handle_notification
 from syncctl.report import build_report
 from syncctl.store import open_database
 from syncctl.store.metrics import average_calls
-from syncctl.webhooks import handle_notification
 
 
 @pytest.fixture

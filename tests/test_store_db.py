@@ -115,3 +115,31 @@ def test_connections_to_one_file_share_one_write_lock_per_process(tmp_path):
     assert taken == [False]  # held by the open transaction: another thread waits its turn
     for db in (first, second, other):
         db.close()
+
+
+def test_a_second_connection_in_one_process_keeps_the_first_ones_writes_visible(tmp_path):
+    # Re-reading the header with open()/close() dropped the process's POSIX locks: another
+    # process's closing connection then unlinked the WAL and later commits went nowhere.
+    import subprocess
+    import sys
+
+    path = tmp_path / "syncctl.db"
+    first = open_database(path)
+    second = open_database(path)
+    script = (
+        "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]);"
+        " print(c.execute(sys.argv[2]).fetchone()[0]); c.close()"
+    )
+    subprocess.run(
+        [sys.executable, "-c", script, str(path), "SELECT count(*) FROM users"], check=True
+    )
+    first.conn.execute(
+        "INSERT INTO notifications (user_id, kind, message, created_at) VALUES ('u', 'k', 'm', 't')"
+    )
+    count = "SELECT count(*) FROM notifications"
+    seen = subprocess.run(
+        [sys.executable, "-c", script, str(path), count], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    second.close()
+    first.close()
+    assert seen == "1"

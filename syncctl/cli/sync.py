@@ -113,13 +113,20 @@ def sync_command(
     if integration != "all" and len(chosen) < len(wanted):
         missing = next(i for i in wanted if i not in enabled)
         raise users.BadInput(f"user {user!r} has no {missing.cli_name} integration")
+    from syncctl.leases import PairBusy
     from syncctl.orchestrator import orchestrator  # loads the Google stack
 
     with orchestrator(state.settings) as runner:
-        records = [
-            runner.attempt(user, i, Trigger.MANUAL, full=full, allow_mass_delete=allow_mass_delete)
-            for i in chosen
-        ]
+        try:
+            records = [
+                runner.attempt(
+                    user, i, Trigger.MANUAL, full=full, allow_mass_delete=allow_mass_delete
+                )
+                for i in chosen
+            ]
+        except PairBusy as busy:
+            _output.note(f"skipped: {busy}; try again when it is done")
+            raise typer.Exit(EXIT_SKIPPED) from None
     _output.render_attempts(records, json_output=json_output, title=f"sync {user}")
     for record in records:
         if record.skip_reason is not None:

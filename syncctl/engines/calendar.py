@@ -16,12 +16,16 @@ without bound), `showDeleted` unset (a full sync lists live events; an increment
 returns deletions, as `status: cancelled`, which are removed). Each calendar has its own token
 (scope `events:<calendar_id>`); a 410 on one calendar re-syncs that calendar alone, and a 404
 (the calendar vanished between the list and its events) removes it like a deleted entry.
+
+A notified sync (`only=` the calendars a push named) skips the calendar list and lists only
+those calendars' events, of the ones still mirrored: a push says one calendar's events
+changed, nothing about the list. The list is refreshed by scheduled (safety) syncs.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import sqlite_utils
@@ -59,12 +63,19 @@ def sync_calendar(
     full: bool = False,
     now: Clock,
     guard: DeletionGuard | None = None,
+    only: Collection[str] | None = None,
 ) -> SyncOutcome:
-    """Sync a user's calendar list, then the events of every synced calendar.
+    """Sync a user's calendar list, then the events of every synced calendar (or of `only`).
 
     With a `guard`, each calendar's event deletions wait for it (MassDeleteHeld if held).
     """
     calls_before = session.calls_made
+    if only is not None:
+        mirrored = [c for c in store.calendar_ids(db.conn, user_id) if c in only]
+        results = _sync_calendars_events(
+            db, session, user_id, mirrored, full=full, now=now, guard=guard
+        )
+        return combine(results, calls=session.calls_made - calls_before)
     listing = None
     if guard is not None:
         listing = GuardedMirror(
@@ -90,7 +101,25 @@ def sync_calendar(
         guarded=listing,
     )
     results = [sync_scope(db, user_id, calendars, full=full, now=now)]
-    for calendar_id in store.calendar_ids(db.conn, user_id):
+    calendar_ids = store.calendar_ids(db.conn, user_id)
+    results += _sync_calendars_events(
+        db, session, user_id, calendar_ids, full=full, now=now, guard=guard
+    )
+    return combine(results, calls=session.calls_made - calls_before)
+
+
+def _sync_calendars_events(
+    db: sqlite_utils.Database,
+    session: GoogleSession,
+    user_id: str,
+    calendar_ids: Sequence[str],
+    *,
+    full: bool,
+    now: Clock,
+    guard: DeletionGuard | None,
+) -> list[ScopeResult]:
+    results = []
+    for calendar_id in calendar_ids:
         try:
             results.append(
                 _sync_events(db, session, user_id, calendar_id, full=full, now=now, guard=guard)
@@ -102,7 +131,7 @@ def sync_calendar(
             with transaction(db) as conn:
                 deleted = store.forget_calendar(conn, user_id, calendar_id)
             results.append(ScopeResult(SyncType.INCREMENTAL, 0, ChangeCounts(deleted=deleted)))
-    return combine(results, calls=session.calls_made - calls_before)
+    return results
 
 
 def _sync_events(

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
 
-NOTIFY_TIMEOUT_SECONDS = 2.0
+NOTIFY_TIMEOUT_SECONDS = 5.0  # Google waits a few seconds too; a loaded receiver must not lose one
 
 
 @dataclass(slots=True)

@@ -60,6 +60,9 @@ class Verdict:
     grant_revoked: bool = False  # invalid_grant: the whole grant is gone, not only this pair
     retry_after: float | None = None
     channel_live: bool = False  # every calendar of the user has a live watch channel
+    renew_by: datetime | None = None  # the first watch channel must be renewed by then
+    notified_only: bool = False  # only the calendars a push named were synced
+    list_refreshed_at: datetime | None = None  # the calendar list's last listing
     admitted: BreakerRecord | None = None
     calls_made: int = 0
     duration_ms: int = 0
@@ -267,6 +270,9 @@ def _schedule(
         channel_live=verdict.channel_live,
         failure_count=breaker.failure_count if breaker is not None else 1,
         breaker_retry_at=_retry_at(breaker if breaker is not None else state.breaker),
+        renew_by=verdict.renew_by,
+        notified_only=verdict.notified_only,
+        list_refreshed_at=verdict.list_refreshed_at,
     )
     # A webhook trigger stays pending until an attempt moves the pair on.
     # (An open pair waits for its breaker's next_retry_at: not due while open.)

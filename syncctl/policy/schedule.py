@@ -101,9 +101,40 @@ def adaptive_interval(
     return int(min(interval, cap))
 
 
-def polling_interval_with_live_channel(adaptive_seconds: int, settings: Settings) -> int:
-    """While a live channel covers a calendar, polling relaxes to the safety interval."""
-    return max(adaptive_seconds, settings.webhook_safety_interval_seconds)
+def polling_interval_with_live_channel(
+    adaptive_seconds: int, settings: Settings, consecutive_no_changes: int = 0
+) -> int:
+    """While a live channel covers a calendar, polling relaxes to the safety interval, which
+    backs off like a quiet pair: doubled at every `no_change_threshold`-th no-change poll, up
+    to `interval_cap_multiplier` x the safety interval (48 hours by default)."""
+    base = settings.webhook_safety_interval_seconds
+    cap = base * settings.interval_cap_multiplier
+    interval: float = base
+    for _ in range(consecutive_no_changes // settings.no_change_threshold):
+        if interval >= cap:
+            break
+        interval *= settings.backoff_multiplier
+    return int(max(adaptive_seconds, min(interval, cap)))
+
+
+def before_renewal(next_sync_at: datetime, renew_by: datetime | None) -> datetime:
+    """A sync is brought forward to the moment the first watch channel must be renewed."""
+    return next_sync_at if renew_by is None else min(next_sync_at, renew_by)
+
+
+def after_notified_sync(
+    record: ScheduleRecord,
+    now: datetime,
+    *,
+    list_refreshed_at: datetime | None,
+    renew_by: datetime | None = None,
+) -> ScheduleRecord:
+    """A sync of only the notified calendars moves neither the interval nor the no-change count,
+    and never pushes the safety poll later: it stays due at the calendar list's last refresh
+    plus the current interval (or at the first renewal, if sooner)."""
+    base = list_refreshed_at or now
+    due = base + timedelta(seconds=record.current_frequency_seconds)
+    return replace(record, last_sync_at=now, next_sync_at=before_renewal(due, renew_by))
 
 
 def after_change(
@@ -199,18 +230,30 @@ def update_schedule(
     channel_live: bool = False,
     failure_count: int = 1,
     breaker_retry_at: datetime | None = None,
+    renew_by: datetime | None = None,
+    notified_only: bool = False,
+    list_refreshed_at: datetime | None = None,
 ) -> ScheduleRecord:
     """Manual attempts never change the schedule; other attempts apply their outcome's rule.
 
     `failure_count` is the breaker's count after this attempt and `breaker_retry_at` its
     `next_retry_at` when the breaker is open (or half-open) after it, else None.
+    `notified_only`: the attempt synced only the calendars a push named (see
+    after_notified_sync); `renew_by`: when the first watch channel must be renewed.
     """
     if trigger is Trigger.MANUAL:
         return record
+    success = outcome in (Outcome.CHANGED, Outcome.UNCHANGED)
+    if success and notified_only:
+        return after_notified_sync(
+            record, now, list_refreshed_at=list_refreshed_at, renew_by=renew_by
+        )
     if outcome is Outcome.CHANGED:
-        return after_change(record, integration, now, settings, channel_live=channel_live)
+        updated = after_change(record, integration, now, settings, channel_live=channel_live)
+        return replace(updated, next_sync_at=before_renewal(updated.next_sync_at, renew_by))
     if outcome is Outcome.UNCHANGED:
-        return after_no_change(record, integration, now, settings, channel_live=channel_live)
+        updated = after_no_change(record, integration, now, settings, channel_live=channel_live)
+        return replace(updated, next_sync_at=before_renewal(updated.next_sync_at, renew_by))
     if outcome in (Outcome.INVALID_TOKEN, Outcome.AUTH_FAILURE):
         return after_invalid_token(record, now)
     if outcome is Outcome.QUOTA_FAILURE:
@@ -238,7 +281,7 @@ def _after_success(
         integration, record.default_frequency_seconds, consecutive_no_changes, settings
     )
     if channel_live and integration is Integration.CALENDAR:
-        interval = polling_interval_with_live_channel(interval, settings)
+        interval = polling_interval_with_live_channel(interval, settings, consecutive_no_changes)
     return replace(
         record,
         current_frequency_seconds=interval,

@@ -280,15 +280,28 @@ FLEET_MIGRATION = """
 """
 
 
+# Per-pair sync leases (SPEC 5, 7): who syncs a pair right now, and until when.
+LEASES_MIGRATION = """
+        CREATE TABLE sync_leases (
+            user_id TEXT NOT NULL,
+            integration_type TEXT NOT NULL,
+            holder TEXT NOT NULL,
+            expires_at TEXT NOT NULL,
+            PRIMARY KEY (user_id, integration_type)
+        );
+"""
+
+
 # Forward-only migrations: MIGRATIONS[n] is the SQL that takes version n to n + 1.
 # v2: the hourly rollup of sync_metrics that keeps `syncctl report` fast over a year of rows.
 # v3: the key check of secrets at rest. v4: the fleet breaker per Google API. v5: the quota
-# budget's per-second counts and the mass-delete guard's held pairs.
+# budget's per-second counts and the mass-delete guard's held pairs. v6: leases.
 MIGRATIONS: list[str] = [
     SCHEMA_V1,
     ROLLUP_MIGRATION,
     SECRETS_MIGRATION,
     FLEET_BREAKER_MIGRATION,
     FLEET_MIGRATION,
+    LEASES_MIGRATION,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlite3
 from datetime import datetime
 
-from syncctl.clock import to_iso
+from syncctl.clock import from_iso, to_iso
 from syncctl.model import Integration
 
 EVENTS_SCOPE_PREFIX = "events:"
@@ -67,3 +67,15 @@ def delete_sync_token(
         "DELETE FROM sync_tokens WHERE user_id = ? AND integration_type = ? AND scope = ?",
         [user_id, integration.value, scope],
     )
+
+
+def sync_token_updated_at(
+    conn: sqlite3.Connection, user_id: str, integration: Integration, scope: str
+) -> datetime | None:
+    """When a scope's sync token was last stored (its last successful listing), or None."""
+    row = conn.execute(
+        "SELECT updated_at FROM sync_tokens WHERE user_id = ? AND integration_type = ?"
+        " AND scope = ?",
+        [user_id, integration.value, scope],
+    ).fetchone()
+    return from_iso(row[0]) if row else None

@@ -25,22 +25,20 @@ import pytest
 from syncctl.clock import from_iso, to_iso, utcnow
 from syncctl.config import Settings
 from syncctl.engines.calendar import sync_calendar
+from syncctl.engines.channels import (
+    all_calendars_covered,
+    maintain_channels,
+    stop_user_channels,
+)
 from syncctl.fakegoogle import FakeGoogle
 from syncctl.google import GoogleSession
 from syncctl.model import Integration, Trigger, UserCredentials
+from syncctl.receiver import Receiver, handle_notification, make_receiver
 from syncctl.store import channels as channel_store
 from syncctl.store import open_database
 from syncctl.store.channels import ChannelRow
 from syncctl.store.state import due_pairs
 from syncctl.users import add_user, parse_credentials
-from syncctl.webhooks import (
-    WebhookServer,
-    all_calendars_covered,
-    handle_notification,
-    maintain_channels,
-    make_server,
-    stop_user_channels,
-)
 
 USER = "erin"
 TOKEN = "channel-token-for-tests-0123456789abcdef"
@@ -85,18 +83,23 @@ def log_lines() -> list[str]:
 
 
 @pytest.fixture
-def receiver(
-    db_path: Path, db, clock: MovableClock, log_lines: list[str]
-) -> Iterator[WebhookServer]:
-    """The webhook receiver serving on a free loopback port in a thread (on the test's db)."""
-    server = make_server(db_path, "127.0.0.1", 0, clock=clock, log_line=log_lines.append)
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+def receiver(db_path: Path, db, clock: MovableClock, log_lines: list[str]) -> Iterator[Receiver]:
+    """The receiver (marking calendars due, no dispatch) on a free loopback port in a thread
+    (on the test's db)."""
+    server = make_receiver(
+        Settings(db_path=db_path),
+        "127.0.0.1",
+        0,
+        clock=clock,
+        log_line=log_lines.append,
+        dispatch=False,
+    )
+    thread = threading.Thread(target=server.serve_forever)
     thread.start()
     try:
         yield server
     finally:
         server.shutdown()
-        server.server_close()
         thread.join(timeout=5)
 
 
@@ -294,7 +297,12 @@ def test_healthz_answers_ok(receiver):
 def command_env(tmp_path: Path) -> dict[str, str]:
     """The environment without syncctl settings or a user config file."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCCTL_")}
-    return env | {"XDG_CONFIG_HOME": str(tmp_path / "config")}
+    env["SYNCCTL_SECRET_KEY"] = os.environ["SYNCCTL_SECRET_KEY"]  # conftest: one key per run
+    # Never the real Google: a dispatched sync would find nothing listening here.
+    return env | {
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "SYNCCTL_GOOGLE_ENDPOINT": "http://127.0.0.1:9",
+    }
 
 
 def test_webhook_serve_command_receives_until_terminated(tmp_path, db_path, db, clock):
@@ -334,6 +342,41 @@ def test_webhook_serve_refuses_a_busy_port(tmp_path, db_path, receiver):
     assert "cannot listen on 127.0.0.1:" in result.stderr
 
 
+def test_webhook_serve_refuses_an_unusable_host_with_one_line(tmp_path, db_path, db):
+    result = subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "syncctl", "--db", str(db_path), "webhook", "serve"]
+        + ["--port", "0", "--host", "256.0.0.1"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=command_env(tmp_path),
+    )
+    assert result.returncode == 2
+    assert "cannot listen on 256.0.0.1:0" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_webhook_serve_with_a_wrong_secret_key_exits_2_before_listening(
+    tmp_path, db_path, db, clock
+):
+    from cryptography.fernet import Fernet
+
+    enroll(db, clock)  # stores a credential: the database now has a key check
+    env = command_env(tmp_path) | {"SYNCCTL_SECRET_KEY": Fernet.generate_key().decode()}
+
+    result = subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "syncctl", "--db", str(db_path), "webhook", "serve", "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+    )
+
+    assert result.returncode == 2
+    assert "listening" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
 # -- channels at the fake Google --------------------------------------------------------------
 
 
@@ -353,7 +396,7 @@ def session_for(fake: FakeGoogle, info: dict[str, Any], clock: MovableClock) -> 
     return GoogleSession(credentials, settings, now=clock, sleep=lambda _: None)
 
 
-def settings_for(fake: FakeGoogle, receiver: WebhookServer | None) -> Settings:
+def settings_for(fake: FakeGoogle, receiver: Receiver | None) -> Settings:
     url = receiver.url + "/calendar-push" if receiver else None
     return Settings(google_endpoint=fake.base_url, webhook_url=url, retry_max_attempts=2)
 
@@ -416,27 +459,33 @@ def test_a_change_at_google_reaches_the_receiver_and_makes_the_calendar_due_now(
     assert calendar_schedule(db) == (to_iso(clock()), "webhook")
 
 
-def test_channels_are_renewed_before_they_expire_and_the_old_ones_stopped(
+def test_channels_are_renewed_just_in_time_and_the_old_ones_left_to_lapse(
     fake, account, db, clock, receiver
 ):
     settings = settings_for(fake, receiver)
-    maintain(fake, account, db, clock, settings)
+    first = maintain(fake, account, db, clock, settings)
     old = {r.channel_id for r in open_rows(db)}
-    clock.advance(6 * DAY + timedelta(hours=1))  # within 24 hours of the 7-day expiry
+    assert first.renew_by == clock() + 7 * DAY - timedelta(hours=2)
+    clock.advance(6 * DAY + timedelta(hours=21))  # 3 hours before expiry: not yet
+    assert maintain(fake, account, db, clock, settings).opened == []
+    clock.advance(timedelta(hours=1, minutes=1))  # inside the 2-hour renewal margin
 
     report = maintain(fake, account, db, clock, settings)
 
     assert fake.request_count(USER, WATCH) == 6
-    assert fake.request_count(USER, STOP) == 3
-    assert sorted(report.stopped) == sorted(old)
+    assert fake.request_count(USER, STOP) == 0  # a superseded channel is not worth a request
+    assert sorted(report.lapsing) == sorted(old) and report.stopped == []
     assert report.renewed == sorted(fake.calendars(USER)) and report.covered
-    new = {r.channel_id for r in open_rows(db)}
-    assert len(new) == 3 and not new & old
-    assert set(fake.channels(USER)) == new
-    stopped = db.conn.execute(
-        "SELECT channel_id, stopped_at FROM webhook_channels WHERE stopped_at IS NOT NULL"
-    ).fetchall()
-    assert sorted(stopped) == sorted((c, to_iso(clock())) for c in old)
+    assert report.renew_by == clock() + 7 * DAY - timedelta(hours=2)
+    new = {r.channel_id for r in open_rows(db)} - old
+    assert len(new) == 3
+    clock.advance(timedelta(hours=2))  # the old ones expire: forgotten without a call
+
+    later = maintain(fake, account, db, clock, settings)
+
+    assert sorted(later.forgotten) == sorted(old) and later.opened == []
+    assert {r.channel_id for r in open_rows(db)} == new
+    assert fake.request_count(USER, STOP) == 0
 
 
 def test_a_failed_renewal_keeps_the_old_channel_and_reports_the_error(
@@ -445,15 +494,15 @@ def test_a_failed_renewal_keeps_the_old_channel_and_reports_the_error(
     settings = settings_for(fake, receiver)
     maintain(fake, account, db, clock, settings)
     old = {r.channel_id for r in open_rows(db)}
-    clock.advance(6 * DAY + timedelta(hours=1))
+    clock.advance(7 * DAY - timedelta(hours=1))
     fake.fail_next(400, user_id=USER, endpoint=WATCH)
 
     report = maintain(fake, account, db, clock, settings)
 
     assert len(report.errors) == 1 and "cannot watch calendar" in report.errors[0]
-    assert len(report.renewed) == 2 and len(report.stopped) == 2
-    assert not report.covered  # the old channel lapses within the safety interval
-    assert len(old & {r.channel_id for r in open_rows(db)}) == 1
+    assert len(report.renewed) == 2 and report.stopped == []
+    assert not report.covered and report.renew_by is None  # one calendar is lapsing
+    assert old <= {r.channel_id for r in open_rows(db)}
 
 
 def test_a_watch_error_is_reported_and_never_raised(fake, account, db, clock, receiver):
@@ -547,3 +596,82 @@ def test_coverage_needs_every_calendar_and_a_channel_lasting_past_the_horizon(db
     assert not all_calendars_covered(db.conn, USER, clock(), until=clock() + 2 * DAY)
     channel_store.mark_stopped(db.conn, ["c-b"], now=clock())
     assert not all_calendars_covered(db.conn, USER, clock())
+
+
+# -- which channels an attempt may renew ------------------------------------------------------
+
+
+def orchestrated(fake, receiver, clock):
+    from dataclasses import replace
+
+    from syncctl.orchestrator import Orchestrator
+
+    settings = replace(settings_for(fake, receiver), db_path=receiver.app.db_path)
+    return Orchestrator(settings, clock=clock, sleep=lambda _: None)
+
+
+def test_a_revoked_users_channels_are_never_renewed(fake, account, db, clock, receiver):
+    runner = orchestrated(fake, receiver, clock)
+    runner.attempt(USER, Integration.CALENDAR, Trigger.SCHEDULED)
+    assert fake.request_count(USER, WATCH) == 3
+    clock.advance(7 * DAY - timedelta(hours=1))
+    db.conn.execute("UPDATE token_health SET status = 'revoked' WHERE user_id = ?", [USER])
+
+    record = runner.attempt(USER, Integration.CALENDAR, Trigger.SCHEDULED)
+    runner.close()
+
+    assert record.skip_reason == "invalid_token"
+    assert fake.request_count(USER, WATCH) == 3
+
+
+def test_an_open_breakers_channels_are_never_renewed(fake, account, db, clock, receiver):
+    from syncctl.store import state as state_store
+
+    runner = orchestrated(fake, receiver, clock)
+    runner.attempt(USER, Integration.CALENDAR, Trigger.SCHEDULED)
+    clock.advance(7 * DAY - timedelta(hours=1))
+    fake.set_always_fail(USER, 503)
+    for _ in range(3):
+        runner.attempt(USER, Integration.CALENDAR, Trigger.WEBHOOK)
+    assert state_store.load_breaker(db.conn, USER, Integration.CALENDAR).state == "open"
+    fake.heal(USER)
+    watches = fake.request_count(USER, WATCH)
+
+    record = runner.attempt(USER, Integration.CALENDAR, Trigger.WEBHOOK)
+    runner.close()
+
+    assert record.skip_reason == "circuit_open"
+    assert fake.request_count(USER, WATCH) == watches == 3
+
+
+def test_a_removed_calendars_channel_is_stopped_not_renewed(fake, account, db, clock, receiver):
+    runner = orchestrated(fake, receiver, clock)
+    runner.attempt(USER, Integration.CALENDAR, Trigger.SCHEDULED)
+    clock.advance(7 * DAY - timedelta(hours=1))
+    gone = sorted(fake.calendars(USER))[0]
+    fake.remove_calendar(USER, gone)
+
+    record = runner.attempt(USER, Integration.CALENDAR, Trigger.SCHEDULED)
+    runner.close()
+
+    assert record.result == "success"
+    assert fake.request_count(USER, WATCH) == 3 + 2
+    assert gone not in {r.calendar_id for r in open_rows(db)}
+
+
+def test_the_fake_drops_the_share_of_change_notifications_it_is_told_to(
+    fake, account, db, clock, receiver
+):
+    maintain(fake, account, db, clock, settings_for(fake, receiver))
+    fake.drop_notifications(1.0)
+    calendar_id = sorted(fake.calendars(USER))[0]
+    before = calendar_schedule(db)
+
+    fake.add_event(USER, calendar_id, summary="Lost")
+    sent = fake.wait_for_notifications(4)
+
+    assert [(n.resource_state, n.status) for n in sent[:3]] == [("sync", 200)] * 3
+    assert (sent[3].status, sent[3].error) == (None, "dropped")
+    assert calendar_schedule(db) == before
+    with pytest.raises(ValueError):
+        fake.drop_notifications(1.5)

@@ -1,0 +1,120 @@
+"""Taking and releasing per-pair leases (SPEC 5): the edge around policy/leases.py.
+
+A holder is `host/pid/nonce`: one per attempt, so two threads of one process never share a
+lease. Whether a holder still runs can only be known on its own host (`os.kill(pid, 0)`); a
+holder on another host is left to its expiry.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+
+import sqlite_utils
+
+from syncctl.config import Settings
+from syncctl.model import Integration
+from syncctl.policy import leases as lease_policy
+from syncctl.store import leases as lease_store
+from syncctl.store import transaction
+
+log = logging.getLogger("syncctl.leases")
+
+
+class PairBusy(RuntimeError):
+    """Another process holds the pair's lease: this attempt did not start."""
+
+
+def new_holder() -> str:
+    """A holder name unique to this attempt: host, process id and a random nonce."""
+    return f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(4)}"
+
+
+def holder_alive(holder: str) -> bool | None:
+    """Whether a holder's process still runs: None when it is on another host (unknowable)."""
+    host, _, rest = holder.partition("/")
+    pid_text = rest.partition("/")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return None
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process with that pid: alive as far as we know
+        return True
+    except OSError:
+        return None
+    return True
+
+
+def take_lease(
+    db: sqlite_utils.Database,
+    user_id: str,
+    integration: Integration,
+    *,
+    holder: str,
+    now: datetime,
+    settings: Settings,
+) -> lease_policy.LeaseDecision:
+    """Decide and store the pair's lease under the write lock (one winner among processes)."""
+    with transaction(db) as tx:
+        current = lease_store.load_lease(tx, user_id, integration.value)
+        alive = holder_alive(current.holder) if current and current.holder != holder else None
+        decision = lease_policy.acquire(
+            current,
+            user_id=user_id,
+            integration_type=integration.value,
+            holder=holder,
+            now=now,
+            settings=settings,
+            holder_alive=alive,
+        )
+        if decision.granted and decision.lease is not None:
+            lease_store.save_lease(tx, decision.lease)
+    if decision.verdict in (
+        lease_policy.LeaseVerdict.EXPIRED,
+        lease_policy.LeaseVerdict.HOLDER_GONE,
+    ):
+        log.info(
+            "took over the lease of %s %s from %s (%s)",
+            user_id,
+            integration.cli_name,
+            current.holder if current else "-",
+            decision.verdict,
+        )
+    return decision
+
+
+def release_lease(
+    db: sqlite_utils.Database, user_id: str, integration: Integration, holder: str
+) -> None:
+    """Give the pair's lease back, if this holder still has it."""
+    with transaction(db) as tx:
+        if lease_policy.may_release(lease_store.load_lease(tx, user_id, integration.value), holder):
+            lease_store.delete_lease(tx, user_id, integration.value)
+
+
+@contextmanager
+def pair_lease(
+    db: sqlite_utils.Database,
+    user_id: str,
+    integration: Integration,
+    *,
+    now: datetime,
+    settings: Settings,
+) -> Iterator[str]:
+    """Hold the pair's lease for the block; raise PairBusy when a live holder has it."""
+    holder = new_holder()
+    decision = take_lease(db, user_id, integration, holder=holder, now=now, settings=settings)
+    if not decision.granted:
+        held_by = decision.lease.holder if decision.lease else "another process"
+        raise PairBusy(f"{user_id} {integration.cli_name} is being synced by {held_by}")
+    try:
+        yield holder
+    finally:
+        release_lease(db, user_id, integration, holder)

@@ -1,0 +1,137 @@
+"""policy/schedule.py under push: the safety poll backs off, renewals come just in time, and a
+notified sync never pushes the safety poll later."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from syncctl.config import Settings
+from syncctl.model import Integration, Trigger
+from syncctl.policy.schedule import (
+    Outcome,
+    ScheduleRecord,
+    after_notified_sync,
+    before_renewal,
+    polling_interval_with_live_channel,
+    update_schedule,
+)
+
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+HOUR = 3600
+SETTINGS = Settings()
+CAL = Integration.CALENDAR
+
+
+def record(no_changes: int = 0, current: int = 24 * HOUR, last: datetime | None = None):
+    return ScheduleRecord(
+        default_frequency_seconds=4 * HOUR,
+        current_frequency_seconds=current,
+        consecutive_no_changes=no_changes,
+        last_sync_at=last,
+        next_sync_at=NOW,
+    )
+
+
+@pytest.mark.parametrize(
+    ("adaptive", "no_changes", "expected"),
+    [
+        pytest.param(4 * HOUR, 0, 24 * HOUR, id="safety"),
+        pytest.param(4 * HOUR, 4, 24 * HOUR, id="4th-quiet-poll"),
+        pytest.param(8 * HOUR, 5, 48 * HOUR, id="5th-quiet-poll-doubles"),
+        pytest.param(8 * HOUR, 10, 48 * HOUR, id="capped-at-2x-safety"),
+        pytest.param(72 * HOUR, 10, 72 * HOUR, id="never-tighter-than-adaptive"),
+    ],
+)
+def test_the_safety_poll_backs_off_like_a_quiet_pair_to_twice_the_safety_interval(
+    adaptive, no_changes, expected
+):
+    assert polling_interval_with_live_channel(adaptive, SETTINGS, no_changes) == expected
+
+
+@pytest.mark.parametrize(
+    ("renew_by", "expected"),
+    [
+        (None, NOW + timedelta(hours=24)),
+        (NOW + timedelta(hours=30), NOW + timedelta(hours=24)),
+        (NOW + timedelta(hours=3), NOW + timedelta(hours=3)),
+    ],
+)
+def test_a_sync_is_brought_forward_to_the_first_renewal(renew_by, expected):
+    assert before_renewal(NOW + timedelta(hours=24), renew_by) == expected
+
+
+@pytest.mark.parametrize("outcome", [Outcome.CHANGED, Outcome.UNCHANGED])
+def test_a_scheduled_success_under_push_is_due_again_before_the_renewal(outcome):
+    renew_by = NOW + timedelta(hours=5)
+    updated = update_schedule(
+        record(),
+        outcome,
+        integration=CAL,
+        trigger=Trigger.SCHEDULED,
+        now=NOW,
+        settings=SETTINGS,
+        channel_live=True,
+        renew_by=renew_by,
+    )
+    assert updated.next_sync_at == renew_by
+    assert updated.current_frequency_seconds == 24 * HOUR
+
+
+@pytest.mark.parametrize(
+    ("list_refreshed_at", "renew_by", "expected"),
+    [
+        pytest.param(NOW - timedelta(hours=20), None, NOW + timedelta(hours=4), id="keeps-poll"),
+        pytest.param(NOW - timedelta(hours=30), None, NOW - timedelta(hours=6), id="poll-overdue"),
+        pytest.param(None, None, NOW + timedelta(hours=24), id="never-listed"),
+        pytest.param(
+            NOW - timedelta(hours=20),
+            NOW + timedelta(hours=1),
+            NOW + timedelta(hours=1),
+            id="renew",
+        ),
+    ],
+)
+def test_a_notified_sync_never_pushes_the_safety_poll_later(list_refreshed_at, renew_by, expected):
+    before = record(no_changes=7, last=NOW - timedelta(hours=1))
+
+    updated = after_notified_sync(
+        before, NOW, list_refreshed_at=list_refreshed_at, renew_by=renew_by
+    )
+
+    assert updated.next_sync_at == expected
+    assert updated.last_sync_at == NOW
+    assert updated.consecutive_no_changes == 7  # push found the change: the poll stays quiet
+    assert updated.current_frequency_seconds == before.current_frequency_seconds
+
+
+@pytest.mark.parametrize(
+    ("outcome", "trigger", "moved"),
+    [
+        (Outcome.CHANGED, Trigger.WEBHOOK, True),
+        (Outcome.UNCHANGED, Trigger.WEBHOOK, True),
+        (Outcome.TRANSIENT_FAILURE, Trigger.WEBHOOK, False),
+        (Outcome.CHANGED, Trigger.MANUAL, False),
+    ],
+)
+def test_update_schedule_applies_the_notified_rule_to_notified_successes_only(
+    outcome, trigger, moved
+):
+    before = record(no_changes=3, last=NOW - timedelta(hours=2))
+    updated = update_schedule(
+        before,
+        outcome,
+        integration=CAL,
+        trigger=trigger,
+        now=NOW,
+        settings=SETTINGS,
+        notified_only=True,
+        list_refreshed_at=NOW - timedelta(hours=2),
+    )
+    if moved:
+        assert updated.next_sync_at == NOW + timedelta(hours=22)
+        assert updated.consecutive_no_changes == 3
+    else:  # the failure's or the manual attempt's own rule applies, not the notified one
+        assert updated.next_sync_at != NOW + timedelta(hours=22)
+        assert updated.last_sync_at == before.last_sync_at
