@@ -657,21 +657,3 @@ def test_a_removed_calendars_channel_is_stopped_not_renewed(fake, account, db, c
     assert record.result == "success"
     assert fake.request_count(USER, WATCH) == 3 + 2
     assert gone not in {r.calendar_id for r in open_rows(db)}
-
-
-def test_the_fake_drops_the_share_of_change_notifications_it_is_told_to(
-    fake, account, db, clock, receiver
-):
-    maintain(fake, account, db, clock, settings_for(fake, receiver))
-    fake.drop_notifications(1.0)
-    calendar_id = sorted(fake.calendars(USER))[0]
-    before = calendar_schedule(db)
-
-    fake.add_event(USER, calendar_id, summary="Lost")
-    sent = fake.wait_for_notifications(4)
-
-    assert [(n.resource_state, n.status) for n in sent[:3]] == [("sync", 200)] * 3
-    assert (sent[3].status, sent[3].error) == (None, "dropped")
-    assert calendar_schedule(db) == before
-    with pytest.raises(ValueError):
-        fake.drop_notifications(1.5)

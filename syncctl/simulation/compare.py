@@ -164,11 +164,11 @@ def run_policy(policy: Policy, scenario: Scenario, base: Settings, workdir: Path
 def webhooks_unavailable() -> str | None:
     """Why the webhook policy cannot run in this build (None when it can)."""
     try:
-        from syncctl import webhooks
+        from syncctl import receiver
     except ImportError:
-        return "syncctl.webhooks is not part of this build"
-    if not hasattr(webhooks, "make_server"):
-        return "syncctl.webhooks has no receiver (make_server)"
+        return "syncctl.receiver is not part of this build"
+    if not hasattr(receiver, "make_receiver"):
+        return "syncctl.receiver has no make_receiver"
     return None
 
 

@@ -23,6 +23,7 @@ from syncctl.google.errors import GoogleError
 from syncctl.google.session import GoogleSession
 from syncctl.model import ALL_INTEGRATIONS, ErrorClass, Integration, Result, Trigger
 from syncctl.orchestrator import Orchestrator
+from syncctl.receiver import make_receiver
 from syncctl.report import build_report, nearest_rank
 from syncctl.simulation.clock import VirtualClock
 from syncctl.simulation.oracle import Oracle, oracle_bound
@@ -32,7 +33,6 @@ from syncctl.store import transaction
 from syncctl.store import users as user_store
 from syncctl.store.metrics import count_attempts
 from syncctl.store.report_queries import open_reconnect_notices
-from syncctl.webhooks import make_server
 
 StepHook = Callable[[Stage], None]
 StepReport = Callable[[datetime, RunSummary, list[str]], None]
@@ -231,12 +231,12 @@ def _receiver(stage: Stage, *, enabled: bool) -> Iterator[None]:
     if not enabled:
         yield
         return
-    server = make_server(
-        stage.settings.db_path, "127.0.0.1", 0, clock=stage.clock.now, log_line=_quiet
+    # The receiver records each notification (the pair due, trigger webhook); the simulator's
+    # VirtualDispatcher runs the coalesced syncs in virtual time, so its own dispatch is off.
+    server = make_receiver(
+        stage.settings, "127.0.0.1", 0, clock=stage.clock.now, log_line=_quiet, dispatch=False
     )
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     stage.settings = replace(stage.settings, webhook_url=f"{server.url}/")
 
@@ -250,7 +250,6 @@ def _receiver(stage: Stage, *, enabled: bool) -> Iterator[None]:
     finally:
         stage.after_change = None
         server.shutdown()
-        server.server_close()
         thread.join(timeout=5)
 
 
