@@ -156,15 +156,7 @@ class Orchestrator:
         now = self.clock()
         started = time.monotonic()
         state = state_store.load_pair_state(db.conn, user_id, integration)
-        decision = gate(
-            state.token_status,
-            state.breaker,
-            now,
-            self.settings,
-            held=state.mass_delete_held,
-            allow_mass_delete=allow_mass_delete,
-            full=full,
-        )
+        decision = self._gate(state, now, full=full, allow_mass_delete=allow_mass_delete)
         if not decision.allowed:
             verdict = Verdict(trigger, Result.SKIPPED, decision.skip_reason)
             return self._save(db, state, verdict, now, started), []
@@ -182,6 +174,19 @@ class Orchestrator:
                 allow_mass_delete=allow_mass_delete,
             )
 
+    def _gate(
+        self, state: PairState, now: datetime, *, full: bool, allow_mass_delete: bool
+    ) -> Gate:
+        return gate(
+            state.token_status,
+            state.breaker,
+            now,
+            self.settings,
+            held=state.mass_delete_held,
+            allow_mass_delete=allow_mass_delete,
+            full=full,
+        )
+
     def _leased_attempt(
         self,
         db: sqlite_utils.Database,
@@ -196,15 +201,7 @@ class Orchestrator:
         allow_mass_delete: bool,
     ) -> tuple[AttemptRecord, list[Evidence]]:
         user_id = state.user_id
-        decision = gate(
-            state.token_status,
-            state.breaker,
-            now,
-            self.settings,
-            held=state.mass_delete_held,
-            allow_mass_delete=allow_mass_delete,
-            full=full,
-        )
+        decision = self._gate(state, now, full=full, allow_mass_delete=allow_mass_delete)
         if decision.trial:
             decision = self._take_trial_lease(db, state, now)
         if not decision.allowed:
