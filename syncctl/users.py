@@ -105,18 +105,23 @@ def integrations_option(text: str) -> tuple[Integration, ...]:
         raise BadInput(str(exc)) from exc
 
 
-def read_credentials_file(path: Path) -> UserCredentials:
-    """Read and validate an authorized-user JSON file."""
+def _read_json_file(path: Path, what: str) -> Any:
+    """The JSON in `path`, or BadInput naming `what` and what is wrong with it."""
     try:
         text = path.read_text()
     except FileNotFoundError as exc:
-        raise BadInput(f"credentials file {path} does not exist") from exc
+        raise BadInput(f"{what} {path} does not exist") from exc
     except (OSError, UnicodeDecodeError) as exc:
-        raise BadInput(f"credentials file {path} cannot be read") from exc
+        raise BadInput(f"{what} {path} cannot be read") from exc
     try:
-        info = json.loads(text)
+        return json.loads(text)
     except json.JSONDecodeError as exc:
-        raise BadInput(f"credentials file {path} is not JSON (line {exc.lineno})") from exc
+        raise BadInput(f"{what} {path} is not JSON (line {exc.lineno})") from exc
+
+
+def read_credentials_file(path: Path) -> UserCredentials:
+    """Read and validate an authorized-user JSON file."""
+    info = _read_json_file(path, "credentials file")
     try:
         return parse_credentials(info)
     except BadInput as exc:
@@ -125,16 +130,7 @@ def read_credentials_file(path: Path) -> UserCredentials:
 
 def read_client_secrets(path: Path) -> dict[str, Any]:
     """Read the OAuth client JSON Google's console downloads (`installed` or `web`)."""
-    try:
-        text = path.read_text()
-    except FileNotFoundError as exc:
-        raise BadInput(f"client secrets file {path} does not exist") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise BadInput(f"client secrets file {path} cannot be read") from exc
-    try:
-        info = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise BadInput(f"client secrets file {path} is not JSON (line {exc.lineno})") from exc
+    info = _read_json_file(path, "client secrets file")
     kind = next((k for k in ("installed", "web") if isinstance(info, dict) and k in info), None)
     if kind is None or not isinstance(info[kind], dict):
         raise BadInput(
