@@ -35,9 +35,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
+
+from bench_run_due import serve_fake  # the fake Google's process, shared with bench_run_due
 
 from syncctl import fleet
 from syncctl.clock import to_iso, utcnow
@@ -50,32 +51,6 @@ from syncctl.store.users import UserGrant
 from syncctl.users import parse_credentials, save_grants
 
 REQUESTS_PER_SYNC = 2  # calendarList.list + events.list of the one calendar
-
-
-def serve_fake(conn: Connection, users: int) -> None:
-    """The fake Google's process: seed users, then answer control commands until `stop`."""
-    from syncctl.fakegoogle import FakeGoogle
-
-    fake = FakeGoogle()
-    base_url = fake.start()
-    fleet = {
-        f"fleet-{n:06d}": fake.add_user(f"fleet-{n:06d}", calendars=1, events_per_calendar=5)
-        for n in range(users)
-    }
-    conn.send((base_url, fleet))
-    while True:
-        command, argument = conn.recv()
-        if command == "latency":
-            fake.set_latency(argument)
-            conn.send(None)
-        elif command == "count":
-            conn.send(fake.request_count())
-        elif command == "cpu":
-            conn.send(time.process_time())
-        else:
-            fake.stop()
-            conn.send(None)
-            return
 
 
 class FakeProcess:

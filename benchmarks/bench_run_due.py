@@ -178,6 +178,8 @@ def serve_fake(conn: Connection, users: int) -> None:
             conn.send(None)
         elif command == "count":
             conn.send(fake.request_count())
+        elif command == "cpu":  # the fake's own CPU seconds (bench_fleet: where the time goes)
+            conn.send(time.process_time())
         else:
             fake.stop()
             conn.send(None)
