@@ -44,6 +44,10 @@ class Settings:
     interval_cap_multiplier: int = 2
     people_sync_token_lifetime_seconds: int = 7 * DAY
     webhook_safety_interval_seconds: int = 24 * HOUR
+    # A scheduled calendar sync lists the calendar list only when its last listing is at least
+    # this old (else only the known calendars' events): a new or removed calendar is noticed up
+    # to this much later. 0 lists it on every sync, as the naive poller does.
+    calendar_list_refresh_seconds: int = 24 * HOUR
     webhook_renew_before_seconds: int = 2 * HOUR
     webhook_coalesce_seconds: float = 2.0
     webhook_dispatch_workers: int = 4
@@ -192,6 +196,7 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "webhook_coalesce_seconds": (0, 3600),
     "webhook_dispatch_workers": (1, 256),
     "lease_seconds": (10, 7 * DAY),
+    "calendar_list_refresh_seconds": (0, MAX_INTERVAL_SECONDS),
 }
 # A stored interval (sync_schedule) read back is clamped to at most this: the longest interval
 # valid settings can produce.

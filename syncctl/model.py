@@ -210,6 +210,7 @@ class AttemptRecord:
     saved_by: SavedBy | None = None
     error_class: ErrorClass | None = None
     error_message: str | None = None
+    calendar_list_skipped: bool = False  # a calendar sync that did not request the list
 
 
 @dataclass(frozen=True)
@@ -252,8 +253,9 @@ class PairState:
     reconnect_notice_open: bool
     recent_calls_per_sync: float | None  # mean calls of recent successful incremental syncs
     recent_calls_per_failure: float | None  # mean calls of recent failed attempts
-    # Calls of the pair's recent scheduled incremental successes (what one naive poll sends).
-    recent_poll_calls: tuple[int, ...] = ()
+    # Calls of the pair's recent scheduled incremental successes and whether each skipped the
+    # calendar list (what one naive poll sends: policy.savings.poll_equivalent).
+    recent_poll_calls: tuple[tuple[int, bool], ...] = ()
     # The pair's first attempt and its latest scheduled or webhook-triggered one: where the
     # stretch of the timeline the next attempt accounts for begins (policy.savings).
     first_attempt_at: datetime | None = None

@@ -14,6 +14,7 @@ live in `syncctl.fleet`; per-thread connections in `syncctl.connections`.
 from __future__ import annotations
 
 import logging
+import sqlite3
 import time
 from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
@@ -48,6 +49,7 @@ from syncctl.model import (
 )
 from syncctl.policy import token_health
 from syncctl.policy.attempt import Verdict, conclude, keep_notification
+from syncctl.policy.calendar_list import lists_calendar_list
 from syncctl.policy.fleet_breaker import DATA_API, Api, Evidence, evidence_of
 from syncctl.policy.gate import Gate, gate
 from syncctl.policy.mass_delete import Deletions, hold_deletions
@@ -56,6 +58,7 @@ from syncctl.quota import QuotaBudget
 from syncctl.store import DatabaseError, transaction
 from syncctl.store import state as state_store
 from syncctl.store import users as user_store
+from syncctl.store.metrics import last_success_at
 from syncctl.store.sync_tokens import sync_token_updated_at
 
 log = logging.getLogger("syncctl.orchestrator")
@@ -258,6 +261,18 @@ class Orchestrator:
     ) -> Verdict:
         credentials = session.credentials
         admitted = decision.breaker
+        listing = only is None and (
+            state.integration is not Integration.CALENDAR
+            or lists_calendar_list(
+                sync_token_updated_at(
+                    db.conn, state.user_id, state.integration, CALENDAR_LIST_SCOPE
+                ),
+                now,
+                self.settings,
+                trigger=trigger,
+                full=full,
+            )
+        )
 
         def guard(deletions: Deletions) -> bool:
             return hold_deletions(deletions, self.settings, allowed=allow_mass_delete)
@@ -270,7 +285,9 @@ class Orchestrator:
             if action is TokenAction.REFRESH:
                 session.refresh_token()
             engine = self.engines[state.integration]
-            scope = {} if only is None else {"only": only}
+            scope: dict = {} if only is None else {"only": only}
+            if not listing:
+                scope["list_calendars"] = False
             outcome = engine(
                 db, session, state.user_id, full=full, now=lambda: now, guard=guard, **scope
             )
@@ -301,12 +318,8 @@ class Orchestrator:
             )
         live = bool(channels and channels.covered)
         listed = None
-        if (
-            only is not None
-        ):  # a notified sync: the safety poll stays where the list's refresh put it
-            listed = sync_token_updated_at(
-                db.conn, state.user_id, state.integration, CALENDAR_LIST_SCOPE
-            )
+        if only is not None:  # a notified sync: the safety poll stays where the last one put it
+            listed = _last_safety_poll(db.conn, state.user_id, state.integration)
         return Verdict(
             trigger,
             Result.SUCCESS,
@@ -316,6 +329,7 @@ class Orchestrator:
             renew_by=channels.renew_by if channels and live else None,
             notified_only=only is not None,
             list_refreshed_at=listed,
+            calendar_list_skipped=state.integration is Integration.CALENDAR and not listing,
         )
 
     def _save(
@@ -378,6 +392,16 @@ class Orchestrator:
                 state_store.save_refreshed_token(tx, user_id, _refreshed(session))
             state_store.save_token_verdict(tx, user_id, health, notice, now=now)
         return health.status, message
+
+
+def _last_safety_poll(
+    conn: sqlite3.Connection, user_id: str, integration: Integration
+) -> datetime | None:
+    """The later of the calendar list's last listing and the pair's last scheduled success (a
+    scheduled sync within the list's cadence lists only the events)."""
+    listed = sync_token_updated_at(conn, user_id, integration, CALENDAR_LIST_SCOPE)
+    polled = last_success_at(conn, user_id, integration, Trigger.SCHEDULED)
+    return max((moment for moment in (listed, polled) if moment is not None), default=None)
 
 
 def _evidence(integration: Integration, session: GoogleSession, verdict: Verdict) -> list[Evidence]:

@@ -236,3 +236,30 @@ def test_a_calendar_that_vanished_before_its_events_were_listed_is_dropped(
 )
 def test_which_calendar_list_entries_are_mirrored(entry, synced):
     assert is_synced_calendar(entry) is synced
+
+
+def test_without_the_calendar_list_only_the_mirrored_calendars_events_are_listed(
+    fake_google, db, account
+):
+    # GIVEN a mirrored account, then a new calendar and an event change at Google
+    sync(fake_google, db, account)
+    first = calendar_ids(fake_google)[0]
+    new = fake_google.add_calendar(USER, summary="Team")
+    fake_google.add_event(USER, first, summary="Lunch")
+    fake_google.reset_counts()
+
+    # WHEN a sync skips the calendar list
+    with session_for(fake_google, account) as session:
+        outcome = sync_calendar(db, session, USER, now=utcnow, list_calendars=False)
+
+    # THEN no calendarList request is sent, every mirrored calendar's events are listed, the
+    # change arrives, and the new calendar is not known yet
+    assert fake_google.request_count(USER, "calendar.calendarList.list") == 0
+    assert fake_google.request_count(USER, "calendar.events.list") == 3
+    assert outcome.added == 1
+    assert new not in load_calendars(db.conn, USER)
+
+    # AND the next sync that lists the calendar list finds the new calendar
+    sync(fake_google, db, account)
+    assert fake_google.request_count(USER, "calendar.calendarList.list") == 1
+    assert_mirror_is_exact(fake_google, db)

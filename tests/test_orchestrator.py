@@ -465,6 +465,56 @@ def test_five_unchanged_calendar_syncs_double_the_interval_to_eight_hours(world)
     assert seen == [(n, 14400) for n in range(1, 5)] + [(n, 28800) for n in range(5, 12)]
 
 
+def test_scheduled_syncs_list_the_calendar_list_once_a_day_and_claim_what_naive_sent(world):
+    # GIVEN a user with two calendars, mirrored by the first (full) sync at 09:00
+    world.add_user("ann", calendars=2)
+    world.run_due()
+    listed, hours = [], []
+    for _ in range(7):  # WHEN scheduled syncs follow (every 4 hours, 8 after five quiet ones)
+        world.fake.reset_counts()
+        before = world.clock()
+        world.move_to_next_sync("ann")
+        (attempt,) = world.run_due()
+        listed.append(world.fake.request_count("ann", "calendar.calendarList.list"))
+        hours.append((world.clock() - START) / HOUR)
+        # THEN each sent its refresh and the events of the 2 calendars, plus the list when due
+        assert attempt.api_calls_made == 3 + listed[-1]
+        # AND claims what the naive polls of its stretch sent (each: refresh, list, 2
+        # events.list) minus what it sent
+        polls = (world.clock() - before) / (4 * HOUR)
+        assert attempt.api_calls_saved == 4 * polls - attempt.api_calls_made
+    # the list is listed again only once its last listing (the first sync's) is 24 hours old
+    assert hours == [4, 8, 12, 16, 20, 28, 36]
+    assert listed == [0, 0, 0, 0, 0, 1, 0]
+    skipped = world.rows("SELECT calendar_list_skipped FROM sync_metrics ORDER BY id")
+    assert [s for (s,) in skipped] == [0, 1, 1, 1, 1, 1, 0, 1]
+
+
+def test_a_new_calendar_is_noticed_by_the_first_sync_after_the_list_cadence(world):
+    world.add_user("ann", calendars=1)
+    world.run_due()
+    new = world.fake.add_calendar("ann", summary="Team")
+    world.move_to_next_sync("ann")
+    world.run_due()  # within the cadence: not yet
+    assert not world.rows("SELECT 1 FROM calendars WHERE calendar_id = ?", new)
+
+    world.clock.now = START + timedelta(days=1)
+    world.run_due()
+
+    assert world.rows("SELECT 1 FROM calendars WHERE calendar_id = ?", new) == [(1,)]
+
+
+def test_a_manual_sync_always_lists_the_calendar_list(world):
+    world.add_user("ann")
+    world.run_due()
+    world.fake.reset_counts()
+    world.clock.advance(HOUR)
+
+    world.orchestrator.attempt("ann", CALENDAR, Trigger.MANUAL)
+
+    assert world.fake.request_count("ann", "calendar.calendarList.list") == 1
+
+
 def test_quiet_contacts_back_off_to_six_days_below_the_seven_day_sync_token_lifetime(world):
     world.add_user("ann", (CONTACTS,), contacts=2)
     world.run_due()

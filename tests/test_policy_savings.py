@@ -15,6 +15,7 @@ from syncctl.policy.savings import (
     calls_per_sync,
     estimate_saved,
     naive_polls,
+    poll_equivalent,
     typical_calls,
 )
 from syncctl.policy.schedule import Outcome
@@ -76,6 +77,20 @@ def test_typical_calls_is_the_median(recent: list[int], expected: float | None) 
     assert typical_calls(recent) == expected
 
 
+@pytest.mark.parametrize(
+    ("made", "skipped", "expected"),
+    [
+        pytest.param(4, False, 4, id="listed-the-calendar-list"),
+        pytest.param(3, True, 4, id="skipped-it-naive-sends-one-more"),
+        pytest.param(0, True, 1, id="no-calendar-mirrored"),
+    ],
+)
+def test_poll_equivalent_adds_the_calendar_list_a_naive_poll_sends(
+    made: int, skipped: bool, expected: int
+) -> None:
+    assert poll_equivalent(made, skipped) == expected
+
+
 def test_calls_per_sync_fallback() -> None:
     assert calls_per_sync(CAL, None) == FALLBACK_CALLS_PER_SYNC[CAL] == 5
     assert calls_per_sync(CON, 0.0) == FALLBACK_CALLS_PER_SYNC[CON] == 3
@@ -105,6 +120,26 @@ CASES = [
         4,
         {"own": True},
         8,
+        SavedBy.ADAPTIVE_SCHEDULE,
+    ),
+    (
+        "no-history-own-calls-plus-the-skipped-calendar-list",
+        Outcome.UNCHANGED,
+        Trigger.SCHEDULED,
+        (0, 8),
+        3,
+        {"own": True, "skipped": True},
+        8,
+        SavedBy.ADAPTIVE_SCHEDULE,
+    ),
+    (
+        "list-skipped-at-default-interval",
+        Outcome.UNCHANGED,
+        Trigger.SCHEDULED,
+        (0, 4),
+        3,
+        {"c": 4, "skipped": True},
+        4,
         SavedBy.ADAPTIVE_SCHEDULE,
     ),
     ("no-history-fallback", Outcome.UNCHANGED, Trigger.WEBHOOK, (0, 8), 2, {}, 10, SavedBy.WEBHOOK),
@@ -299,6 +334,7 @@ def test_each_outcome_claims_naive_cost_over_its_stretch_minus_what_it_sent(
         breaker_trial=extra.get("trial", False),
         webhook_shaped=extra.get("shaped", False),
         own_is_a_poll=extra.get("own", False),
+        calendar_list_skipped=extra.get("skipped", False),
         recent_calls_per_sync=extra.get("c"),
         recent_calls_per_failure=extra.get("f"),
     )

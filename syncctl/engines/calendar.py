@@ -20,6 +20,8 @@ returns deletions, as `status: cancelled`, which are removed). Each calendar has
 A notified sync (`only=` the calendars a push named) skips the calendar list and lists only
 those calendars' events, of the ones still mirrored: a push says one calendar's events
 changed, nothing about the list. The list is refreshed by scheduled (safety) syncs.
+A sync with `list_calendars=False` (a scheduled sync within the calendar list's own cadence,
+policy.calendar_list) skips the list too and lists the events of every mirrored calendar.
 """
 
 from __future__ import annotations
@@ -64,14 +66,17 @@ def sync_calendar(
     now: Clock,
     guard: DeletionGuard | None = None,
     only: Collection[str] | None = None,
+    list_calendars: bool = True,
 ) -> SyncOutcome:
     """Sync a user's calendar list, then the events of every synced calendar (or of `only`).
 
-    With a `guard`, each calendar's event deletions wait for it (MassDeleteHeld if held).
+    Without `list_calendars` (or with `only`), the list is not requested: only the mirrored
+    calendars' events are. With a `guard`, each calendar's event deletions wait for it
+    (MassDeleteHeld if held).
     """
     calls_before = session.calls_made
-    if only is not None:
-        mirrored = [c for c in store.calendar_ids(db.conn, user_id) if c in only]
+    if only is not None or not list_calendars:
+        mirrored = [c for c in store.calendar_ids(db.conn, user_id) if only is None or c in only]
         results = _sync_calendars_events(
             db, session, user_id, mirrored, full=full, now=now, guard=guard
         )

@@ -69,6 +69,7 @@ class Verdict:
     fleet_probe: bool = False  # the fleet breaker's probe: one request without retries
     failed_api: str | None = None  # the API whose request failed (GoogleError.api)
     held: Deletions | None = None  # what the mass-delete guard held (skip `mass_delete_held`)
+    calendar_list_skipped: bool = False  # a calendar sync that did not request the list
 
     @property
     def trial(self) -> bool:
@@ -167,6 +168,7 @@ def _attempt_record(
         saved_by=saved.saved_by,
         error_class=verdict.error_class,
         error_message=verdict.error_message,
+        calendar_list_skipped=verdict.calendar_list_skipped,
     )
 
 
@@ -202,7 +204,10 @@ def _savings(
         own_is_a_poll=verdict.trigger is Trigger.SCHEDULED
         and outcome is not None
         and outcome.sync_type is SyncType.INCREMENTAL,
-        recent_calls_per_sync=savings.typical_calls(list(state.recent_poll_calls)),
+        calendar_list_skipped=verdict.calendar_list_skipped,
+        recent_calls_per_sync=savings.typical_calls(
+            [savings.poll_equivalent(*poll) for poll in state.recent_poll_calls]
+        ),
         recent_calls_per_failure=state.recent_calls_per_failure,
     )
 

@@ -12,9 +12,11 @@ retries, and has no token gate, breaker, backoff, adaptive schedule or webhooks.
 - Naive polls in the stretch, N: the grid points inside it (an integer, so nothing is lost to
   rounding however short the stretches are: a webhook sync between two grid points has N = 0).
 - Calls per naive poll, c, in the condition this attempt found (same engines, same retries):
-  - success: the median `api_calls_made` of the pair's recent scheduled incremental successes
-    (what a naive poll sends; the median, so an occasional channel renewal does not count);
-    without history, this attempt's own calls when it was a scheduled incremental sync, else
+  - success: the median of the pair's recent scheduled incremental successes, each as a naive
+    poll would have sent it (`poll_equivalent`: its `api_calls_made`, plus the calendar list
+    request a naive poll sends where the sync skipped it within the list's own cadence); the
+    median, so an occasional channel renewal does not count. Without history, this attempt's
+    own calls so counted when it was a scheduled incremental sync, else
     FALLBACK_CALLS_PER_SYNC. A first sync is the naive poller's first poll too (its own calls).
   - a failure of a full attempt (transient, quota, auth, client): its own calls, as a naive poll
     in the same condition sends the same requests with the same retries;
@@ -56,6 +58,9 @@ FALLBACK_CALLS_PER_SYNC: dict[Integration, int] = {
     Integration.CALENDAR: 5,
 }
 REVOKED_POLL_CALLS = 1
+# The calendarList.list a naive poll sends on every calendar poll: one request (an incremental
+# listing of an unchanged list is one page) where a sync within the list's cadence sent none.
+CALENDAR_LIST_POLL_CALLS = 1
 COUNTERFACTUAL = "naive polling: every pair at its default interval, same engines and retries"
 
 _SUCCESS = frozenset({Outcome.CHANGED, Outcome.UNCHANGED})
@@ -95,6 +100,12 @@ def naive_polls(stretch: Stretch, default_seconds: int) -> int:
     return max(0, now_index - max(previous_index, 0))
 
 
+def poll_equivalent(calls_made: int, calendar_list_skipped: bool) -> int:
+    """What a naive poll sends where a sync sent `calls_made`: the same, plus the calendar list
+    the sync did not request (policy.calendar_list)."""
+    return calls_made + (CALENDAR_LIST_POLL_CALLS if calendar_list_skipped else 0)
+
+
 def typical_calls(recent: list[int]) -> float | None:
     """The median of a pair's recent calls per poll: a channel renewal now and then (extra
     watch calls no naive poll sends) does not move it."""
@@ -123,6 +134,7 @@ def naive_poll_calls(
     single_probe: bool = False,
     first: bool = False,
     own_is_a_poll: bool = False,
+    calendar_list_skipped: bool = False,
     recent_calls_per_sync: float | None = None,
     recent_calls_per_failure: float | None = None,
 ) -> float:
@@ -131,7 +143,7 @@ def naive_poll_calls(
         if first:
             return float(calls_made)
         if recent_calls_per_sync is None and own_is_a_poll and calls_made > 0:
-            return float(calls_made)
+            return float(poll_equivalent(calls_made, calendar_list_skipped))
         return calls_per_sync(integration, recent_calls_per_sync)
     if outcome is Outcome.INVALID_TOKEN:
         return float(REVOKED_POLL_CALLS)
@@ -170,6 +182,7 @@ def estimate_saved(
     breaker_trial: bool = False,
     webhook_shaped: bool = False,
     own_is_a_poll: bool = False,
+    calendar_list_skipped: bool = False,
     recent_calls_per_sync: float | None = None,
     recent_calls_per_failure: float | None = None,
 ) -> Savings:
@@ -177,7 +190,8 @@ def estimate_saved(
 
     `stretch` is None for a manual attempt (one naive attempt, made by both pollers).
     `webhook_shaped`: a live watch channel relaxed the interval that ended this stretch.
-    `own_is_a_poll`: this attempt sent what a naive poll sends (a scheduled incremental sync).
+    `own_is_a_poll`: this attempt sent what a naive poll sends (a scheduled incremental sync),
+    but for the calendar list when `calendar_list_skipped`.
     """
     if stretch is None:
         polls = 1
@@ -193,6 +207,7 @@ def estimate_saved(
         single_probe=single_probe,
         first=first,
         own_is_a_poll=own_is_a_poll,
+        calendar_list_skipped=calendar_list_skipped,
         recent_calls_per_sync=recent_calls_per_sync,
         recent_calls_per_failure=recent_calls_per_failure,
     )

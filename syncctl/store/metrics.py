@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sqlite3
+from datetime import datetime
 
+from syncctl.clock import from_iso
 from syncctl.model import AttemptRecord, ErrorClass, Integration, Result, SyncType, Trigger
 
 # How many of a pair's latest attempts its recent mean cost is taken over.
@@ -22,6 +24,7 @@ def insert_attempt(conn: sqlite3.Connection, record: AttemptRecord) -> int:
     values = [getattr(record, name) for name in COLUMNS]
     values[COLUMNS.index("full_resync")] = int(record.full_resync)
     values[COLUMNS.index("breaker_trial")] = int(record.breaker_trial)
+    values[COLUMNS.index("calendar_list_skipped")] = int(record.calendar_list_skipped)
     cursor = conn.execute(_INSERT_SQL, values)
     return int(cursor.lastrowid or 0)
 
@@ -65,17 +68,30 @@ def recent_calls(
     trigger: Trigger | None = None,
     *,
     recent: int = 10,
-) -> list[int]:
-    """api_calls_made of the pair's recent attempts with this result (and sync type and
-    trigger), newest first, single probes (half-open trials, fleet probes) left out."""
+) -> list[tuple[int, bool]]:
+    """api_calls_made and calendar_list_skipped of the pair's recent attempts with this result
+    (and sync type and trigger), newest first, single probes (half-open trials, fleet probes)
+    left out."""
     rows = conn.execute(
-        "SELECT api_calls_made FROM sync_metrics"
+        "SELECT api_calls_made, calendar_list_skipped FROM sync_metrics"
         " WHERE user_id = ? AND integration_type = ? AND result = ? AND breaker_trial = 0"
         " AND (? IS NULL OR sync_type = ?) AND (? IS NULL OR trigger = ?)"
         " ORDER BY created_at DESC, id DESC LIMIT ?",
         [user_id, integration.value, result.value, sync_type, sync_type, trigger, trigger, recent],
     ).fetchall()
-    return [int(row[0]) for row in rows]
+    return [(int(row[0]), bool(row[1])) for row in rows]
+
+
+def last_success_at(
+    conn: sqlite3.Connection, user_id: str, integration: Integration, trigger: Trigger
+) -> datetime | None:
+    """When the pair's latest successful attempt with this trigger ran (None: never)."""
+    row = conn.execute(
+        "SELECT max(created_at) FROM sync_metrics WHERE user_id = ? AND integration_type = ?"
+        " AND trigger = ? AND result = 'success'",
+        [user_id, integration.value, trigger.value],
+    ).fetchone()
+    return from_iso(row[0]) if row and row[0] else None
 
 
 def accounted_stretch(

@@ -292,10 +292,18 @@ LEASES_MIGRATION = """
 """
 
 
+# A calendar sync that did not request the calendar list (within the list's own cadence, or a
+# notified sync): the naive poller would have (policy.savings prices it).
+CALENDAR_LIST_SKIPPED_MIGRATION = """
+        ALTER TABLE sync_metrics ADD COLUMN calendar_list_skipped INTEGER NOT NULL DEFAULT 0;
+"""
+
+
 # Forward-only migrations: MIGRATIONS[n] is the SQL that takes version n to n + 1.
 # v2: the hourly rollup of sync_metrics that keeps `syncctl report` fast over a year of rows.
 # v3: the key check of secrets at rest. v4: the fleet breaker per Google API. v5: the quota
 # budget's per-second counts and the mass-delete guard's held pairs. v6: leases.
+# v7: sync_metrics.calendar_list_skipped.
 MIGRATIONS: list[str] = [
     SCHEMA_V1,
     ROLLUP_MIGRATION,
@@ -303,5 +311,6 @@ MIGRATIONS: list[str] = [
     FLEET_BREAKER_MIGRATION,
     FLEET_MIGRATION,
     LEASES_MIGRATION,
+    CALENDAR_LIST_SKIPPED_MIGRATION,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
