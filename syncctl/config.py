@@ -67,6 +67,13 @@ class Settings:
     fleet_breaker_min_attempts: int = 20
     fleet_breaker_failure_ratio: float = 0.9
     fleet_breaker_window_seconds: int = 15 * 60
+    # Once this many attempts of the window failed at that share, the rest are sent as single
+    # requests (no retries) until the breaker trips or an attempt succeeds.
+    fleet_breaker_single_after: int = 3
+    # An open fleet breaker is probed this long after it opened, then after as long as it has
+    # been open (doubling), at most fleet_breaker_max_probe_seconds apart.
+    fleet_breaker_probe_seconds: int = 5 * 60
+    fleet_breaker_max_probe_seconds: int = HOUR
     quota_defer_seconds: int = 15 * 60
     # SPEC 8: per-API requests a minute spent by every thread and process on the database,
     # 90% of Calendar's 10,000-a-minute project quota; People publishes none (see README).

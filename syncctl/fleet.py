@@ -87,7 +87,8 @@ def plan_due(runner: Orchestrator, *, limit: int | None = None) -> list[PlannedA
     conn = runner.db().conn
     now = runner.clock()
     plans = []
-    gates = RunGates(load_fleet_breakers(conn))  # in memory only: nothing is stored
+    # in memory only: nothing is stored
+    gates = RunGates(load_fleet_breakers(conn), now=now, settings=runner.settings)
     for pair in state_store.due_pairs(conn, now, limit):
         if not is_due(from_iso(pair.next_sync_at), now, held=pair.mass_delete_held):
             continue
@@ -107,6 +108,8 @@ def plan_due(runner: Orchestrator, *, limit: int | None = None) -> list[PlannedA
             if held.gate is FleetGate.PROBE:
                 names = ", ".join(API_NAMES[api] for api in held.probes)
                 trial = f" (the fleet breaker's probe of {names})"
+            elif held.gate is FleetGate.SINGLE:
+                trial = " (one request without retries: most recent attempts failed at Google)"
             action, reason = "sync", f"{kind} sync, {pair.trigger} due{trial}"
         plans.append(
             PlannedAttempt(
@@ -138,7 +141,7 @@ def run_due(
         if on_start:
             on_start(len(pairs))
         summary = RunSummary()
-        gates = RunGates(load_fleet_breakers(conn))
+        gates = RunGates(load_fleet_breakers(conn), now=runner.clock(), settings=runner.settings)
 
         def attempt_pairs(user_pairs: Sequence[DuePair]) -> list[AttemptRecord]:
             records = []
@@ -193,7 +196,10 @@ def _gated_attempt(runner: Orchestrator, gates: RunGates, pair: DuePair) -> Atte
         return None
     try:
         record, evidence = runner.attempt_with_evidence(
-            pair.user_id, pair.integration, pair.trigger, probe=admission.gate is FleetGate.PROBE
+            pair.user_id,
+            pair.integration,
+            pair.trigger,
+            probe=admission.gate in (FleetGate.PROBE, FleetGate.SINGLE),
         )
     except UserRemoved:  # `user remove` ran after this run-due listed the pair
         log.info("%s was removed during the run; not synced", pair.user_id)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 
 from syncctl.clock import from_iso, to_iso
+from syncctl.config import Settings
 from syncctl.model import BreakerState, Integration
 from syncctl.policy import fleet_breaker as fleet
 from syncctl.policy.fleet_breaker import Api, Evidence, FleetGate, FleetRecord
@@ -26,8 +27,10 @@ class Admission:
 class RunGates:
     """The fleet breakers and refused clients of one run-due."""
 
-    def __init__(self, rows: list[dict]) -> None:
+    def __init__(self, rows: list[dict], *, now: datetime, settings: Settings) -> None:
         self._lock = threading.Lock()
+        self.now = now  # the run's start: when each open breaker's probe is due is judged at it
+        self.settings = settings
         self.records: dict[Api, FleetRecord] = {api: FleetRecord(api) for api in Api}
         for row in rows:
             record = record_from_row(row)
@@ -44,7 +47,7 @@ class RunGates:
             if client_id is not None and client_id in self.refused_clients:
                 self.held["client refused"] += 1
                 return Admission(FleetGate.HOLD, reason="client refused")
-            decision, probes = fleet.gate(integration, self.records, frozenset(self.probed))
+            decision, probes = self._gate(integration)
             if decision is FleetGate.PROBE:
                 self.probed.update(probes)
             elif decision is FleetGate.HOLD:
@@ -55,8 +58,13 @@ class RunGates:
     def wants_probe(self, integration: Integration) -> bool:
         """Whether a pair of this integration would be a probe now (without claiming it)."""
         with self._lock:
-            decision, _ = fleet.gate(integration, self.records, frozenset(self.probed))
+            decision, _ = self._gate(integration)
             return decision is FleetGate.PROBE
+
+    def _gate(self, integration: Integration) -> tuple[FleetGate, tuple[Api, ...]]:
+        return fleet.gate(
+            integration, self.records, frozenset(self.probed), self.now, self.settings
+        )
 
     def record(
         self,

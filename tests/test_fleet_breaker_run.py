@@ -52,8 +52,12 @@ def test_a_google_wide_outage_trips_the_fleet_breaker_at_the_20th_failing_attemp
 
     assert [a.result for a in summary.attempts] == [Result.FAILURE] * 20
     assert summary.held == {"fleet breaker open": 5}
-    # every failed attempt's retried refresh, and nothing for the five held back
-    assert world.fake.request_count() - before == 20 * world.settings.retry_max_attempts
+    # the first 3 failed attempts' retried refreshes; then, as it looks like an outage, one
+    # request each without retries (single probes); nothing for the five held back
+    single = [a.breaker_trial for a in summary.attempts]
+    assert single == [False] * 3 + [True] * 17
+    assert [a.api_calls_made for a in summary.attempts[3:]] == [1] * 17
+    assert world.fake.request_count() - before == 3 * world.settings.retry_max_attempts + 17
     assert fleet(world)["oauth"] == ("open", 20, 20)
     assert [line for line in summary.notes if "fleet breaker open for Google OAuth" in line]
 
@@ -80,6 +84,41 @@ def test_later_runs_send_one_probe_first_until_it_succeeds(world):
     assert {a.result for a in summary.attempts} == {Result.SUCCESS}
     assert len(summary.attempts) == 25  # the failed ones' 5-minute backoffs are over
     assert fleet(world)["oauth"] == ("closed", 24, 0)  # a new window of successes
+
+
+def test_probes_back_off_from_5_minutes_doubling_to_an_hour_and_runs_between_hold(world):
+    add_users(world, 21)
+    world.fake.set_outage(503)
+    run(world)  # trips at minute 0
+    probes_at = []
+    for minute in range(5, 5 * 60 + 1, 5):  # WHEN run-due runs every 5 minutes for 5 hours
+        world.clock.advance(FIVE_MINUTES)
+        before = world.fake.request_count()
+        summary = run(world)
+        sent = world.fake.request_count() - before
+        if summary.attempts:
+            assert [(a.breaker_trial, a.api_calls_made) for a in summary.attempts] == [(True, 1)]
+            probes_at.append(minute)
+        else:  # THEN a run between probes sends nothing and holds every due pair
+            assert sent == 0
+            assert summary.held["fleet breaker open"] >= 18
+    # 5 minutes after it opened, then after as long as it had been open, at most an hour apart
+    assert probes_at == [5, 10, 20, 40, 80, 140, 200, 260]
+    assert fleet(world)["oauth"][0] == "open"
+
+
+def test_a_success_among_single_requests_ends_them(world):
+    add_users(world, 6)
+    world.fake.set_outage(503)
+    run(world)  # 6 failures: the window looks like an outage, too few to trip
+    world.fake.set_outage(None)
+    world.clock.advance(FIVE_MINUTES)  # the failed pairs' backoff is over
+
+    summary = run(world)
+
+    # the first is a single request (and succeeds); the rest run with retries as usual
+    assert [a.breaker_trial for a in summary.attempts] == [True] + [False] * 5
+    assert {a.result for a in summary.attempts} == {Result.SUCCESS}
 
 
 def test_fewer_than_20_failing_attempts_leave_the_fleet_breaker_closed(world):

@@ -17,8 +17,10 @@ from syncctl.policy.fleet_breaker import (
     closed,
     evidence_of,
     gate,
+    looks_like_an_outage,
     observe,
     on_probe,
+    probe_due,
     trips,
 )
 
@@ -146,7 +148,82 @@ def test_gate_runs_probes_once_a_run_or_holds(
     probed: frozenset[Api],
     expected: tuple[FleetGate, tuple[Api, ...]],
 ) -> None:
-    assert gate(integration, records, probed) == expected
+    assert gate(integration, records, probed, NOW + timedelta(minutes=5), SETTINGS) == expected
+
+
+MINUTE = timedelta(minutes=1)
+
+
+@pytest.mark.parametrize(
+    ("last_probe_minutes", "now_minutes", "expected"),
+    [
+        pytest.param(None, 4, False, id="4-min-after-opening"),
+        pytest.param(None, 5, True, id="5-min-after-opening"),
+        pytest.param(5, 9, False, id="second-probe-not-yet"),
+        pytest.param(5, 10, True, id="second-5-min-later"),
+        pytest.param(10, 19, False, id="third-not-before-20"),
+        pytest.param(10, 20, True, id="third-10-min-later"),
+        pytest.param(20, 40, True, id="fourth-20-min-later"),
+        pytest.param(40, 79, False, id="fifth-not-before-80"),
+        pytest.param(80, 139, False, id="capped-at-an-hour-not-yet"),
+        pytest.param(80, 140, True, id="capped-at-an-hour"),
+        pytest.param(-30, 5, True, id="a-probe-of-an-earlier-opening-is-not-counted"),
+    ],
+)
+def test_probes_back_off_from_5_minutes_doubling_to_an_hour(
+    last_probe_minutes: int | None, now_minutes: int, expected: bool
+) -> None:
+    last = None if last_probe_minutes is None else NOW + last_probe_minutes * MINUTE
+    record = replace(OPEN, last_probe_at=last)
+    assert probe_due(record, NOW + now_minutes * MINUTE, SETTINGS) is expected
+
+
+WINDOW = replace(FleetRecord(Api.OAUTH), window_started_at=NOW)
+
+
+@pytest.mark.parametrize(
+    ("attempts", "failures", "minutes", "expected"),
+    [
+        pytest.param(2, 2, 1, False, id="two-failures-too-few"),
+        pytest.param(3, 3, 1, True, id="three-failures"),
+        pytest.param(10, 9, 1, True, id="90-percent"),
+        pytest.param(10, 8, 1, False, id="80-percent"),
+        pytest.param(3, 3, 15, False, id="the-window-has-passed"),
+    ],
+)
+def test_a_window_looks_like_an_outage_from_3_attempts_at_90_percent(
+    attempts: int, failures: int, minutes: int, expected: bool
+) -> None:
+    record = replace(WINDOW, attempts=attempts, transient_failures=failures)
+    assert looks_like_an_outage(record, NOW + minutes * MINUTE, SETTINGS) is expected
+
+
+def test_an_open_breaker_does_not_look_like_an_outage_it_is_one() -> None:
+    record = replace(WINDOW, attempts=20, transient_failures=20, state=BreakerState.OPEN)
+    assert not looks_like_an_outage(record, NOW, SETTINGS)
+
+
+SUSPECT = {**CLOSED_ALL, Api.OAUTH: replace(WINDOW, attempts=3, transient_failures=3)}
+
+
+@pytest.mark.parametrize(
+    ("records", "probed", "minutes", "expected"),
+    [
+        pytest.param(SUSPECT, frozenset(), 1, (FleetGate.SINGLE, ()), id="suspect-single"),
+        pytest.param(SUSPECT, frozenset(), 20, (FleetGate.RUN, ()), id="window-over-runs"),
+        pytest.param(OAUTH_OPEN, frozenset(), 4, (FleetGate.HOLD, ()), id="probe-not-due-holds"),
+        pytest.param(
+            OAUTH_OPEN, frozenset(), 5, (FleetGate.PROBE, (Api.OAUTH,)), id="probe-due-probes"
+        ),
+    ],
+)
+def test_gate_sends_single_requests_while_it_looks_like_an_outage_and_probes_when_due(
+    records: dict[Api, FleetRecord],
+    probed: frozenset[Api],
+    minutes: int,
+    expected: tuple[FleetGate, tuple[Api, ...]],
+) -> None:
+    assert gate(CAL, records, probed, NOW + minutes * MINUTE, SETTINGS) == expected
 
 
 @pytest.mark.parametrize(

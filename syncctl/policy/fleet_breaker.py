@@ -10,11 +10,21 @@ reached People or Calendar, so it is evidence about `oauth` only).
   least `fleet_breaker_min_attempts` attempts against the API and at least
   `fleet_breaker_failure_ratio` of them failing transiently open its breaker. From then on
   run-due starts no sync that needs that API for the rest of the run.
-- Probe: each later run sends one probe (the first due attempt that needs the API, as a single
-  request without retries) before anything else that needs it. A probe that does not fail
-  transiently at the API closes its breaker and the run goes on; one that does keeps it open for
-  the rest of the run. A Google-wide outage costs a probe per API per run, not a failing attempt
-  per pair.
+- Single requests while it looks like an outage: once the window holds at least
+  `fleet_breaker_single_after` attempts (3) and the failure ratio of them failed, further
+  attempts that need the API are sent as single requests without retries (like a probe) until
+  the breaker trips or the ratio falls: the evidence that trips it costs one request an attempt,
+  not a retry burst each.
+- Probe: a later run sends one probe (the first due attempt that needs the API, as a single
+  request without retries) before anything else that needs it, once the probe delay has passed:
+  `fleet_breaker_probe_seconds` (5 minutes) after the breaker opened, then as long again as it
+  has been open at the last probe (5, 10, 20, 40 minutes: doubling), at most
+  `fleet_breaker_max_probe_seconds` (1 hour) apart, so a recovery is noticed within the hour,
+  well before a naive poller's next poll of most pairs (calendar every 4 hours). A run before
+  the delay has passed holds everything that needs the API without a request. A probe that does
+  not fail transiently at the API closes its breaker and the run goes on; one that does keeps it
+  open. A Google-wide outage of 6 hours costs the evidence that trips it (3 retried attempts and
+  17 single requests) and about 9 probes per API, not a failing attempt per pair.
 - `breaker reset --fleet` closes every fleet breaker and forgets its evidence.
 Pairs held back are not attempted: no row, no Google call, no change to their schedule, so they
 run as soon as the probe succeeds.
@@ -146,24 +156,59 @@ def closed(record: FleetRecord) -> FleetRecord:
     )
 
 
+def looks_like_an_outage(record: FleetRecord, now: datetime, settings: Settings) -> bool:
+    """A closed breaker whose current window holds at least `fleet_breaker_single_after`
+    attempts, at least the failure ratio of them failing transiently."""
+    if record.is_open or record.window_started_at is None:
+        return False
+    if now >= record.window_started_at + timedelta(seconds=settings.fleet_breaker_window_seconds):
+        return False  # the window has passed: its evidence is forgotten at the next attempt
+    if record.attempts < settings.fleet_breaker_single_after:
+        return False
+    return record.transient_failures >= settings.fleet_breaker_failure_ratio * record.attempts
+
+
+def probe_due(record: FleetRecord, now: datetime, settings: Settings) -> bool:
+    """An open breaker is probed `fleet_breaker_probe_seconds` after it opened, then after as
+    long as it had been open at the last probe (doubling), at most
+    `fleet_breaker_max_probe_seconds` after the last probe."""
+    base = timedelta(seconds=settings.fleet_breaker_probe_seconds)
+    if record.opened_at is None:
+        return True
+    last = record.last_probe_at
+    if last is None or last < record.opened_at:  # not probed since it opened
+        return now >= record.opened_at + base
+    cap = timedelta(seconds=settings.fleet_breaker_max_probe_seconds)
+    return now >= last + min(cap, max(base, last - record.opened_at))
+
+
 class FleetGate(StrEnum):
     """What run-due does with a due pair, as the fleet breakers see it."""
 
     RUN = "run"  # every API it needs is closed
-    PROBE = "probe"  # an API it needs is open and this run has not probed it: this is the probe
-    HOLD = "hold"  # an API it needs is open and already probed (or being probed) in this run
+    SINGLE = "single"  # closed, but its window looks like an outage: one request, no retries
+    PROBE = "probe"  # an API it needs is open, its probe is due and this run has not probed it
+    HOLD = "hold"  # an API it needs is open: probed (or being probed) in this run, or not due
 
 
 def gate(
-    integration: Integration, records: dict[Api, FleetRecord], probed: frozenset[Api]
+    integration: Integration,
+    records: dict[Api, FleetRecord],
+    probed: frozenset[Api],
+    now: datetime,
+    settings: Settings,
 ) -> tuple[FleetGate, tuple[Api, ...]]:
-    """RUN when every needed API is closed; else PROBE the open ones not yet probed this run
-    (only if none of them was), else HOLD. Returns the decision and the APIs it probes."""
-    open_apis = tuple(
-        api for api in apis_needed(integration) if api in records and records[api].is_open
-    )
+    """RUN when every needed API is closed (SINGLE when one looks like an outage); else PROBE
+    the open ones when each one's probe is due and none was probed this run, else HOLD.
+    Returns the decision and the APIs it probes."""
+    needed = [records[api] for api in apis_needed(integration) if api in records]
+    open_apis = tuple(record.api for record in needed if record.is_open)
     if not open_apis:
+        if any(looks_like_an_outage(record, now, settings) for record in needed):
+            return FleetGate.SINGLE, ()
         return FleetGate.RUN, ()
     if any(api in probed for api in open_apis):
+        return FleetGate.HOLD, ()
+    if not all(probe_due(records[api], now, settings) for api in open_apis):
         return FleetGate.HOLD, ()
     return FleetGate.PROBE, open_apis
