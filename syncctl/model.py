@@ -262,6 +262,7 @@ class PairState:
     previous_attempt_at: datetime | None = None
     mass_delete_held: bool = False  # the guard held the pair's last sync; not yet acted on
     mass_delete_notice_open: bool = False  # the user has an unresolved mass-delete notice
+    mirrored_calendars: int | None = None  # a calendar pair's mirrored calendars (else None)
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from syncctl.policy.savings import (
     naive_polls,
     poll_equivalent,
     typical_calls,
+    unchanged_poll_calls,
 )
 from syncctl.policy.schedule import Outcome
 
@@ -91,6 +92,22 @@ def test_poll_equivalent_adds_the_calendar_list_a_naive_poll_sends(
     assert poll_equivalent(made, skipped) == expected
 
 
+@pytest.mark.parametrize(
+    ("integration", "calendars", "expected"),
+    [
+        pytest.param(CAL, 1, 3, id="refresh-list-one-calendar"),
+        pytest.param(CAL, 3, 5, id="three-calendars"),
+        pytest.param(CAL, 0, None, id="none-mirrored-yet"),
+        pytest.param(CAL, None, None, id="unknown"),
+        pytest.param(CON, None, 3, id="contacts-refresh-connections-groups"),
+    ],
+)
+def test_an_unchanged_naive_poll_from_the_mirror_shape(
+    integration: Integration, calendars: int | None, expected: int | None
+) -> None:
+    assert unchanged_poll_calls(integration, calendars) == expected
+
+
 def test_calls_per_sync_fallback() -> None:
     assert calls_per_sync(CAL, None) == FALLBACK_CALLS_PER_SYNC[CAL] == 5
     assert calls_per_sync(CON, 0.0) == FALLBACK_CALLS_PER_SYNC[CON] == 3
@@ -143,6 +160,26 @@ CASES = [
         SavedBy.ADAPTIVE_SCHEDULE,
     ),
     ("no-history-fallback", Outcome.UNCHANGED, Trigger.WEBHOOK, (0, 8), 2, {}, 10, SavedBy.WEBHOOK),
+    (
+        "no-history-two-mirrored-calendars",
+        Outcome.UNCHANGED,
+        Trigger.WEBHOOK,
+        (0, 8),
+        2,
+        {"unchanged": 4},
+        8,
+        SavedBy.WEBHOOK,
+    ),
+    (
+        "history-wins-over-the-mirror-shape",
+        Outcome.UNCHANGED,
+        Trigger.WEBHOOK,
+        (0, 8),
+        2,
+        {"c": 5, "unchanged": 4},
+        10,
+        SavedBy.WEBHOOK,
+    ),
     (
         "relaxed-24h-by-channel",
         Outcome.UNCHANGED,
@@ -337,6 +374,7 @@ def test_each_outcome_claims_naive_cost_over_its_stretch_minus_what_it_sent(
         calendar_list_skipped=extra.get("skipped", False),
         recent_calls_per_sync=extra.get("c"),
         recent_calls_per_failure=extra.get("f"),
+        unchanged_calls=extra.get("unchanged"),
     )
     expected = Savings(naive - made, mechanism) if naive != made else NOTHING
     assert saved == expected

@@ -209,6 +209,7 @@ def _savings(
             [savings.poll_equivalent(*poll) for poll in state.recent_poll_calls]
         ),
         recent_calls_per_failure=state.recent_calls_per_failure,
+        unchanged_calls=savings.unchanged_poll_calls(state.integration, state.mirrored_calendars),
     )
 
 

@@ -16,7 +16,9 @@ retries, and has no token gate, breaker, backoff, adaptive schedule or webhooks.
     poll would have sent it (`poll_equivalent`: its `api_calls_made`, plus the calendar list
     request a naive poll sends where the sync skipped it within the list's own cadence); the
     median, so an occasional channel renewal does not count. Without history, this attempt's
-    own calls so counted when it was a scheduled incremental sync, else
+    own calls so counted when it was a scheduled incremental sync, else what an unchanged
+    naive poll sends (`unchanged_poll_calls`: a calendar's refresh, list and one events.list
+    per mirrored calendar; a contacts poll's refresh, connections and groups), else
     FALLBACK_CALLS_PER_SYNC. A first sync is the naive poller's first poll too (its own calls).
   - a failure of a full attempt (transient, quota, auth, client): its own calls, as a naive poll
     in the same condition sends the same requests with the same retries;
@@ -106,6 +108,17 @@ def poll_equivalent(calls_made: int, calendar_list_skipped: bool) -> int:
     return calls_made + (CALENDAR_LIST_POLL_CALLS if calendar_list_skipped else 0)
 
 
+def unchanged_poll_calls(integration: Integration, mirrored_calendars: int | None) -> int | None:
+    """What a naive poll sends when nothing changed, from the mirror's shape: calendar, a token
+    refresh, the calendar list and one events.list per mirrored calendar (None when none is
+    mirrored yet); contacts, the refresh, connections and contact groups."""
+    if integration is Integration.CONTACTS:
+        return FALLBACK_CALLS_PER_SYNC[Integration.CONTACTS]
+    if not mirrored_calendars:
+        return None
+    return 1 + CALENDAR_LIST_POLL_CALLS + mirrored_calendars
+
+
 def typical_calls(recent: list[int]) -> float | None:
     """The median of a pair's recent calls per poll: a channel renewal now and then (extra
     watch calls no naive poll sends) does not move it."""
@@ -137,6 +150,7 @@ def naive_poll_calls(
     calendar_list_skipped: bool = False,
     recent_calls_per_sync: float | None = None,
     recent_calls_per_failure: float | None = None,
+    unchanged_calls: int | None = None,
 ) -> float:
     """What one naive poll sends in the condition this attempt found (see the module docstring)."""
     if outcome in _SUCCESS:
@@ -144,6 +158,8 @@ def naive_poll_calls(
             return float(calls_made)
         if recent_calls_per_sync is None and own_is_a_poll and calls_made > 0:
             return float(poll_equivalent(calls_made, calendar_list_skipped))
+        if recent_calls_per_sync is None and unchanged_calls is not None:
+            return float(unchanged_calls)
         return calls_per_sync(integration, recent_calls_per_sync)
     if outcome is Outcome.INVALID_TOKEN:
         return float(REVOKED_POLL_CALLS)
@@ -185,13 +201,15 @@ def estimate_saved(
     calendar_list_skipped: bool = False,
     recent_calls_per_sync: float | None = None,
     recent_calls_per_failure: float | None = None,
+    unchanged_calls: int | None = None,
 ) -> Savings:
     """Naive polling's calls over the stretch this attempt accounts for, minus its own calls.
 
     `stretch` is None for a manual attempt (one naive attempt, made by both pollers).
     `webhook_shaped`: a live watch channel relaxed the interval that ended this stretch.
     `own_is_a_poll`: this attempt sent what a naive poll sends (a scheduled incremental sync),
-    but for the calendar list when `calendar_list_skipped`.
+    but for the calendar list when `calendar_list_skipped`. `unchanged_calls`: what an
+    unchanged naive poll of the pair sends (`unchanged_poll_calls`), used without history.
     """
     if stretch is None:
         polls = 1
@@ -210,6 +228,7 @@ def estimate_saved(
         calendar_list_skipped=calendar_list_skipped,
         recent_calls_per_sync=recent_calls_per_sync,
         recent_calls_per_failure=recent_calls_per_failure,
+        unchanged_calls=unchanged_calls,
     )
     calls = max(-calls_made, _round(polls * per_poll) - calls_made)
     if calls == 0:

@@ -32,6 +32,7 @@ from syncctl.model import (
     TokenStatus,
     Trigger,
 )
+from syncctl.store import calendar as calendar_store
 from syncctl.store import holds, metrics
 from syncctl.store import users as user_store
 
@@ -162,6 +163,9 @@ def load_pair_state(conn: sqlite3.Connection, user_id: str, integration: Integra
         previous_attempt_at=_moment(previous),
         mass_delete_held=holds.load_hold(conn, user_id, integration) is not None,
         mass_delete_notice_open=has_open_notice(conn, user_id, MASS_DELETE_NOTICE),
+        mirrored_calendars=len(calendar_store.calendar_ids(conn, user_id))
+        if integration is Integration.CALENDAR
+        else None,
     )
 
 
