@@ -504,6 +504,23 @@ def test_a_new_calendar_is_noticed_by_the_first_sync_after_the_list_cadence(worl
     assert world.rows("SELECT 1 FROM calendars WHERE calendar_id = ?", new) == [(1,)]
 
 
+def test_a_notified_sync_keeps_the_safety_poll_where_the_last_scheduled_sync_put_it(world):
+    # GIVEN a first sync at 09:00 (it lists the calendar list) and a scheduled one at 13:00
+    # (within the list's cadence: events only)
+    world.add_user("ann")
+    world.run_due()
+    world.move_to_next_sync("ann")
+    world.run_due()
+    polled = world.clock()
+    world.clock.advance(HOUR)
+
+    # WHEN a notified sync of the primary calendar runs at 14:00
+    world.orchestrator.attempt("ann", CALENDAR, Trigger.WEBHOOK, only={"primary"})
+
+    # THEN the next scheduled sync stays at 13:00 + 4 h, not at the list's 09:00 + 4 h (due now)
+    assert world.schedule("ann")["next_sync_at"] == to_iso(polled + 4 * HOUR)
+
+
 def test_a_manual_sync_always_lists_the_calendar_list(world):
     world.add_user("ann")
     world.run_due()
