@@ -108,7 +108,7 @@ class RunGates:
             return [record_to_row(record) for record in self.records.values()]
 
 
-_TIMES = ("window_started_at", "opened_at", "last_probe_at")
+_TIMES = ("window_started_at", "opened_at", "last_probe_at", "last_evidence_at")
 
 
 def record_from_row(row: dict) -> FleetRecord | None:
@@ -124,6 +124,7 @@ def record_from_row(row: dict) -> FleetRecord | None:
         values[name] = from_iso(row[name]) if row.get(name) else None
     values["attempts"] = int(row.get("attempts") or 0)
     values["transient_failures"] = int(row.get("transient_failures") or 0)
+    values["consecutive_failures"] = int(row.get("consecutive_failures") or 0)
     return FleetRecord(**values)
 
 

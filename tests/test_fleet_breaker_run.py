@@ -107,6 +107,36 @@ def test_probes_back_off_from_5_minutes_doubling_to_an_hour_and_runs_between_hol
     assert fleet(world)["oauth"][0] == "open"
 
 
+def test_a_small_fleets_failures_across_runs_trip_it_at_a_few_requests_each(world):
+    # GIVEN 12 users added 5 minutes apart: each run-due has one or two pairs due, not 20
+    for n in range(12):
+        world.add_user(f"u{n:02d}")
+        run(world)
+        world.clock.advance(FIVE_MINUTES)
+    world.clock.advance(4 * timedelta(hours=1) - 12 * FIVE_MINUTES)  # u00 due again
+    world.fake.set_outage(503)
+    before = world.fake.request_count()
+
+    # WHEN Google is down for the next two hours, run-due every 5 minutes
+    sizes = []
+    for _ in range(24):
+        sizes.append(len(run(world).attempts))
+        world.clock.advance(FIVE_MINUTES)
+
+    # THEN no run had 20 attempts, yet 20 failures in a row across runs opened the breaker
+    assert max(sizes) < 20
+    assert fleet(world)["oauth"][0] == "open"
+    # costing the first 3 failures' retries and one request for every other attempt
+    rows = world.rows(
+        "SELECT breaker_trial, api_calls_made FROM sync_metrics WHERE result = 'failure'"
+    )
+    retried = [calls for trial, calls in rows if not trial]
+    assert retried == [world.settings.retry_max_attempts] * 3
+    assert (
+        world.fake.request_count() - before == 3 * world.settings.retry_max_attempts + len(rows) - 3
+    )
+
+
 def test_a_success_among_single_requests_ends_them(world):
     add_users(world, 6)
     world.fake.set_outage(503)

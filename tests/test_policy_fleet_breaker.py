@@ -75,13 +75,42 @@ def test_successes_in_the_window_keep_it_closed() -> None:
 
 def test_evidence_older_than_the_window_is_forgotten() -> None:
     record = _observed(FleetRecord(Api.CALENDAR), [FAIL] * 19, NOW)
-    later = NOW + timedelta(seconds=SETTINGS.fleet_breaker_window_seconds)
+    later = NOW + timedelta(seconds=SETTINGS.fleet_breaker_window_seconds + 1)
     record = observe(record, FAIL, later, SETTINGS)
     assert (record.window_started_at, record.attempts, record.state) == (
         later,
         1,
         BreakerState.CLOSED,
     )
+    assert record.consecutive_failures == 1  # a new run of failures
+
+
+def _spread(evidence: list[Evidence], minutes_apart: float) -> FleetRecord:
+    record = FleetRecord(Api.CALENDAR)
+    for n, item in enumerate(evidence):
+        record = observe(record, item, NOW + n * minutes_apart * timedelta(minutes=1), SETTINGS)
+    return record
+
+
+@pytest.mark.parametrize(
+    ("evidence", "minutes_apart", "expected_run", "expected_state"),
+    [
+        pytest.param([FAIL] * 20, 5, 20, BreakerState.OPEN, id="20-in-a-row-across-runs"),
+        pytest.param([FAIL] * 19, 5, 19, BreakerState.CLOSED, id="19-in-a-row"),
+        pytest.param([FAIL] * 19 + [OK], 5, 0, BreakerState.CLOSED, id="a-success-ends-it"),
+        pytest.param([FAIL] * 10 + [OK] + [FAIL] * 10, 5, 10, BreakerState.CLOSED, id="split"),
+        pytest.param([FAIL] * 20, 15, 20, BreakerState.OPEN, id="15-minutes-apart"),
+        pytest.param([FAIL] * 20, 16, 1, BreakerState.CLOSED, id="16-minutes-apart"),
+    ],
+)
+def test_a_rolling_run_of_20_failures_in_a_row_trips_it(
+    evidence: list[Evidence],
+    minutes_apart: float,
+    expected_run: int,
+    expected_state: BreakerState,
+) -> None:
+    record = _spread(evidence, minutes_apart)
+    assert (record.consecutive_failures, record.state) == (expected_run, expected_state)
 
 
 OPEN = replace(FleetRecord(Api.OAUTH), state=BreakerState.OPEN, opened_at=NOW, attempts=20)
@@ -196,6 +225,21 @@ def test_a_window_looks_like_an_outage_from_3_attempts_at_90_percent(
 ) -> None:
     record = replace(WINDOW, attempts=attempts, transient_failures=failures)
     assert looks_like_an_outage(record, NOW + minutes * MINUTE, SETTINGS) is expected
+
+
+@pytest.mark.parametrize(
+    ("run", "minutes_since", "expected"),
+    [
+        pytest.param(3, 5, True, id="3-in-a-row-5-min-ago"),
+        pytest.param(2, 5, False, id="2-in-a-row"),
+        pytest.param(3, 16, False, id="the-last-is-older-than-the-window"),
+    ],
+)
+def test_three_failures_in_a_row_look_like_an_outage(
+    run: int, minutes_since: int, expected: bool
+) -> None:
+    record = replace(FleetRecord(Api.OAUTH), consecutive_failures=run, last_evidence_at=NOW)
+    assert looks_like_an_outage(record, NOW + minutes_since * MINUTE, SETTINGS) is expected
 
 
 def test_an_open_breaker_does_not_look_like_an_outage_it_is_one() -> None:

@@ -6,15 +6,19 @@ success there, or a transient failure there (an attempt that failed at the token
 reached People or Calendar, so it is evidence about `oauth` only).
 
 - Trip: within one window (`fleet_breaker_window_seconds`, default 15 minutes: the current
-  run-due and the ones just before it, as a small fleet's cron run has only a few attempts), at
-  least `fleet_breaker_min_attempts` attempts against the API and at least
-  `fleet_breaker_failure_ratio` of them failing transiently open its breaker. From then on
-  run-due starts no sync that needs that API for the rest of the run.
-- Single requests while it looks like an outage: once the window holds at least
-  `fleet_breaker_single_after` attempts (3) and the failure ratio of them failed, further
+  run-due and the ones just before it), at least `fleet_breaker_min_attempts` attempts (20)
+  against the API and at least `fleet_breaker_failure_ratio` (90%) of them failing transiently
+  open its breaker; so does a rolling run of that many transient failures in a row across runs,
+  each within the window of the one before (a small fleet's cron run has only a few attempts,
+  so its evidence accumulates over runs; any success there ends the run of failures). From then
+  on run-due starts no sync that needs that API for the rest of the run.
+- Single requests while it looks like an outage: once `fleet_breaker_single_after` (3)
+  attempts in a row failed there (or the window holds that many at the failure ratio), further
   attempts that need the API are sent as single requests without retries (like a probe) until
-  the breaker trips or the ratio falls: the evidence that trips it costs one request an attempt,
-  not a retry burst each.
+  the breaker trips or one succeeds: the evidence that trips it costs one request an attempt,
+  not a retry burst each. One failing user cannot trip it: its pairs' own backoff and breakers
+  space its attempts out (5 and 10 minutes, then 1 hour and more), and other users' successes
+  end the run.
 - Probe: a later run sends one probe (the first due attempt that needs the API, as a single
   request without retries) before anything else that needs it, once the probe delay has passed:
   `fleet_breaker_probe_seconds` (5 minutes) after the breaker opened, then as long again as it
@@ -69,6 +73,9 @@ class FleetRecord:
     opened_at: datetime | None = None
     last_probe_at: datetime | None = None
     last_failure_reason: str | None = None
+    # The rolling run of transient failures in a row, and when the last evidence came.
+    consecutive_failures: int = 0
+    last_evidence_at: datetime | None = None
 
     @property
     def is_open(self) -> bool:
@@ -122,10 +129,29 @@ def observe(
         last_failure_reason=evidence.reason
         if evidence.transient_failure
         else record.last_failure_reason,
+        consecutive_failures=failures_in_a_row(record, evidence, now, settings),
+        last_evidence_at=now,
     )
-    if record.is_open or not trips(record.attempts, record.transient_failures, settings):
+    if record.is_open:
+        return record
+    in_window = trips(record.attempts, record.transient_failures, settings)
+    if not in_window and record.consecutive_failures < settings.fleet_breaker_min_attempts:
         return record
     return replace(record, state=BreakerState.OPEN, opened_at=now)
+
+
+def failures_in_a_row(
+    record: FleetRecord, evidence: Evidence, now: datetime, settings: Settings
+) -> int:
+    """The rolling run of transient failures with this evidence: one more when it failed within
+    the window of the last evidence, a new run of one when the last is older, 0 on a success."""
+    if not evidence.transient_failure:
+        return 0
+    if record.last_evidence_at is None or now - record.last_evidence_at > timedelta(
+        seconds=settings.fleet_breaker_window_seconds
+    ):
+        return 1
+    return record.consecutive_failures + 1
 
 
 def trips(attempts: int, transient_failures: int, settings: Settings) -> bool:
@@ -153,17 +179,27 @@ def closed(record: FleetRecord) -> FleetRecord:
         attempts=0,
         transient_failures=0,
         opened_at=None,
+        consecutive_failures=0,
     )
 
 
 def looks_like_an_outage(record: FleetRecord, now: datetime, settings: Settings) -> bool:
-    """A closed breaker whose current window holds at least `fleet_breaker_single_after`
-    attempts, at least the failure ratio of them failing transiently."""
-    if record.is_open or record.window_started_at is None:
+    """A closed breaker whose last `fleet_breaker_single_after` attempts failed transiently in a
+    row (the last within the window), or whose current window holds at least that many
+    attempts, at least the failure ratio of them failing."""
+    if record.is_open:
         return False
-    if now >= record.window_started_at + timedelta(seconds=settings.fleet_breaker_window_seconds):
+    window = timedelta(seconds=settings.fleet_breaker_window_seconds)
+    least = settings.fleet_breaker_single_after
+    if (
+        record.last_evidence_at is not None
+        and now - record.last_evidence_at <= window
+        and record.consecutive_failures >= least
+    ):
+        return True
+    if record.window_started_at is None or now >= record.window_started_at + window:
         return False  # the window has passed: its evidence is forgotten at the next attempt
-    if record.attempts < settings.fleet_breaker_single_after:
+    if record.attempts < least:
         return False
     return record.transient_failures >= settings.fleet_breaker_failure_ratio * record.attempts
 

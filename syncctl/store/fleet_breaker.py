@@ -13,6 +13,8 @@ COLUMNS = (
     "opened_at",
     "last_probe_at",
     "last_failure_reason",
+    "consecutive_failures",
+    "last_evidence_at",
 )
 
 
@@ -36,6 +38,6 @@ def reset_fleet_breakers(conn: sqlite3.Connection) -> int:
     opened = conn.execute("SELECT count(*) FROM fleet_breaker WHERE state != 'closed'").fetchone()
     conn.execute(
         "UPDATE fleet_breaker SET state = 'closed', window_started_at = NULL, attempts = 0,"
-        " transient_failures = 0, opened_at = NULL"
+        " transient_failures = 0, opened_at = NULL, consecutive_failures = 0"
     )
     return int(opened[0])

@@ -293,9 +293,12 @@ LEASES_MIGRATION = """
 
 
 # A calendar sync that did not request the calendar list (within the list's own cadence, or a
-# notified sync): the naive poller would have (policy.savings prices it).
+# notified sync): the naive poller would have (policy.savings prices it). The fleet breaker's
+# rolling run of transient failures in a row across runs (policy.fleet_breaker).
 CALENDAR_LIST_SKIPPED_MIGRATION = """
         ALTER TABLE sync_metrics ADD COLUMN calendar_list_skipped INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE fleet_breaker ADD COLUMN consecutive_failures INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE fleet_breaker ADD COLUMN last_evidence_at TEXT;
 """
 
 
@@ -303,7 +306,7 @@ CALENDAR_LIST_SKIPPED_MIGRATION = """
 # v2: the hourly rollup of sync_metrics that keeps `syncctl report` fast over a year of rows.
 # v3: the key check of secrets at rest. v4: the fleet breaker per Google API. v5: the quota
 # budget's per-second counts and the mass-delete guard's held pairs. v6: leases.
-# v7: sync_metrics.calendar_list_skipped.
+# v7: sync_metrics.calendar_list_skipped; fleet_breaker's failures in a row.
 MIGRATIONS: list[str] = [
     SCHEMA_V1,
     ROLLUP_MIGRATION,
