@@ -17,7 +17,8 @@ Method.
   mechanism switched off and the mechanism is credited with (calls without it) - (calls with
   it). Switched off: `circuit_breaker` with a failure threshold no run reaches;
   `adaptive_schedule` with a no-change threshold no run reaches (every interval stays at its
-  default, which makes healthy pairs poll exactly on the naive grid); `token_health` by
+  default, which makes healthy pairs poll exactly on the naive grid) and the calendar list
+  listed on every sync (its own cadence is credited to the schedule too); `token_health` by
   forgetting every `revoked` verdict before each run-due, so each due slot of a revoked pair
   probes the grant again, as a poller without the gate would. `webhook` is orchestrated minus
   orchestrated-with-webhooks (a loopback receiver on the same virtual clock; each change's
@@ -98,9 +99,9 @@ ABLATIONS = (
     ),
     Policy(
         "no_adaptive",
-        "orchestrated without the adaptive schedule",
+        "orchestrated without the adaptive schedule (nor the calendar list's own cadence)",
         SavedBy.ADAPTIVE_SCHEDULE,
-        {"no_change_threshold": UNREACHABLE},
+        {"no_change_threshold": UNREACHABLE, "calendar_list_refresh_seconds": 0},
     ),
     Policy("no_token_gate", "orchestrated without the token gate", SavedBy.TOKEN_HEALTH),
 )
