@@ -108,8 +108,8 @@ def plan_due(runner: Orchestrator, *, limit: int | None = None) -> list[PlannedA
             if held.gate is FleetGate.PROBE:
                 names = ", ".join(API_NAMES[api] for api in held.probes)
                 trial = f" (the fleet breaker's probe of {names})"
-            elif held.gate is FleetGate.SINGLE:
-                trial = " (one request without retries: most recent attempts failed at Google)"
+            elif held.gate is FleetGate.SINGLE and not decision.trial:
+                trial = " (without retries: the latest attempts failed at Google)"
             action, reason = "sync", f"{kind} sync, {pair.trigger} due{trial}"
         plans.append(
             PlannedAttempt(

@@ -11,7 +11,7 @@ Definitions (documented in the README, section "The report"):
 - saved_share_percent: saved / (made + saved) * 100, the share of the calls a naive poller
   would have made that were avoided. None when both are zero.
 - breakers.fleet: the fleet breaker of each Google API (closed unless stored otherwise), with
-  the evidence of its current window.
+  the evidence of its current window and its rolling run of transient failures in a row.
 - staleness: now - the pair's last successful sync (ever, not only in the window); pairs never
   synced are counted in `never_synced` and lead the `worst` list. p50/p95 use the nearest-rank
   method over pairs with a success. `overdue` counts pairs staler than their current interval.
@@ -273,6 +273,8 @@ def fleet_breakers(conn: sqlite3.Connection) -> list[dict]:
                 "opened_at": row.get("opened_at"),
                 "last_probe_at": row.get("last_probe_at"),
                 "last_failure_reason": row.get("last_failure_reason"),
+                "consecutive_failures": row.get("consecutive_failures") or 0,
+                "last_evidence_at": row.get("last_evidence_at"),
             }
         )
     return rows

@@ -424,6 +424,8 @@ def expected_report(db, now: datetime, since: timedelta, user: str | None = None
                     "opened_at": None,
                     "last_probe_at": None,
                     "last_failure_reason": None,
+                    "consecutive_failures": 0,
+                    "last_evidence_at": None,
                     **{k: v for k, v in fleet_rows.get(api, {}).items() if k != "api"},
                 }
                 for api, name in FLEET_APIS
