@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import sqlite_utils
 
-from syncctl.clock import from_iso, to_iso
+from syncctl.clock import to_iso
 from syncctl.leases import PairBusy
 from syncctl.model import (
     AttemptRecord,
@@ -78,7 +78,7 @@ def due_now(runner: Orchestrator, limit: int | None = None) -> list[DuePair]:
     return [
         pair
         for pair in candidates
-        if is_due(from_iso(pair.next_sync_at), now, held=pair.mass_delete_held)
+        if is_due(state_store.due_time(pair.next_sync_at), now, held=pair.mass_delete_held)
     ]
 
 
@@ -89,7 +89,7 @@ def plan_due(runner: Orchestrator, *, limit: int | None = None) -> list[PlannedA
     plans = []
     gates = RunGates(load_fleet_breakers(conn))  # in memory only: nothing is stored
     for pair in state_store.due_pairs(conn, now, limit):
-        if not is_due(from_iso(pair.next_sync_at), now, held=pair.mass_delete_held):
+        if not is_due(state_store.due_time(pair.next_sync_at), now, held=pair.mass_delete_held):
             continue
         decision = gate(pair.token_status, pair.breaker, now, runner.settings)
         if decision.skip_reason is SkipReason.INVALID_TOKEN:

@@ -457,6 +457,118 @@ def test_a_stored_interval_out_of_range_never_stops_run_due(tmp_path, env, fake_
         assert from_iso(next_at) > utcnow()
 
 
+UNREADABLE_TIMES = [
+    # each statement stores times that do not read (`{today}` is today's date)
+    "INSERT INTO sync_metrics (user_id, integration_type, trigger, sync_type, result,"
+    " created_at) VALUES ('u1', 'google_contacts', 'scheduled', 'incremental', 'success',"
+    " '{today}T00:99:00+00:00')",
+    "UPDATE sync_schedule SET next_sync_at = '{today}T00:00:00+99:00', last_sync_at = x'00'"
+    " WHERE user_id = 'u1'",
+    "UPDATE token_health SET status = 'revoked', last_checked = '{today}T25:00:00+00:00'"
+    " WHERE user_id = 'u2'",
+    "INSERT INTO notifications (user_id, kind, message, created_at) VALUES"
+    " ('u2', 'reconnect_required', 'reconnect', '0001-01-01T00:00:00+01:00')",
+    "UPDATE circuit_breaker_state SET state = 'open', failure_count = 3,"
+    " opened_at = 'garbage', next_retry_at = '2026-02-30T00:00:00+00:00'"
+    " WHERE user_id = 'u1'",
+    "INSERT INTO fleet_breaker (api, state, window_started_at, opened_at) VALUES"
+    " ('calendar', 'closed', '9999-12-31T23:59:59-23:00', 'never')",
+    "INSERT INTO mass_delete_holds VALUES ('u1', 'google_calendar', 'events', 20, 19,"
+    " 'yesterday')",
+    "UPDATE users SET created_at = 'long ago' WHERE id = 'u1'",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "shown",
+    [[], ["--json"], ["--format", "prometheus"], ["--html", "{dir}/r.html"], ["--user", "u1"],
+     ["--user", "u1", "--json"], ["--user", "u2", "--html", "{dir}/r.html"]],
+)  # fmt: skip
+def test_stored_times_that_do_not_read_never_stop_the_report(tmp_path, env, shown):
+    # GIVEN every stored time the report reads spoiled, each in its own way
+    db = make_db(tmp_path / "s.db", "u1", "u2")
+    conn = sqlite3.connect(db)
+    today = utcnow().date().isoformat()
+    for statement in UNREADABLE_TIMES:
+        conn.execute(statement.format(today=today))
+    conn.commit()
+    conn.close()
+
+    # WHEN the report is shown in any format
+    args = [arg.format(dir=tmp_path) for arg in shown]
+    result = run(env, "--db", str(db), "report", *args)
+
+    # THEN it is shown, with one warning line naming what did not read
+    assert result.exit_code == 0, result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 1, result.stderr
+    assert warnings[0].startswith("syncctl: warning: ")
+    assert "fleet_breaker.window_started_at" in warnings[0]  # read whatever the scope
+
+
+def test_report_json_counts_the_stored_times_that_do_not_read(tmp_path, env):
+    db = make_db(tmp_path / "s.db", "u1", "u2")
+    conn = sqlite3.connect(db)
+    today = utcnow().date().isoformat()
+    for statement in UNREADABLE_TIMES:
+        conn.execute(statement.format(today=today))
+    conn.execute("UPDATE sync_schedule SET next_sync_at = '2999-01-01T00:00:00+00:00'"
+                 " WHERE user_id = 'u2'")  # fmt: skip
+    conn.commit()
+    conn.close()
+
+    fleet = json.loads(run(env, "--db", str(db), "report", "--json").stdout)
+    user = json.loads(run(env, "--db", str(db), "report", "--user", "u1", "--json").stdout)
+
+    # Each spoiled time reads as unknown, and where a figure needs it the rule says how
+    assert fleet["unreadable_values"] == [
+        "circuit_breaker_state.next_retry_at", "circuit_breaker_state.opened_at",
+        "fleet_breaker.opened_at", "fleet_breaker.window_started_at",
+        "mass_delete_holds.held_at", "notifications.created_at", "sync_metrics.created_at",
+        "sync_schedule.next_sync_at", "token_health.last_checked",
+    ]  # fmt: skip
+    assert fleet["staleness"]["by_integration"]["contacts"]["never_synced"] == 2
+    assert fleet["next_run"]["by_integration"]["contacts"]["due"] == 1  # u1's: due, as in a run
+    assert fleet["mass_delete_holds"][0]["held_at"] is None
+    assert [u["since"] for u in fleet["token_health"]["reconnect_required"]] == [None]
+    assert user["user"]["created_at"] is None
+    assert "users.created_at" in user["unreadable_values"]
+    assert "sync_schedule.last_sync_at" in user["unreadable_values"]
+
+
+def test_stored_times_that_do_not_read_never_stop_run_due(tmp_path, env, fake_google):
+    # GIVEN the stored times of the report's test spoiled on a fleet the fake Google serves
+    db_path = tmp_path / "s.db"
+    db = open_database(db_path)
+    for user in ("u1", "u2"):
+        info = fake_google.add_user(user, calendars=1, events_per_calendar=1)
+        add_user(db, Settings(), user, parse_credentials(info), now=utcnow())
+    db.close()
+    conn = sqlite3.connect(db_path)
+    for statement in UNREADABLE_TIMES:
+        conn.execute(statement.format(today=utcnow().date().isoformat()))
+    conn.commit()
+    conn.close()
+    (tmp_path / "fast.toml").write_text(FAST)
+    live = env | {
+        "SYNCCTL_GOOGLE_ENDPOINT": fake_google.base_url,
+        "SYNCCTL_CONFIG": str(tmp_path / "fast.toml"),
+    }
+
+    # WHEN the plan is shown and run-due runs
+    plan = run(live, "--db", str(db_path), "run-due", "--dry-run", "--json")
+    ran = run(live, "--db", str(db_path), "run-due", "--json")
+
+    # THEN both finish: u1's contacts (next_sync_at unreadable) are due and synced
+    assert plan.exit_code == 0, plan.stderr
+    assert ran.exit_code == 0, ran.stderr
+    attempts = json.loads(ran.stdout)["attempts"]
+    assert ("u1", "contacts", "success") in {
+        (a["user_id"], a["integration_type"], a["result"]) for a in attempts
+    }
+
+
 # -- output, breakers, warnings -------------------------------------------------------------
 
 

@@ -11,7 +11,7 @@ import sqlite3
 from collections.abc import Iterable
 from datetime import UTC, datetime
 
-from syncctl.clock import from_iso, to_iso
+from syncctl.clock import from_iso, from_stored, to_iso
 from syncctl.config import MAX_INTERVAL_SECONDS, MAX_STORED_INTERVAL_SECONDS
 from syncctl.model import (
     MASS_DELETE_NOTICE,
@@ -38,12 +38,7 @@ from syncctl.store import users as user_store
 
 def _moment(text: str | None) -> datetime | None:
     """A stored time; one that does not parse (hand-edited, or an old bug) reads as None."""
-    if not text:
-        return None
-    try:
-        return from_iso(text)
-    except (TypeError, ValueError, OverflowError):
-        return None
+    return from_stored(text)
 
 
 # A stored value out of range must never stop a later run (SPEC 1): each is clamped on the way
@@ -61,7 +56,9 @@ def _clamped(value: object, low: int, high: int, fallback: int) -> int:
     return int(min(max(value, low), high))
 
 
-def _due_time(text: str | None) -> datetime:
+def due_time(text: str | None) -> datetime:
+    """A stored next_sync_at; one that does not read makes the pair due (the run and the plans
+    agree)."""
     return _moment(text) or LONG_AGO
 
 
@@ -91,7 +88,7 @@ def schedule_mark(
     ).fetchone()
     if row is None:
         return None
-    return ScheduleMark(_due_time(row[0]), _trigger(row[1]) if row[1] else None)
+    return ScheduleMark(due_time(row[0]), _trigger(row[1]) if row[1] else None)
 
 
 def due_pairs(
@@ -384,7 +381,7 @@ def _load_schedule_and_mark(
         current_frequency_seconds=_clamped(current, 1, MAX_STORED_INTERVAL_SECONDS, default),
         consecutive_no_changes=_clamped(no_changes, 0, MAX_STORED_COUNT, 0),
         last_sync_at=_moment(last_at),
-        next_sync_at=_due_time(next_at),
+        next_sync_at=due_time(next_at),
     )
     return record, ScheduleMark(record.next_sync_at, _trigger(pending) if pending else None)
 
