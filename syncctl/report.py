@@ -66,6 +66,7 @@ from syncctl.store import quota as quota_store
 from syncctl.store import report_queries as q
 from syncctl.store import state as state_store
 from syncctl.store.fleet_breaker import load_fleet_breakers
+from syncctl.store.readback import LONG_AGO
 from syncctl.users import BadInput, require_user
 
 REPORT_VERSION = 1
@@ -477,7 +478,7 @@ def _next_run(
     per = {name: dict(blank, expected_api_calls=0.0) for name in _names()}
     for pair in due:
         due_at = read.moment(pair.next_sync_at, "sync_schedule.next_sync_at")
-        if not is_due(due_at or state_store.LONG_AGO, now, held=pair.mass_delete_held):
+        if not is_due(due_at or LONG_AGO, now, held=pair.mass_delete_held):
             continue  # held by the mass-delete guard: not due until an operator acts
         block = per.setdefault(pair.integration.cli_name, dict(blank, expected_api_calls=0.0))
         block["due"] += 1
@@ -533,6 +534,8 @@ _USER_TIMES = {
     "next_sync_at": "sync_schedule.next_sync_at",
 }
 
+_USER_INTERVALS = ("default_frequency_seconds", "current_frequency_seconds")
+
 
 def _user_detail(
     conn,
@@ -555,6 +558,7 @@ def _user_detail(
                 "integration": _cli_name(kind),
                 **row,
                 **{name: read.stamp(row[name], column) for name, column in _USER_TIMES.items()},
+                **{name: _stored_seconds(row[name]) for name in _USER_INTERVALS},
                 "last_success_at": last,
                 "staleness_seconds": age,
             }

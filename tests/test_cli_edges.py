@@ -569,6 +569,50 @@ def test_stored_times_that_do_not_read_never_stop_run_due(tmp_path, env, fake_go
     }
 
 
+def test_an_integration_no_syncctl_wrote_never_stops_the_listings(tmp_path, env):
+    # GIVEN a pair of an integration this version does not know (a newer syncctl's, or by hand)
+    db = make_db(tmp_path / "s.db", "u1", "u2")
+    conn = sqlite3.connect(db)
+    conn.execute("INSERT INTO user_integrations VALUES ('u1', 'google_tasks', '2026-01-01')")
+    conn.commit()
+    conn.close()
+
+    # WHEN the user list and the report are shown
+    listed = run(env, "--db", str(db), "user", "list", "--json")
+    table = run(env, "--db", str(db), "report")
+
+    # THEN both show it under its stored name
+    assert listed.exit_code == 0, listed.stderr
+    assert json.loads(listed.stdout)["users"][0]["integrations"] == [
+        "calendar", "contacts", "google_tasks",
+    ]  # fmt: skip
+    assert table.exit_code == 0, table.stderr
+    assert "google_tasks" in table.stdout
+
+
+def test_user_add_again_over_a_spoiled_schedule_reads_it_clamped(tmp_path, env):
+    db = make_db(tmp_path / "s.db", "u1")
+    conn = sqlite3.connect(db)
+    conn.execute(
+        "UPDATE sync_schedule SET next_sync_at = '2026-02-30T00:00:00+00:00', last_sync_at = 'x',"
+        " current_frequency_seconds = 'often', default_frequency_seconds = 1e300"
+    )
+    conn.commit()
+    conn.close()
+    (tmp_path / "grant.json").write_text(json.dumps(GRANT))
+
+    again = run(env, "--db", str(db), "user", "add", "u1", "--credentials",
+                str(tmp_path / "grant.json"))  # fmt: skip
+
+    assert again.exit_code == 0, again.stderr
+    conn = sqlite3.connect(db)
+    rows = conn.execute("SELECT current_frequency_seconds, next_sync_at FROM sync_schedule")
+    for seconds, next_at in rows.fetchall():
+        assert isinstance(seconds, int) and seconds > 0
+        from_iso(next_at)
+    conn.close()
+
+
 # -- output, breakers, warnings -------------------------------------------------------------
 
 

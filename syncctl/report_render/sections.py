@@ -120,13 +120,16 @@ def _quota_section(report: dict) -> Section:
 def _fleet_section(report: dict) -> Section:
     fleet, tokens = report["fleet"], report["token_health"]
     pairs = fleet["integrations"]
+    # By name: a stored integration this version does not know may be in one block only.
+    token_blocks = {**tokens["by_integration"], "all": tokens["total"]}
     rows = [
-        [name, f["enabled"], f["active"], *(t.get(s, 0) for s in TOKEN_STATES)]
-        for (name, f), t in zip(
-            [*pairs["by_integration"].items(), ("all", pairs["total"])],
-            [*tokens["by_integration"].values(), tokens["total"]],
-            strict=True,
-        )
+        [
+            name,
+            f["enabled"],
+            f["active"],
+            *(token_blocks.get(name, {}).get(s, 0) for s in TOKEN_STATES),
+        ]
+        for name, f in [*pairs["by_integration"].items(), ("all", pairs["total"])]
     ]
     return Section(
         "Integrations and token health",
