@@ -616,6 +616,51 @@ def test_user_add_again_over_a_spoiled_schedule_reads_it_clamped(tmp_path, env):
 # -- output, breakers, warnings -------------------------------------------------------------
 
 
+def to_a_closed_pipe(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    """Run the installed syncctl with stdout a pipe whose reader has gone (`| head -1` once
+    head has its line): every write to it fails with EPIPE."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return subprocess.run(
+            [str(Path(sys.executable).with_name("syncctl")), *args],
+            stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120,
+            env=os.environ | env, check=False,
+        )  # fmt: skip
+    finally:
+        os.close(write_end)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["report"], ["report", "--json"], ["report", "--format", "prometheus"], ["user", "list"],
+     ["user", "list", "--json"], ["health"], ["breaker", "list", "--all"],
+     ["run-due", "--dry-run"], ["--help"], ["report", "--help"], ["user"], ["--version"]],
+    ids=" ".join,
+)  # fmt: skip
+def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path, env, args):
+    # GIVEN a fleet whose listings are many lines
+    db = make_db(tmp_path / "s.db", *(f"u{n:03d}" for n in range(40)))
+
+    # WHEN the command's reader has gone before it prints
+    result = to_a_closed_pipe(env, "--db", str(db), *args)
+
+    # THEN it ends with its own status (0 here: all is well) and says nothing on stderr
+    assert (result.returncode, result.stderr) == (0, "")
+
+
+def test_a_reader_that_goes_away_keeps_the_commands_own_exit_status(tmp_path, env):
+    db = make_db(tmp_path / "s.db", "u1")
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE token_health SET status = 'revoked'")
+    conn.commit()
+    conn.close()
+
+    result = to_a_closed_pipe(env, "--db", str(db), "health")
+
+    assert (result.returncode, result.stderr) == (1, "")  # exit 1: a token is revoked
+
+
 def test_integrations_are_shown_by_their_command_line_names(tmp_path, env):
     db = make_db(tmp_path / "s.db", "u1")
     plan = json.loads(run(env, "--db", str(db), "run-due", "--dry-run", "--json").stdout)
