@@ -62,7 +62,7 @@ def sections(report: dict, *, limit: int | None = LIST_LIMIT) -> list[Section]:
         _breaker_section(report),
         _reconnect_section(report, limit),
         _open_breaker_section(report, limit),
-        _fleet_breaker_section(report),
+        fleet_breaker_section(report["breakers"]["fleet"]),
         *_sync_sections(report),
         _api_section(report),
         *_staleness_sections(report),
@@ -183,7 +183,8 @@ def _open_breaker_section(report: dict, limit: int | None) -> Section:
     )
 
 
-def _fleet_breaker_section(report: dict) -> Section:
+def fleet_breaker_section(fleet: list[dict]) -> Section:
+    """The fleet breaker of each Google API (the report's and `breaker list`'s table)."""
     return Section(
         "Fleet breakers (per Google API)",
         ["API", "state", "attempts", "transient failures", "opened", "last probe", "reason"],
@@ -197,7 +198,7 @@ def _fleet_breaker_section(report: dict) -> Section:
                 short_time(f["last_probe_at"]),
                 f["last_failure_reason"],
             ]
-            for f in report["breakers"]["fleet"]
+            for f in fleet
         ],
         caption="attempts and failures of the current window; open: run-due probes it once a"
         " run and starts nothing else against it (`syncctl breaker reset --fleet` closes it)",
