@@ -409,35 +409,42 @@ def test_run_due_stops_with_one_line_when_the_database_is_deleted_mid_run(
 # -- values read back from the database ------------------------------------------------------
 
 
-def test_a_stored_interval_out_of_range_never_stops_run_due(tmp_path, env, fake_google):
-    # GIVEN the schedule an old syncctl stored from `calendar_interval_seconds = 400000000000`
+def served_fleet(
+    tmp_path: Path, env: dict[str, str], fake_google: Any, statements: list[str]
+) -> tuple[Path, dict[str, str]]:
+    """Users u1 and u2 of the fake Google in a database that `statements` then change, and the
+    environment that reaches the fake without slow retries."""
     db_path = tmp_path / "s.db"
     db = open_database(db_path)
     for user in ("u1", "u2"):
         info = fake_google.add_user(user, calendars=1, events_per_calendar=1)
         add_user(db, Settings(), user, parse_credentials(info), now=utcnow())
-    past = to_iso(utcnow() - timedelta(minutes=1))
-    db.conn.execute(
-        "UPDATE sync_schedule SET default_frequency_seconds = 400000000000,"
-        " current_frequency_seconds = 400000000000, consecutive_no_changes = 9223372036854775807,"
-        " next_sync_at = ? WHERE user_id = 'u1'",
-        [past],
-    )
-    db.conn.execute(
-        "UPDATE sync_schedule SET next_sync_at = 'not a time', last_sync_at = 'never'"
-        " WHERE user_id = 'u2' AND integration_type = 'google_contacts'"
-    )
-    db.conn.execute(
-        "INSERT OR REPLACE INTO circuit_breaker_state (user_id, integration_type, state,"
-        " failure_count, next_retry_at) VALUES ('u2', 'google_calendar', 'bogus',"
-        " 9223372036854775807, 'garbage')"
-    )
     db.close()
+    conn = sqlite3.connect(db_path)
+    for statement in statements:
+        conn.execute(statement)
+    conn.commit()
+    conn.close()
     (tmp_path / "fast.toml").write_text(FAST)
-    live = env | {
+    return db_path, env | {
         "SYNCCTL_GOOGLE_ENDPOINT": fake_google.base_url,
         "SYNCCTL_CONFIG": str(tmp_path / "fast.toml"),
     }
+
+
+def test_a_stored_interval_out_of_range_never_stops_run_due(tmp_path, env, fake_google):
+    # GIVEN the schedule an old syncctl stored from `calendar_interval_seconds = 400000000000`
+    db_path, live = served_fleet(tmp_path, env, fake_google, [
+        "UPDATE sync_schedule SET default_frequency_seconds = 400000000000,"
+        " current_frequency_seconds = 400000000000, consecutive_no_changes = 9223372036854775807,"
+        " next_sync_at = strftime('%Y-%m-%dT%H:%M:%S+00:00', 'now', '-1 minute')"
+        " WHERE user_id = 'u1'",
+        "UPDATE sync_schedule SET next_sync_at = 'not a time', last_sync_at = 'never'"
+        " WHERE user_id = 'u2' AND integration_type = 'google_contacts'",
+        "INSERT OR REPLACE INTO circuit_breaker_state (user_id, integration_type, state,"
+        " failure_count, next_retry_at) VALUES ('u2', 'google_calendar', 'bogus',"
+        " 9223372036854775807, 'garbage')",
+    ])  # fmt: skip
 
     # WHEN run-due runs (twice: the second must not trip over what the first stored)
     first = run(live, "--db", str(db_path), "run-due", "--json")
@@ -455,6 +462,11 @@ def test_a_stored_interval_out_of_range_never_stops_run_due(tmp_path, env, fake_
     for seconds, next_at in rows:
         assert seconds <= 16 * 365 * 86400
         assert from_iso(next_at) > utcnow()
+
+
+def unreadable_times() -> list[str]:
+    """Statements that store times that do not read, each in its own way."""
+    return [statement.format(today=utcnow().date().isoformat()) for statement in UNREADABLE_TIMES]
 
 
 UNREADABLE_TIMES = [
@@ -488,9 +500,8 @@ def test_stored_times_that_do_not_read_never_stop_the_report(tmp_path, env, show
     # GIVEN every stored time the report reads spoiled, each in its own way
     db = make_db(tmp_path / "s.db", "u1", "u2")
     conn = sqlite3.connect(db)
-    today = utcnow().date().isoformat()
-    for statement in UNREADABLE_TIMES:
-        conn.execute(statement.format(today=today))
+    for statement in unreadable_times():
+        conn.execute(statement)
     conn.commit()
     conn.close()
 
@@ -510,9 +521,8 @@ def test_stored_times_that_do_not_read_never_stop_the_report(tmp_path, env, show
 def test_report_json_counts_the_stored_times_that_do_not_read(tmp_path, env):
     db = make_db(tmp_path / "s.db", "u1", "u2")
     conn = sqlite3.connect(db)
-    today = utcnow().date().isoformat()
-    for statement in UNREADABLE_TIMES:
-        conn.execute(statement.format(today=today))
+    for statement in unreadable_times():
+        conn.execute(statement)
     conn.execute("UPDATE sync_schedule SET next_sync_at = '2999-01-01T00:00:00+00:00'"
                  " WHERE user_id = 'u2'")  # fmt: skip
     conn.commit()
@@ -539,22 +549,7 @@ def test_report_json_counts_the_stored_times_that_do_not_read(tmp_path, env):
 
 def test_stored_times_that_do_not_read_never_stop_run_due(tmp_path, env, fake_google):
     # GIVEN the stored times of the report's test spoiled on a fleet the fake Google serves
-    db_path = tmp_path / "s.db"
-    db = open_database(db_path)
-    for user in ("u1", "u2"):
-        info = fake_google.add_user(user, calendars=1, events_per_calendar=1)
-        add_user(db, Settings(), user, parse_credentials(info), now=utcnow())
-    db.close()
-    conn = sqlite3.connect(db_path)
-    for statement in UNREADABLE_TIMES:
-        conn.execute(statement.format(today=utcnow().date().isoformat()))
-    conn.commit()
-    conn.close()
-    (tmp_path / "fast.toml").write_text(FAST)
-    live = env | {
-        "SYNCCTL_GOOGLE_ENDPOINT": fake_google.base_url,
-        "SYNCCTL_CONFIG": str(tmp_path / "fast.toml"),
-    }
+    db_path, live = served_fleet(tmp_path, env, fake_google, unreadable_times())
 
     # WHEN the plan is shown and run-due runs
     plan = run(live, "--db", str(db_path), "run-due", "--dry-run", "--json")
