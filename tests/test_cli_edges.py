@@ -12,7 +12,6 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 from syncctl.cli import app
-from syncctl.clock import from_iso, to_iso, utcnow
+from syncctl.clock import from_iso, utcnow
 from syncctl.config import ConfigError, Settings, load_settings
 from syncctl.model import Integration, Trigger
 from syncctl.orchestrator import orchestrator
