@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 
-from syncctl.clock import from_iso, from_stored, to_iso
+from syncctl.clock import from_iso, to_iso
+from syncctl.config import MAX_INTERVAL_SECONDS, MAX_STORED_INTERVAL_SECONDS
 from syncctl.model import (
     MASS_DELETE_NOTICE,
     RECONNECT_NOTICE,
@@ -33,18 +34,35 @@ from syncctl.model import (
 )
 from syncctl.store import holds, metrics
 from syncctl.store import users as user_store
-from syncctl.store.readback import MAX_STORED_COUNT, clamped, due_time, schedule_record
 
 
 def _moment(text: str | None) -> datetime | None:
     """A stored time; one that does not parse (hand-edited, or an old bug) reads as None."""
-    return from_stored(text)
+    if not text:
+        return None
+    try:
+        return from_iso(text)
+    except (TypeError, ValueError, OverflowError):
+        return None
 
 
-# A stored value out of range must never stop a later run (SPEC 1): see store.readback.
+# A stored value out of range must never stop a later run (SPEC 1): each is clamped on the way
+# in, so the policies only ever see values that valid settings could have produced.
+LONG_AGO = datetime(1970, 1, 1, tzinfo=UTC)  # an unreadable next_sync_at makes the pair due
+MAX_STORED_COUNT = 2**31 - 1
 KNOWN_INTEGRATIONS = frozenset(i.value for i in Integration)
 KNOWN_BREAKER_STATES = frozenset(s.value for s in BreakerState)
 KNOWN_TOKEN_STATUSES = frozenset(s.value for s in TokenStatus)
+
+
+def _clamped(value: object, low: int, high: int, fallback: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        return fallback
+    return int(min(max(value, low), high))
+
+
+def _due_time(text: str | None) -> datetime:
+    return _moment(text) or LONG_AGO
 
 
 def _trigger(text: str | None) -> Trigger:
@@ -73,7 +91,7 @@ def schedule_mark(
     ).fetchone()
     if row is None:
         return None
-    return ScheduleMark(due_time(row[0]), _trigger(row[1]) if row[1] else None)
+    return ScheduleMark(_due_time(row[0]), _trigger(row[1]) if row[1] else None)
 
 
 def due_pairs(
@@ -269,7 +287,7 @@ def _breaker(row) -> BreakerRecord:
         return BreakerRecord()
     return BreakerRecord(
         state=BreakerState(state) if state in KNOWN_BREAKER_STATES else BreakerState.CLOSED,
-        failure_count=clamped(count, 0, MAX_STORED_COUNT, 0),
+        failure_count=_clamped(count, 0, MAX_STORED_COUNT, 0),
         last_failure_at=_moment(last_at),
         last_failure_reason=reason,
         opened_at=_moment(opened_at),
@@ -359,8 +377,15 @@ def _load_schedule_and_mark(
     ).fetchone()
     if row is None:
         return None, None
-    *timing, pending = row
-    record = schedule_record(*timing)
+    default, current, no_changes, last_at, next_at, pending = row
+    default = _clamped(default, 1, MAX_INTERVAL_SECONDS, MAX_INTERVAL_SECONDS)
+    record = ScheduleRecord(
+        default_frequency_seconds=default,
+        current_frequency_seconds=_clamped(current, 1, MAX_STORED_INTERVAL_SECONDS, default),
+        consecutive_no_changes=_clamped(no_changes, 0, MAX_STORED_COUNT, 0),
+        last_sync_at=_moment(last_at),
+        next_sync_at=_due_time(next_at),
+    )
     return record, ScheduleMark(record.next_sync_at, _trigger(pending) if pending else None)
 
 
