@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import multiprocessing
 import os
 import tempfile
 import threading
@@ -38,7 +37,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from bench_run_due import serve_fake  # the fake Google's process, shared with bench_run_due
+from bench_run_due import FakeProcess  # the fake Google's process, shared with bench_run_due
 
 from syncctl import fleet
 from syncctl.clock import to_iso, utcnow
@@ -51,25 +50,6 @@ from syncctl.store.users import UserGrant
 from syncctl.users import parse_credentials, save_grants
 
 REQUESTS_PER_SYNC = 2  # calendarList.list + events.list of the one calendar
-
-
-class FakeProcess:
-    """A fake Google in its own process, driven through a pipe."""
-
-    def __init__(self, users: int) -> None:
-        self._conn, child = multiprocessing.Pipe()
-        context = multiprocessing.get_context("spawn")
-        self._process = context.Process(target=serve_fake, args=(child, users), daemon=True)
-        self._process.start()
-        self.base_url, self.fleet = self._conn.recv()
-
-    def ask(self, command: str, argument: Any = None) -> Any:
-        self._conn.send((command, argument))
-        return self._conn.recv()
-
-    def stop(self) -> None:
-        self.ask("stop")
-        self._process.join(timeout=10)
 
 
 class WriteTimer:
@@ -190,7 +170,7 @@ def main() -> None:
     os.sched_setaffinity(0, cpus)  # the spawned fake inherits it
     print(f"fake Google: its own process; {args.users:,} calendar users; cpus {cpus}", flush=True)
     started = time.perf_counter()
-    fake = FakeProcess(args.users)
+    fake = FakeProcess(args.users, in_thread=False)
     timer = WriteTimer()
     timer.install()
     try:

@@ -22,3 +22,14 @@ def from_iso(text: str) -> datetime:
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
     return parsed.astimezone(UTC)
+
+
+def from_stored(value: object) -> datetime | None:
+    """A time read back from the database; None when it is not a string that parses to a time in
+    range (hand-edited, or an old bug), since no stored value may crash a run (SPEC 1)."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return from_iso(value)
+    except (ValueError, OverflowError):
+        return None

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import sqlite_utils
 
-from syncctl.clock import from_iso, to_iso
+from syncctl.clock import to_iso
 from syncctl.leases import PairBusy
 from syncctl.model import (
     AttemptRecord,
@@ -37,6 +37,7 @@ from syncctl.store import fleet_breaker as fleet_breaker_store
 from syncctl.store import state as state_store
 from syncctl.store import transaction
 from syncctl.store.fleet_breaker import load_fleet_breakers
+from syncctl.store.readback import due_time
 from syncctl.store.sync_tokens import has_sync_tokens
 from syncctl.store.users import load_client_id
 
@@ -78,7 +79,7 @@ def due_now(runner: Orchestrator, limit: int | None = None) -> list[DuePair]:
     return [
         pair
         for pair in candidates
-        if is_due(from_iso(pair.next_sync_at), now, held=pair.mass_delete_held)
+        if is_due(due_time(pair.next_sync_at), now, held=pair.mass_delete_held)
     ]
 
 
@@ -90,7 +91,7 @@ def plan_due(runner: Orchestrator, *, limit: int | None = None) -> list[PlannedA
     # in memory only: nothing is stored
     gates = RunGates(load_fleet_breakers(conn), now=now, settings=runner.settings)
     for pair in state_store.due_pairs(conn, now, limit):
-        if not is_due(from_iso(pair.next_sync_at), now, held=pair.mass_delete_held):
+        if not is_due(due_time(pair.next_sync_at), now, held=pair.mass_delete_held):
             continue
         decision = gate(pair.token_status, pair.breaker, now, runner.settings)
         if decision.skip_reason is SkipReason.INVALID_TOKEN:

@@ -23,6 +23,11 @@ Definitions (documented in the README, section "The report"):
 - mass_delete_holds: pairs whose sync the mass-delete guard held, oldest first (SPEC 3).
 - quota: per API, its budget a minute, the requests granted in the sliding minute before now
   (and their share of the budget), and the busiest whole minute of the last hour (SPEC 8).
+- unreadable_values: the `table.column`s holding a stored time that does not parse or is out of
+  range (hand-edited, or an old bug); each such time reads as unknown (None) and is left out of
+  the figures
+  that need it (a pair whose last success does not read counts as never synced; a
+  next_sync_at that does not read makes the pair due, as in the run). Empty when all is well.
 """
 
 from __future__ import annotations
@@ -33,12 +38,13 @@ import re
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 import sqlite_utils
 
 from syncctl import quota
-from syncctl.clock import from_iso, to_iso
+from syncctl.clock import from_iso, from_stored, to_iso
 from syncctl.config import Settings
 from syncctl.model import (
     ALL_INTEGRATIONS,
@@ -60,6 +66,7 @@ from syncctl.store import quota as quota_store
 from syncctl.store import report_queries as q
 from syncctl.store import state as state_store
 from syncctl.store.fleet_breaker import load_fleet_breakers
+from syncctl.store.readback import LONG_AGO
 from syncctl.users import BadInput, require_user
 
 REPORT_VERSION = 1
@@ -85,6 +92,26 @@ def parse_duration(text: str) -> timedelta:
     return timedelta(seconds=seconds)
 
 
+class StoredTimes:
+    """Times read back from the store as the report shows them: the canonical UTC ISO string,
+    or None for one that does not read (SPEC 1), noting its `table.column`."""
+
+    def __init__(self) -> None:
+        self.unreadable: set[str] = set()
+
+    def moment(self, value: object, column: str) -> datetime | None:
+        """The stored value as a datetime (None when absent or unreadable)."""
+        moment = from_stored(value)
+        if moment is None and value is not None and value != "":
+            self.unreadable.add(column)
+        return moment
+
+    def stamp(self, value: object, column: str) -> str | None:
+        """The stored value as the canonical string (None when absent or unreadable)."""
+        moment = self.moment(value, column)
+        return None if moment is None else to_iso(moment)
+
+
 def build_report(
     db: sqlite_utils.Database,
     *,
@@ -96,14 +123,16 @@ def build_report(
     """Every figure of the report as plain data with stable keys (see the module docstring)."""
     if user_id is not None:
         require_user(db, user_id)
+    read = StoredTimes()
     with _snapshot(db.conn):
-        figures = _figures(db.conn, now, since, user_id)
-        figures["mass_delete_holds"] = _holds(db.conn, user_id)
+        figures = _figures(db.conn, now, since, user_id, read)
+        figures["mass_delete_holds"] = _holds(db.conn, user_id, read)
         figures["quota"] = _quota(db.conn, now, settings or Settings())
-        return figures
+    figures["unreadable_values"] = sorted(read.unreadable)
+    return figures
 
 
-def _holds(conn: sqlite3.Connection, user_id: str | None) -> list[dict]:
+def _holds(conn: sqlite3.Connection, user_id: str | None, read: StoredTimes) -> list[dict]:
     return [
         {
             "user_id": hold.user_id,
@@ -111,7 +140,7 @@ def _holds(conn: sqlite3.Connection, user_id: str | None) -> list[dict]:
             "mirror": hold.mirror,
             "mirrored": hold.mirrored,
             "deleting": hold.deleting,
-            "held_at": hold.held_at,
+            "held_at": read.stamp(hold.held_at, "mass_delete_holds.held_at"),
         }
         for hold in hold_store.list_holds(conn, user_id)
     ]
@@ -147,11 +176,16 @@ def _snapshot(conn: sqlite3.Connection) -> Iterator[None]:
 
 
 def _figures(
-    conn: sqlite3.Connection, now: datetime, since: timedelta, user_id: str | None
+    conn: sqlite3.Connection,
+    now: datetime,
+    since: timedelta,
+    user_id: str | None,
+    read: StoredTimes,
 ) -> dict:
     start, end = to_iso(now - since), to_iso(now)
     users, with_integrations = q.count_users(conn, user_id)
     groups = q.window_groups(conn, start, end, user_id)
+    freshness = _freshness(conn, end, user_id, read)
     return {
         "report_version": REPORT_VERSION,
         "generated_at": end,
@@ -162,23 +196,42 @@ def _figures(
             "users_with_integrations": with_integrations,
             "integrations": _integrations(q.integration_counts(conn, user_id)),
         },
-        "token_health": _token_health(conn, user_id),
-        "breakers": _breakers(conn, user_id),
+        "token_health": _token_health(conn, user_id, read),
+        "breakers": _breakers(conn, user_id, read),
         "syncs": _by_integration(groups, _sync_figures),
         "api_calls": {
             **_by_integration(groups, _api_figures),
             "counterfactual": savings.COUNTERFACTUAL,
         },
-        "staleness": _staleness(q.pair_freshness(conn, end, user_id), now),
+        "staleness": _staleness(freshness, now),
         "next_run": _next_run(
             conn,
             now,
             user_id,
             lambda: groups if user_id is None else q.window_groups(conn, start, end, None),
+            read,
         ),
         "daily": _daily(groups, now - since, now),
-        "user": _user_detail(conn, user_id, start, end, now) if user_id else None,
+        "user": _user_detail(conn, user_id, start, end, now, freshness, read) if user_id else None,
     }
+
+
+def _freshness(
+    conn: sqlite3.Connection, end: str, user_id: str | None, read: StoredTimes
+) -> list[q.PairFreshness]:
+    return [
+        replace(
+            pair,
+            last_success_at=read.stamp(pair.last_success_at, "sync_metrics.created_at"),
+            interval_seconds=_stored_seconds(pair.interval_seconds),
+        )
+        for pair in q.pair_freshness(conn, end, user_id)
+    ]
+
+
+def _stored_seconds(value: object) -> int | None:
+    """A stored interval as whole seconds; anything else (text, a fraction) reads as unknown."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _names() -> list[str]:
@@ -213,7 +266,7 @@ def _state_split(rows: list[tuple[str, str, int]], values: list[str]) -> dict:
     return _total_and_split(per, keys)
 
 
-def _token_health(conn, user_id: str | None) -> dict:
+def _token_health(conn, user_id: str | None, read: StoredTimes) -> dict:
     figures = _state_split(
         q.state_counts(conn, "token_health", "status", user_id), [s.value for s in TokenStatus]
     )
@@ -221,9 +274,12 @@ def _token_health(conn, user_id: str | None) -> dict:
     for uid, kind, last_checked in q.revoked_pairs(conn, user_id):
         entry = revoked.setdefault(uid, {"integrations": set(), "checked": []})
         entry["integrations"].add(_cli_name(kind))
-        if last_checked:
-            entry["checked"].append(last_checked)
-    notices = dict(q.open_reconnect_notices(conn, user_id))
+        if checked := read.stamp(last_checked, "token_health.last_checked"):
+            entry["checked"].append(checked)
+    notices = {
+        uid: read.stamp(created_at, "notifications.created_at")
+        for uid, created_at in q.open_reconnect_notices(conn, user_id)
+    }
     listed = []
     for uid in sorted(set(revoked) | set(notices)):
         entry = revoked.get(uid, {"integrations": set(), "checked": []})
@@ -236,7 +292,7 @@ def _token_health(conn, user_id: str | None) -> dict:
     return figures
 
 
-def _breakers(conn, user_id: str | None) -> dict:
+def _breakers(conn, user_id: str | None, read: StoredTimes) -> dict:
     figures = _state_split(
         q.state_counts(conn, "circuit_breaker_state", "state", user_id),
         [s.value for s in BreakerState],
@@ -247,17 +303,18 @@ def _breakers(conn, user_id: str | None) -> dict:
             "integration": _cli_name(kind),
             "failure_count": count,
             "reason": reason,
-            "opened_at": opened_at,
-            "next_retry_at": retry_at,
+            "opened_at": read.stamp(opened_at, "circuit_breaker_state.opened_at"),
+            "next_retry_at": read.stamp(retry_at, "circuit_breaker_state.next_retry_at"),
         }
         for uid, kind, count, reason, opened_at, retry_at in q.open_breakers(conn, user_id)
     ]
-    figures["fleet"] = fleet_breakers(conn)
+    figures["fleet"] = fleet_breakers(conn, read)
     return figures
 
 
-def fleet_breakers(conn: sqlite3.Connection) -> list[dict]:
+def fleet_breakers(conn: sqlite3.Connection, read: StoredTimes | None = None) -> list[dict]:
     """The fleet breaker of every Google API, closed with an empty window when none is stored."""
+    read = read or StoredTimes()
     stored = {row["api"]: row for row in load_fleet_breakers(conn)}
     rows = []
     for api in Api:
@@ -269,9 +326,10 @@ def fleet_breakers(conn: sqlite3.Connection) -> list[dict]:
                 "state": row.get("state") or BreakerState.CLOSED.value,
                 "attempts": row.get("attempts") or 0,
                 "transient_failures": row.get("transient_failures") or 0,
-                "window_started_at": row.get("window_started_at"),
-                "opened_at": row.get("opened_at"),
-                "last_probe_at": row.get("last_probe_at"),
+                **{
+                    name: read.stamp(row.get(name), f"fleet_breaker.{name}")
+                    for name in ("window_started_at", "opened_at", "last_probe_at")
+                },
                 "last_failure_reason": row.get("last_failure_reason"),
                 "consecutive_failures": row.get("consecutive_failures") or 0,
                 "last_evidence_at": row.get("last_evidence_at"),
@@ -408,7 +466,11 @@ def _fleet_means(groups: list[q.WindowGroup]) -> dict[str, float]:
 
 
 def _next_run(
-    conn, now: datetime, user_id: str | None, fleet_groups: Callable[[], list[q.WindowGroup]]
+    conn,
+    now: datetime,
+    user_id: str | None,
+    fleet_groups: Callable[[], list[q.WindowGroup]],
+    read: StoredTimes,
 ) -> dict:
     # The same gate the run decides with (policy.gate), so the dry run, this figure and the
     # run agree; the gate's skip-or-run answer does not depend on the settings.
@@ -417,7 +479,8 @@ def _next_run(
     blank = {"due": 0, "will_run": 0, "skip_revoked": 0, "skip_breaker_open": 0}
     per = {name: dict(blank, expected_api_calls=0.0) for name in _names()}
     for pair in due:
-        if not is_due(from_iso(pair.next_sync_at), now, held=pair.mass_delete_held):
+        due_at = read.moment(pair.next_sync_at, "sync_schedule.next_sync_at")
+        if not is_due(due_at or LONG_AGO, now, held=pair.mass_delete_held):
             continue  # held by the mass-delete guard: not due until an operator acts
         block = per.setdefault(pair.integration.cli_name, dict(blank, expected_api_calls=0.0))
         block["due"] += 1
@@ -465,18 +528,39 @@ def _daily(groups: list[q.WindowGroup], start: datetime, end: datetime) -> list[
     return list(days.values())
 
 
-def _user_detail(conn, user_id: str, start: str, end: str, now: datetime) -> dict:
+# The user's state columns that hold times, by the report's name and the stored column.
+_USER_TIMES = {
+    "token_last_checked": "token_health.last_checked",
+    "breaker_next_retry_at": "circuit_breaker_state.next_retry_at",
+    "last_sync_at": "sync_schedule.last_sync_at",
+    "next_sync_at": "sync_schedule.next_sync_at",
+}
+
+_USER_INTERVALS = ("default_frequency_seconds", "current_frequency_seconds")
+
+
+def _user_detail(
+    conn,
+    user_id: str,
+    start: str,
+    end: str,
+    now: datetime,
+    freshness: list[q.PairFreshness],
+    read: StoredTimes,
+) -> dict:
     uid, email, created_at = q.user_record(conn, user_id) or (user_id, None, None)
     pairs = []
-    freshness = {p.integration_type: p for p in q.pair_freshness(conn, end, user_id)}
+    last_success = {p.integration_type: p.last_success_at for p in freshness}
     for row in q.user_pairs(conn, user_id):
         kind = row.pop("integration_type")
-        last = freshness[kind].last_success_at if kind in freshness else None
+        last = last_success.get(kind)
         age = int((now - from_iso(last)).total_seconds()) if last else None
         pairs.append(
             {
                 "integration": _cli_name(kind),
                 **row,
+                **{name: read.stamp(row[name], column) for name, column in _USER_TIMES.items()},
+                **{name: _stored_seconds(row[name]) for name in _USER_INTERVALS},
                 "last_success_at": last,
                 "staleness_seconds": age,
             }
@@ -486,7 +570,7 @@ def _user_detail(conn, user_id: str, start: str, end: str, now: datetime) -> dic
     history = q.user_history(conn, user_id, start, end, limit=HISTORY_LIMIT + 1)
     history = [
         {
-            "created_at": row.pop("created_at"),
+            "created_at": read.stamp(row.pop("created_at"), "sync_metrics.created_at"),
             "integration": _cli_name(row.pop("integration_type")),
             **row,
             "full_resync": bool(row["full_resync"]),
@@ -496,7 +580,7 @@ def _user_detail(conn, user_id: str, start: str, end: str, now: datetime) -> dic
     return {
         "id": uid,
         "email": email,
-        "created_at": created_at,
+        "created_at": read.stamp(created_at, "users.created_at"),
         "integrations": pairs,
         "history": history[:HISTORY_LIMIT],
         "history_truncated": len(history) > HISTORY_LIMIT,

@@ -8,7 +8,7 @@ from collections import Counter
 from dataclasses import dataclass, fields
 from datetime import datetime
 
-from syncctl.clock import from_iso, to_iso
+from syncctl.clock import from_stored, to_iso
 from syncctl.config import Settings
 from syncctl.model import BreakerState, Integration
 from syncctl.policy import fleet_breaker as fleet
@@ -121,7 +121,7 @@ def record_from_row(row: dict) -> FleetRecord | None:
     values["api"] = api
     values["state"] = BreakerState(row.get("state") or BreakerState.CLOSED)
     for name in _TIMES:
-        values[name] = from_iso(row[name]) if row.get(name) else None
+        values[name] = from_stored(row.get(name))  # one that does not read: unknown
     values["attempts"] = int(row.get("attempts") or 0)
     values["transient_failures"] = int(row.get("transient_failures") or 0)
     values["consecutive_failures"] = int(row.get("consecutive_failures") or 0)

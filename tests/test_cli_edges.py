@@ -12,7 +12,6 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 from syncctl.cli import app
-from syncctl.clock import from_iso, to_iso, utcnow
+from syncctl.clock import from_iso, utcnow
 from syncctl.config import ConfigError, Settings, load_settings
 from syncctl.model import Integration, Trigger
 from syncctl.orchestrator import orchestrator
@@ -409,35 +408,42 @@ def test_run_due_stops_with_one_line_when_the_database_is_deleted_mid_run(
 # -- values read back from the database ------------------------------------------------------
 
 
-def test_a_stored_interval_out_of_range_never_stops_run_due(tmp_path, env, fake_google):
-    # GIVEN the schedule an old syncctl stored from `calendar_interval_seconds = 400000000000`
+def served_fleet(
+    tmp_path: Path, env: dict[str, str], fake_google: Any, statements: list[str]
+) -> tuple[Path, dict[str, str]]:
+    """Users u1 and u2 of the fake Google in a database that `statements` then change, and the
+    environment that reaches the fake without slow retries."""
     db_path = tmp_path / "s.db"
     db = open_database(db_path)
     for user in ("u1", "u2"):
         info = fake_google.add_user(user, calendars=1, events_per_calendar=1)
         add_user(db, Settings(), user, parse_credentials(info), now=utcnow())
-    past = to_iso(utcnow() - timedelta(minutes=1))
-    db.conn.execute(
-        "UPDATE sync_schedule SET default_frequency_seconds = 400000000000,"
-        " current_frequency_seconds = 400000000000, consecutive_no_changes = 9223372036854775807,"
-        " next_sync_at = ? WHERE user_id = 'u1'",
-        [past],
-    )
-    db.conn.execute(
-        "UPDATE sync_schedule SET next_sync_at = 'not a time', last_sync_at = 'never'"
-        " WHERE user_id = 'u2' AND integration_type = 'google_contacts'"
-    )
-    db.conn.execute(
-        "INSERT OR REPLACE INTO circuit_breaker_state (user_id, integration_type, state,"
-        " failure_count, next_retry_at) VALUES ('u2', 'google_calendar', 'bogus',"
-        " 9223372036854775807, 'garbage')"
-    )
     db.close()
+    conn = sqlite3.connect(db_path)
+    for statement in statements:
+        conn.execute(statement)
+    conn.commit()
+    conn.close()
     (tmp_path / "fast.toml").write_text(FAST)
-    live = env | {
+    return db_path, env | {
         "SYNCCTL_GOOGLE_ENDPOINT": fake_google.base_url,
         "SYNCCTL_CONFIG": str(tmp_path / "fast.toml"),
     }
+
+
+def test_a_stored_interval_out_of_range_never_stops_run_due(tmp_path, env, fake_google):
+    # GIVEN the schedule an old syncctl stored from `calendar_interval_seconds = 400000000000`
+    db_path, live = served_fleet(tmp_path, env, fake_google, [
+        "UPDATE sync_schedule SET default_frequency_seconds = 400000000000,"
+        " current_frequency_seconds = 400000000000, consecutive_no_changes = 9223372036854775807,"
+        " next_sync_at = strftime('%Y-%m-%dT%H:%M:%S+00:00', 'now', '-1 minute')"
+        " WHERE user_id = 'u1'",
+        "UPDATE sync_schedule SET next_sync_at = 'not a time', last_sync_at = 'never'"
+        " WHERE user_id = 'u2' AND integration_type = 'google_contacts'",
+        "INSERT OR REPLACE INTO circuit_breaker_state (user_id, integration_type, state,"
+        " failure_count, next_retry_at) VALUES ('u2', 'google_calendar', 'bogus',"
+        " 9223372036854775807, 'garbage')",
+    ])  # fmt: skip
 
     # WHEN run-due runs (twice: the second must not trip over what the first stored)
     first = run(live, "--db", str(db_path), "run-due", "--json")
@@ -457,7 +463,196 @@ def test_a_stored_interval_out_of_range_never_stops_run_due(tmp_path, env, fake_
         assert from_iso(next_at) > utcnow()
 
 
+def unreadable_times() -> list[str]:
+    """Statements that store times that do not read, each in its own way."""
+    return [statement.format(today=utcnow().date().isoformat()) for statement in UNREADABLE_TIMES]
+
+
+UNREADABLE_TIMES = [
+    # each statement stores times that do not read (`{today}` is today's date)
+    "INSERT INTO sync_metrics (user_id, integration_type, trigger, sync_type, result,"
+    " created_at) VALUES ('u1', 'google_contacts', 'scheduled', 'incremental', 'success',"
+    " '{today}T00:99:00+00:00')",
+    "UPDATE sync_schedule SET next_sync_at = '{today}T00:00:00+99:00', last_sync_at = x'00'"
+    " WHERE user_id = 'u1'",
+    "UPDATE token_health SET status = 'revoked', last_checked = '{today}T25:00:00+00:00'"
+    " WHERE user_id = 'u2'",
+    "INSERT INTO notifications (user_id, kind, message, created_at) VALUES"
+    " ('u2', 'reconnect_required', 'reconnect', '0001-01-01T00:00:00+01:00')",
+    "UPDATE circuit_breaker_state SET state = 'open', failure_count = 3,"
+    " opened_at = 'garbage', next_retry_at = '2026-02-30T00:00:00+00:00'"
+    " WHERE user_id = 'u1'",
+    "INSERT INTO fleet_breaker (api, state, window_started_at, opened_at) VALUES"
+    " ('calendar', 'closed', '9999-12-31T23:59:59-23:00', 'never')",
+    "INSERT INTO mass_delete_holds VALUES ('u1', 'google_calendar', 'events', 20, 19,"
+    " 'yesterday')",
+    "UPDATE users SET created_at = 'long ago' WHERE id = 'u1'",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "shown",
+    [[], ["--json"], ["--format", "prometheus"], ["--html", "{dir}/r.html"], ["--user", "u1"],
+     ["--user", "u1", "--json"], ["--user", "u2", "--html", "{dir}/r.html"]],
+)  # fmt: skip
+def test_stored_times_that_do_not_read_never_stop_the_report(tmp_path, env, shown):
+    # GIVEN every stored time the report reads spoiled, each in its own way
+    db = make_db(tmp_path / "s.db", "u1", "u2")
+    conn = sqlite3.connect(db)
+    for statement in unreadable_times():
+        conn.execute(statement)
+    conn.commit()
+    conn.close()
+
+    # WHEN the report is shown in any format
+    args = [arg.format(dir=tmp_path) for arg in shown]
+    result = run(env, "--db", str(db), "report", *args)
+
+    # THEN it is shown, with one warning line naming what did not read
+    assert result.exit_code == 0, result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 1, result.stderr
+    assert warnings[0].startswith("syncctl: warning: ")
+    assert "fleet_breaker.window_started_at" in warnings[0]  # read whatever the scope
+
+
+def test_report_json_counts_the_stored_times_that_do_not_read(tmp_path, env):
+    db = make_db(tmp_path / "s.db", "u1", "u2")
+    conn = sqlite3.connect(db)
+    for statement in unreadable_times():
+        conn.execute(statement)
+    conn.execute("UPDATE sync_schedule SET next_sync_at = '2999-01-01T00:00:00+00:00'"
+                 " WHERE user_id = 'u2'")  # fmt: skip
+    conn.commit()
+    conn.close()
+
+    fleet = json.loads(run(env, "--db", str(db), "report", "--json").stdout)
+    user = json.loads(run(env, "--db", str(db), "report", "--user", "u1", "--json").stdout)
+
+    # Each spoiled time reads as unknown, and where a figure needs it the rule says how
+    assert fleet["unreadable_values"] == [
+        "circuit_breaker_state.next_retry_at", "circuit_breaker_state.opened_at",
+        "fleet_breaker.opened_at", "fleet_breaker.window_started_at",
+        "mass_delete_holds.held_at", "notifications.created_at", "sync_metrics.created_at",
+        "sync_schedule.next_sync_at", "token_health.last_checked",
+    ]  # fmt: skip
+    assert fleet["staleness"]["by_integration"]["contacts"]["never_synced"] == 2
+    assert fleet["next_run"]["by_integration"]["contacts"]["due"] == 1  # u1's: due, as in a run
+    assert fleet["mass_delete_holds"][0]["held_at"] is None
+    assert [u["since"] for u in fleet["token_health"]["reconnect_required"]] == [None]
+    assert user["user"]["created_at"] is None
+    assert "users.created_at" in user["unreadable_values"]
+    assert "sync_schedule.last_sync_at" in user["unreadable_values"]
+
+
+def test_stored_times_that_do_not_read_never_stop_run_due(tmp_path, env, fake_google):
+    # GIVEN the stored times of the report's test spoiled on a fleet the fake Google serves
+    db_path, live = served_fleet(tmp_path, env, fake_google, unreadable_times())
+
+    # WHEN the plan is shown and run-due runs
+    plan = run(live, "--db", str(db_path), "run-due", "--dry-run", "--json")
+    ran = run(live, "--db", str(db_path), "run-due", "--json")
+
+    # THEN both finish: u1's contacts (next_sync_at unreadable) are due and synced
+    assert plan.exit_code == 0, plan.stderr
+    assert ran.exit_code == 0, ran.stderr
+    attempts = json.loads(ran.stdout)["attempts"]
+    assert ("u1", "contacts", "success") in {
+        (a["user_id"], a["integration_type"], a["result"]) for a in attempts
+    }
+
+
+def test_an_integration_no_syncctl_wrote_never_stops_the_listings(tmp_path, env):
+    # GIVEN a pair of an integration this version does not know (a newer syncctl's, or by hand)
+    db = make_db(tmp_path / "s.db", "u1", "u2")
+    conn = sqlite3.connect(db)
+    conn.execute("INSERT INTO user_integrations VALUES ('u1', 'google_tasks', '2026-01-01')")
+    conn.commit()
+    conn.close()
+
+    # WHEN the user list and the report are shown
+    listed = run(env, "--db", str(db), "user", "list", "--json")
+    table = run(env, "--db", str(db), "report")
+
+    # THEN both show it under its stored name
+    assert listed.exit_code == 0, listed.stderr
+    assert json.loads(listed.stdout)["users"][0]["integrations"] == [
+        "calendar", "contacts", "google_tasks",
+    ]  # fmt: skip
+    assert table.exit_code == 0, table.stderr
+    assert "google_tasks" in table.stdout
+
+
+def test_user_add_again_over_a_spoiled_schedule_reads_it_clamped(tmp_path, env):
+    db = make_db(tmp_path / "s.db", "u1")
+    conn = sqlite3.connect(db)
+    conn.execute(
+        "UPDATE sync_schedule SET next_sync_at = '2026-02-30T00:00:00+00:00', last_sync_at = 'x',"
+        " current_frequency_seconds = 'often', default_frequency_seconds = 1e300"
+    )
+    conn.commit()
+    conn.close()
+    (tmp_path / "grant.json").write_text(json.dumps(GRANT))
+
+    again = run(env, "--db", str(db), "user", "add", "u1", "--credentials",
+                str(tmp_path / "grant.json"))  # fmt: skip
+
+    assert again.exit_code == 0, again.stderr
+    conn = sqlite3.connect(db)
+    rows = conn.execute("SELECT current_frequency_seconds, next_sync_at FROM sync_schedule")
+    for seconds, next_at in rows.fetchall():
+        assert isinstance(seconds, int) and seconds > 0
+        from_iso(next_at)
+    conn.close()
+
+
 # -- output, breakers, warnings -------------------------------------------------------------
+
+
+def to_a_closed_pipe(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    """Run the installed syncctl with stdout a pipe whose reader has gone (`| head -1` once
+    head has its line): every write to it fails with EPIPE."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        return subprocess.run(
+            [str(Path(sys.executable).with_name("syncctl")), *args],
+            stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=120,
+            env=os.environ | env, check=False,
+        )  # fmt: skip
+    finally:
+        os.close(write_end)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["report"], ["report", "--json"], ["report", "--format", "prometheus"], ["user", "list"],
+     ["user", "list", "--json"], ["health"], ["breaker", "list", "--all"],
+     ["run-due", "--dry-run"], ["--help"], ["report", "--help"], ["user"], ["--version"]],
+    ids=" ".join,
+)  # fmt: skip
+def test_a_reader_that_goes_away_ends_the_command_quietly(tmp_path, env, args):
+    # GIVEN a fleet whose listings are many lines
+    db = make_db(tmp_path / "s.db", *(f"u{n:03d}" for n in range(40)))
+
+    # WHEN the command's reader has gone before it prints
+    result = to_a_closed_pipe(env, "--db", str(db), *args)
+
+    # THEN it ends with its own status (0 here: all is well) and says nothing on stderr
+    assert (result.returncode, result.stderr) == (0, "")
+
+
+def test_a_reader_that_goes_away_keeps_the_commands_own_exit_status(tmp_path, env):
+    db = make_db(tmp_path / "s.db", "u1")
+    conn = sqlite3.connect(db)
+    conn.execute("UPDATE token_health SET status = 'revoked'")
+    conn.commit()
+    conn.close()
+
+    result = to_a_closed_pipe(env, "--db", str(db), "health")
+
+    assert (result.returncode, result.stderr) == (1, "")  # exit 1: a token is revoked
 
 
 def test_integrations_are_shown_by_their_command_line_names(tmp_path, env):

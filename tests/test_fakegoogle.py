@@ -433,16 +433,16 @@ def test_contact_groups_incremental_reports_deleted_groups(fake_google: FakeGoog
 
 
 def test_full_sync_of_25000_contacts_in_1000_person_pages(fake_google: FakeGoogle) -> None:
+    # How long it takes is measured by benchmarks/bench_contacts_sync.py, not here.
     client = connect(fake_google, fake_google.add_user("big", contacts=25_000))
 
-    started = time.monotonic()
     pages = list_all_connections(client, pageSize=1000, requestSyncToken=True)
-    elapsed = time.monotonic() - started
 
-    assert len(pages) == 25
-    assert sum(len(page["connections"]) for page in pages) == 25_000
+    assert [len(page["connections"]) for page in pages] == [1000] * 25
+    names = {person["resourceName"] for page in pages for person in page["connections"]}
+    assert len(names) == 25_000  # every contact, once
+    assert ["nextPageToken" in page for page in pages] == [True] * 24 + [False]
     assert "nextSyncToken" in pages[-1]
-    assert elapsed < 20, f"full sync took {elapsed:.1f} s"
 
 
 # -- Calendar ---------------------------------------------------------------------------------

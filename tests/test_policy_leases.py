@@ -19,50 +19,25 @@ def held(by: str, expires_in: timedelta) -> Lease:
     return Lease(*PAIR, by, NOW + expires_in)
 
 
+# id: (the current lease's holder and time left, None: free; whether that holder's process
+# runs, None: not known here; granted; verdict)
+ACQUIRE_CASES = {
+    "free": (None, None, True, LeaseVerdict.FREE),
+    "held-live": (("other", timedelta(minutes=5)), True, False, LeaseVerdict.HELD),
+    "held-other-host": (("other", timedelta(minutes=5)), None, False, LeaseVerdict.HELD),
+    "held-one-second-left": (("other", timedelta(seconds=1)), True, False, LeaseVerdict.HELD),
+    "expires-now": (("other", timedelta(0)), True, True, LeaseVerdict.EXPIRED),
+    "expired": (("other", -timedelta(hours=1)), None, True, LeaseVerdict.EXPIRED),
+    "holder-dead": (("other", timedelta(minutes=5)), False, True, LeaseVerdict.HOLDER_GONE),
+    "own-lease-not-retaken": (("me", timedelta(minutes=5)), False, False, LeaseVerdict.HELD),
+}
+
+
 @pytest.mark.parametrize(
-    ("current", "alive", "granted", "verdict"),
-    [
-        pytest.param(None, None, True, LeaseVerdict.FREE, id="free"),
-        pytest.param(
-            held("other", timedelta(minutes=5)), True, False, LeaseVerdict.HELD, id="held-live"
-        ),
-        pytest.param(
-            held("other", timedelta(minutes=5)),
-            None,
-            False,
-            LeaseVerdict.HELD,
-            id="held-other-host",
-        ),
-        pytest.param(
-            held("other", timedelta(seconds=1)),
-            True,
-            False,
-            LeaseVerdict.HELD,
-            id="held-one-second-left",
-        ),
-        pytest.param(
-            held("other", timedelta(0)), True, True, LeaseVerdict.EXPIRED, id="expires-now"
-        ),
-        pytest.param(
-            held("other", -timedelta(hours=1)), None, True, LeaseVerdict.EXPIRED, id="expired"
-        ),
-        pytest.param(
-            held("other", timedelta(minutes=5)),
-            False,
-            True,
-            LeaseVerdict.HOLDER_GONE,
-            id="holder-dead",
-        ),
-        pytest.param(
-            held("me", timedelta(minutes=5)),
-            False,
-            False,
-            LeaseVerdict.HELD,
-            id="own-lease-not-retaken",
-        ),
-    ],
+    ("lease", "alive", "granted", "verdict"), ACQUIRE_CASES.values(), ids=ACQUIRE_CASES
 )
-def test_a_lease_is_granted_only_when_free_expired_or_abandoned(current, alive, granted, verdict):
+def test_a_lease_is_granted_only_when_free_expired_or_abandoned(lease, alive, granted, verdict):
+    current = None if lease is None else held(*lease)
     decision = acquire(
         current,
         user_id=PAIR[0],

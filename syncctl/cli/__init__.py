@@ -34,11 +34,15 @@ class SyncctlGroup(TyperGroup):
             return super().make_context(info_name, args, parent=parent, **extra)
         except UsageError as exc:
             raise _bad_input(exc) from exc
+        except BrokenPipeError as exc:  # `syncctl --help | head -1`
+            raise _reader_gone() from exc
 
     def invoke(self, ctx: typer.Context):  # type: ignore[override]
         _log_to_stderr()
         try:
             return super().invoke(ctx)
+        except BrokenPipeError as exc:  # only click's own output (help) gets here: see _output
+            raise _reader_gone() from exc
         except BAD_INPUT_ERRORS as exc:
             raise _bad_input(exc) from exc
         except ENVIRONMENT_ERRORS as exc:
@@ -46,6 +50,12 @@ class SyncctlGroup(TyperGroup):
         finally:
             if isinstance(ctx.obj, AppState):
                 ctx.obj.close()
+
+
+def _reader_gone() -> typer.Exit:
+    """The reader of stdout went away while click printed: quietly, and success."""
+    _output.stdout_closed()
+    return typer.Exit(0)
 
 
 def _bad_input(exc: Exception) -> typer.Exit:

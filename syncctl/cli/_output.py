@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -13,14 +14,40 @@ from rich.table import Table
 from syncctl.model import Result, SkipReason, shown_integration
 from syncctl.report_render.cells import is_figure
 
-stdout = Console(soft_wrap=False)
+
+def stdout_closed() -> None:
+    """The reader of stdout went away (`syncctl report | head -1`): the rest of the output is
+    dropped, with no error line, and the command ends with its own exit status (see Python's
+    note on SIGPIPE: https://docs.python.org/3/library/signal.html#note-on-sigpipe)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+class _Stdout(Console):
+    """Rich's console on stdout, which would exit 1 when the reader goes away; this one drops
+    the rest quietly instead."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        stdout_closed()
+
+
+stdout = _Stdout(soft_wrap=False)
 stderr = Console(stderr=True, soft_wrap=True)
+
+
+def _write(text: str) -> None:
+    try:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        stdout_closed()
 
 
 def print_json(document: Any) -> None:
     """Print one JSON document on stdout and nothing else."""
-    sys.stdout.write(json.dumps(document, indent=2, sort_keys=False, default=str) + "\n")
-    sys.stdout.flush()
+    _write(json.dumps(document, indent=2, sort_keys=False, default=str) + "\n")
 
 
 def print_table(
@@ -67,8 +94,7 @@ def error(message: str) -> None:
 
 def print_text(text: str) -> None:
     """Print preformatted machine-readable text (e.g. Prometheus exposition) on stdout, as is."""
-    sys.stdout.write(text)
-    sys.stdout.flush()
+    _write(text)
 
 
 def attempt_row(record: Any) -> dict:

@@ -11,6 +11,7 @@ from syncctl.cli import _output
 from syncctl.cli._context import app_state
 from syncctl.model import TokenStatus
 from syncctl.report import fleet_breakers
+from syncctl.report_render.sections import fleet_breaker_section
 from syncctl.store import state as state_store
 from syncctl.store import users as user_store
 
@@ -92,23 +93,8 @@ def breaker_list(
             {"breakers": rows, "closed_without_failures_not_listed": quiet, "fleet": fleet}
         )
         return
-    _output.print_table(
-        "Fleet breakers (per Google API)",
-        ["API", "state", "attempts", "transient failures", "opened", "last probe", "reason"],
-        [
-            (
-                f["name"],
-                f["state"],
-                f["attempts"],
-                f["transient_failures"],
-                f["opened_at"],
-                f["last_probe_at"],
-                f["last_failure_reason"],
-            )
-            for f in fleet
-        ],
-        caption="attempts and failures of the current window; `breaker reset --fleet` closes",
-    )
+    table = fleet_breaker_section(fleet)
+    _output.print_table(table.title, table.columns, table.rows, caption=table.caption)
     _output.print_table(
         "Circuit breakers",
         ["user", "integration", "state", "failures", "last failure", "reason", "retry at"],

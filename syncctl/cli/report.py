@@ -57,6 +57,8 @@ def report_command(
     report = build_report(
         state.db, now=utcnow(), since=window, user_id=user, settings=state.settings
     )
+    if report["unreadable_values"]:
+        _output.note(unreadable_warning(report["unreadable_values"]))
     if html is not None:
         _write_atomically(html, render_html(report))
         _output.note(f"wrote {html}")
@@ -76,6 +78,14 @@ def _choose_format(name: str, json_output: bool) -> str:
     if json_output and name not in ("table", "json"):
         raise BadInput(f"--json and --format {name} cannot be combined")
     return "json" if json_output else name
+
+
+def unreadable_warning(columns: list[str]) -> str:
+    """One stderr line naming where the stored times the report could not read are (SPEC 1)."""
+    return (
+        f"syncctl: warning: stored times that do not read in {', '.join(columns)};"
+        " the report shows them as unknown"
+    )
 
 
 def print_report_tables(report: dict) -> None:

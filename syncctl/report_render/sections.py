@@ -62,7 +62,7 @@ def sections(report: dict, *, limit: int | None = LIST_LIMIT) -> list[Section]:
         _breaker_section(report),
         _reconnect_section(report, limit),
         _open_breaker_section(report, limit),
-        _fleet_breaker_section(report),
+        fleet_breaker_section(report["breakers"]["fleet"]),
         *_sync_sections(report),
         _api_section(report),
         *_staleness_sections(report),
@@ -120,13 +120,16 @@ def _quota_section(report: dict) -> Section:
 def _fleet_section(report: dict) -> Section:
     fleet, tokens = report["fleet"], report["token_health"]
     pairs = fleet["integrations"]
+    # By name: a stored integration this version does not know may be in one block only.
+    token_blocks = {**tokens["by_integration"], "all": tokens["total"]}
     rows = [
-        [name, f["enabled"], f["active"], *(t.get(s, 0) for s in TOKEN_STATES)]
-        for (name, f), t in zip(
-            [*pairs["by_integration"].items(), ("all", pairs["total"])],
-            [*tokens["by_integration"].values(), tokens["total"]],
-            strict=True,
-        )
+        [
+            name,
+            f["enabled"],
+            f["active"],
+            *(token_blocks.get(name, {}).get(s, 0) for s in TOKEN_STATES),
+        ]
+        for name, f in [*pairs["by_integration"].items(), ("all", pairs["total"])]
     ]
     return Section(
         "Integrations and token health",
@@ -180,7 +183,8 @@ def _open_breaker_section(report: dict, limit: int | None) -> Section:
     )
 
 
-def _fleet_breaker_section(report: dict) -> Section:
+def fleet_breaker_section(fleet: list[dict]) -> Section:
+    """The fleet breaker of each Google API (the report's and `breaker list`'s table)."""
     return Section(
         "Fleet breakers (per Google API)",
         ["API", "state", "attempts", "transient failures", "opened", "last probe", "reason"],
@@ -194,7 +198,7 @@ def _fleet_breaker_section(report: dict) -> Section:
                 short_time(f["last_probe_at"]),
                 f["last_failure_reason"],
             ]
-            for f in report["breakers"]["fleet"]
+            for f in fleet
         ],
         caption="attempts and failures of the current window; open: run-due probes it once a"
         " run and starts nothing else against it (`syncctl breaker reset --fleet` closes it)",

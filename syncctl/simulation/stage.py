@@ -188,10 +188,12 @@ def staged(scenario: Scenario, base: Settings, db_path: Path) -> Iterator[Stage]
 
 @contextmanager
 def scratch_directory(prefix: str) -> Iterator[Path]:
-    """A private throwaway directory, in memory (/dev/shm) where there is one: simulated
-    databases are discarded, and fsyncs to a disk would only slow the run."""
+    """A private throwaway directory, in memory (/dev/shm) where there is one and TMPDIR does not
+    say otherwise: simulated databases are discarded, and fsyncs to a disk would only slow the
+    run."""
     shm = Path("/dev/shm")  # noqa: S108 (mkdtemp makes a private directory inside it)
     where = str(shm) if shm.is_dir() and os.access(shm, os.W_OK) else None
+    where = os.environ.get("TMPDIR") or where
     path = Path(tempfile.mkdtemp(prefix=prefix, dir=where))
     try:
         yield path

@@ -9,7 +9,7 @@ whose secrets are encrypted (a database from an earlier version has credentials 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 
@@ -106,19 +106,9 @@ def rotate_key(db: sqlite_utils.Database, old: secrets.Keyring, new: secrets.Key
         if state == SecretsState.PLAINTEXT:
             raise plaintext_error()
         check_key(conn, old)
-        rows = conn.execute(
-            "SELECT user_id, client_secret, refresh_token, access_token FROM credentials"
-        ).fetchall()
-        conn.executemany(
-            "UPDATE credentials SET client_secret = ?, refresh_token = ?, access_token = ?"
-            " WHERE user_id = ?",
-            [
-                (*(None if v is None else new.reencrypt(v, old) for v in values), user_id)
-                for user_id, *values in rows
-            ],
-        )
+        users = _rewrite_secrets(conn, lambda value: new.reencrypt(value, old))
         _save_key_check(conn, new)
-    return len(rows)
+    return users
 
 
 def encrypt_plaintext(db: sqlite_utils.Database, keyring: secrets.Keyring) -> int | None:
@@ -129,18 +119,25 @@ def encrypt_plaintext(db: sqlite_utils.Database, keyring: secrets.Keyring) -> in
         if state == SecretsState.ENCRYPTED:
             check_key(conn, keyring)
             return None
-        rows = conn.execute(
-            "SELECT user_id, client_secret, refresh_token, access_token FROM credentials"
-        ).fetchall()
-        conn.executemany(
-            "UPDATE credentials SET client_secret = ?, refresh_token = ?, access_token = ?"
-            " WHERE user_id = ?",
-            [
-                (*(None if v is None else keyring.encrypt(v) for v in values), user_id)
-                for user_id, *values in rows
-            ],
-        )
+        users = _rewrite_secrets(conn, keyring.encrypt)
         _save_key_check(conn, keyring)
+    return users
+
+
+def _rewrite_secrets(conn: sqlite3.Connection, rewrite: Callable[[str], str]) -> int:
+    """Pass every stored secret through `rewrite` (inside the caller's transaction); returns
+    how many users' credentials."""
+    rows = conn.execute(
+        "SELECT user_id, client_secret, refresh_token, access_token FROM credentials"
+    ).fetchall()
+    conn.executemany(
+        "UPDATE credentials SET client_secret = ?, refresh_token = ?, access_token = ?"
+        " WHERE user_id = ?",
+        [
+            (*(None if v is None else rewrite(v) for v in values), user_id)
+            for user_id, *values in rows
+        ],
+    )
     return len(rows)
 
 

@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from syncctl.clock import from_iso, to_iso
+from syncctl.clock import to_iso
 from syncctl.model import (
     ALL_INTEGRATIONS,
     RECONNECT_NOTICE,
@@ -17,9 +17,11 @@ from syncctl.model import (
     ScheduleRecord,
     TokenStatus,
     UserCredentials,
+    shown_integration,
 )
 from syncctl.secrets import Keyring
 from syncctl.store import secrets as secret_store
+from syncctl.store.readback import schedule_record
 
 # The synced-data tables that `user remove --purge` empties for a user.
 USER_DATA_TABLES = ("contacts", "contact_groups", "calendars", "calendar_events", "sync_tokens")
@@ -193,13 +195,7 @@ def _stored_schedules(
             chunk,
         ):
             if (user, kind) in wanted:
-                record = ScheduleRecord(
-                    default,
-                    current,
-                    no_changes,
-                    from_iso(last_at) if last_at else None,
-                    from_iso(next_at),
-                )
+                record = schedule_record(default, current, no_changes, last_at, next_at)
                 found[(user, kind)] = (record, pending)
     return found
 
@@ -272,7 +268,7 @@ def list_users(conn: sqlite3.Connection) -> list[dict]:
             "id": user_id,
             "email": email,
             "created_at": created_at,
-            "integrations": sorted(Integration(k).cli_name for k in (kinds or "").split(",") if k),
+            "integrations": sorted(shown_integration(k) for k in (kinds or "").split(",") if k),
         }
         for user_id, email, created_at, kinds in rows
     ]
