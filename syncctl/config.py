@@ -44,6 +44,9 @@ class Settings:
     interval_cap_multiplier: int = 2
     people_sync_token_lifetime_seconds: int = 7 * DAY
     webhook_safety_interval_seconds: int = 24 * HOUR
+    # The safety poll doubles at each poll that found nothing push missed, up to this: the
+    # channel TTL, so the weekly renewal sync is the safety poll (README, Push notifications).
+    webhook_safety_max_seconds: int = 7 * DAY
     webhook_renew_before_seconds: int = 2 * HOUR
     webhook_coalesce_seconds: float = 2.0
     webhook_dispatch_workers: int = 4

@@ -210,6 +210,7 @@ class AttemptRecord:
     saved_by: SavedBy | None = None
     error_class: ErrorClass | None = None
     error_message: str | None = None
+    channel_calls: int = 0  # of api_calls_made, the watch-channel upkeep's (no naive poll sends)
 
 
 @dataclass(frozen=True)

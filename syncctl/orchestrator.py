@@ -275,10 +275,12 @@ class Orchestrator:
                 db, session, state.user_id, full=full, now=lambda: now, guard=guard, **scope
             )
             channels = None
+            before_upkeep = session.calls_made
             if state.integration is Integration.CALENDAR:  # on the same session: its calls count
                 channels = channel_upkeep.maintain_channels(
                     db, session, state.user_id, settings=self.settings, now=now
                 )
+            channel_calls = session.calls_made - before_upkeep
         except MassDeleteHeld as held:  # nothing deleted, no token moved: an operator decides
             return Verdict(
                 trigger,
@@ -316,6 +318,7 @@ class Orchestrator:
             renew_by=channels.renew_by if channels and live else None,
             notified_only=only is not None,
             list_refreshed_at=listed,
+            channel_calls=channel_calls,
         )
 
     def _save(

@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlite_utils
 from waitress.adjustments import Adjustments
@@ -49,11 +49,14 @@ from waitress.task import ErrorTask
 
 from syncctl.clock import Clock, utcnow
 from syncctl.config import Settings
-from syncctl.model import Integration, Trigger
+from syncctl.model import AttemptRecord, Integration, Trigger
 from syncctl.policy import gate as gate_policy
 from syncctl.store import channels as channel_store
 from syncctl.store import open_database, transaction
 from syncctl.store import state as state_store
+
+if TYPE_CHECKING:
+    from syncctl.orchestrator import Orchestrator
 
 log = logging.getLogger("syncctl.receiver")
 
@@ -279,7 +282,7 @@ def orchestrated_run(
 
     def run(user_id: str, calendars: Calendars) -> None:
         try:
-            record = runner.attempt(user_id, Integration.CALENDAR, Trigger.WEBHOOK, only=calendars)
+            record = notified_sync(runner, user_id, calendars)
         except PairBusy as busy:
             raise PairBusyError(str(busy)) from busy
         except UserRemoved:
@@ -294,6 +297,12 @@ def orchestrated_run(
         )
 
     return run, runner.close
+
+
+def notified_sync(runner: Orchestrator, user_id: str, calendars: Calendars) -> AttemptRecord:
+    """The one sync a coalesced burst of notifications makes (the receiver's and the
+    simulator's dispatch both call it): trigger webhook, only the notified calendars."""
+    return runner.attempt(user_id, Integration.CALENDAR, Trigger.WEBHOOK, only=calendars)
 
 
 # -- HTTP ---------------------------------------------------------------------------------

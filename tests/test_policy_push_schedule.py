@@ -35,19 +35,34 @@ def record(no_changes: int = 0, current: int = 24 * HOUR, last: datetime | None 
 
 
 @pytest.mark.parametrize(
-    ("adaptive", "no_changes", "expected"),
+    ("adaptive", "no_changes", "settings", "expected"),
     [
-        pytest.param(4 * HOUR, 0, 24 * HOUR, id="safety"),
-        pytest.param(4 * HOUR, 4, 24 * HOUR, id="4th-quiet-poll"),
-        pytest.param(8 * HOUR, 5, 48 * HOUR, id="5th-quiet-poll-doubles"),
-        pytest.param(8 * HOUR, 10, 48 * HOUR, id="capped-at-2x-safety"),
-        pytest.param(72 * HOUR, 10, 72 * HOUR, id="never-tighter-than-adaptive"),
+        pytest.param(4 * HOUR, 0, SETTINGS, 24 * HOUR, id="safety"),
+        pytest.param(4 * HOUR, 1, SETTINGS, 48 * HOUR, id="1st-quiet-poll-doubles"),
+        pytest.param(8 * HOUR, 2, SETTINGS, 96 * HOUR, id="2nd-doubles-again"),
+        pytest.param(8 * HOUR, 3, SETTINGS, 7 * 24 * HOUR, id="3rd-reaches-the-channel-ttl"),
+        pytest.param(8 * HOUR, 40, SETTINGS, 7 * 24 * HOUR, id="capped-at-the-ttl"),
+        pytest.param(
+            8 * HOUR,
+            3,
+            Settings(webhook_safety_max_seconds=72 * HOUR),
+            72 * HOUR,
+            id="cap-setting",
+        ),
+        pytest.param(
+            8 * HOUR,
+            3,
+            Settings(webhook_safety_max_seconds=HOUR),
+            24 * HOUR,
+            id="cap-below-safety-is-the-safety-interval",
+        ),
+        pytest.param(8 * 24 * HOUR, 10, SETTINGS, 8 * 24 * HOUR, id="never-tighter-than-adaptive"),
     ],
 )
-def test_the_safety_poll_backs_off_like_a_quiet_pair_to_twice_the_safety_interval(
-    adaptive, no_changes, expected
+def test_the_safety_poll_doubles_at_each_quiet_poll_up_to_the_channel_ttl(
+    adaptive, no_changes, settings, expected
 ):
-    assert polling_interval_with_live_channel(adaptive, SETTINGS, no_changes) == expected
+    assert polling_interval_with_live_channel(adaptive, settings, no_changes) == expected
 
 
 @pytest.mark.parametrize(
@@ -76,7 +91,8 @@ def test_a_scheduled_success_under_push_is_due_again_before_the_renewal(outcome)
         renew_by=renew_by,
     )
     assert updated.next_sync_at == renew_by
-    assert updated.current_frequency_seconds == 24 * HOUR
+    # a change resets the safety interval; a quiet poll doubles it
+    assert updated.current_frequency_seconds == (24 if outcome is Outcome.CHANGED else 48) * HOUR
 
 
 @pytest.mark.parametrize(

@@ -12,8 +12,9 @@ retries, and has no token gate, breaker, backoff, adaptive schedule or webhooks.
 - Naive polls in the stretch, N: the grid points inside it (an integer, so nothing is lost to
   rounding however short the stretches are: a webhook sync between two grid points has N = 0).
 - Calls per naive poll, c, in the condition this attempt found (same engines, same retries):
-  - success: the median `api_calls_made` of the pair's recent scheduled incremental successes
-    (what a naive poll sends; the median, so an occasional channel renewal does not count);
+  - success: the median `api_calls_made` of the pair's recent scheduled incremental successes,
+    less each one's `channel_calls` (a naive poll sends no watch or stop: under push most
+    safety polls are also the weekly renewal); the median, so one odd poll does not count;
     without history, this attempt's own calls when it was a scheduled incremental sync, else
     FALLBACK_CALLS_PER_SYNC. A first sync is the naive poller's first poll too (its own calls).
   - a failure of a full attempt (transient, quota, auth, client): its own calls, as a naive poll
@@ -96,8 +97,8 @@ def naive_polls(stretch: Stretch, default_seconds: int) -> int:
 
 
 def typical_calls(recent: list[int]) -> float | None:
-    """The median of a pair's recent calls per poll: a channel renewal now and then (extra
-    watch calls no naive poll sends) does not move it."""
+    """The median of a pair's recent calls per poll (channel upkeep already taken out): one
+    odd poll (a retried request, a second page) does not move it."""
     if not recent:
         return None
     ordered = sorted(recent)
@@ -166,6 +167,7 @@ def estimate_saved(
     default_seconds: int,
     calls_made: int,
     settings: Settings,
+    channel_calls: int = 0,
     single_probe: bool = False,
     breaker_trial: bool = False,
     webhook_shaped: bool = False,
@@ -177,7 +179,8 @@ def estimate_saved(
 
     `stretch` is None for a manual attempt (one naive attempt, made by both pollers).
     `webhook_shaped`: a live watch channel relaxed the interval that ended this stretch.
-    `own_is_a_poll`: this attempt sent what a naive poll sends (a scheduled incremental sync).
+    `own_is_a_poll`: this attempt sent what a naive poll sends (a scheduled incremental sync),
+    less its `channel_calls` (watch-channel upkeep, which no naive poll sends).
     """
     if stretch is None:
         polls = 1
@@ -188,7 +191,7 @@ def estimate_saved(
     per_poll = naive_poll_calls(
         outcome,
         integration=integration,
-        calls_made=calls_made,
+        calls_made=calls_made - channel_calls,
         settings=settings,
         single_probe=single_probe,
         first=first,

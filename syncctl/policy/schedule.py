@@ -13,7 +13,9 @@ Choices where the contract is silent, as a fleet operator would want them:
 - While a live watch channel covers a calendar, `current_frequency_seconds` holds the relaxed
   interval (never shorter than the adaptive one), so the formula above still holds; the
   no-change counter keeps counting, and the first success without one (the channel lapsed or
-  could not be renewed) returns to the adaptive interval.
+  could not be renewed) returns to the adaptive interval. The relaxed (safety) interval
+  doubles at every no-change poll up to `webhook_safety_max_seconds`, the channel TTL: the
+  channel's renewal sync, due within that TTL anyway, is then the safety poll.
 - A webhook notification makes the pair due now; the caller stores `pending_trigger = webhook`
   with it (the column lives beside the record, not in it), so the attempt runs as `webhook`.
 - A failure never costs more than naive polling (rev 2): a transient failure is retried after
@@ -104,13 +106,14 @@ def adaptive_interval(
 def polling_interval_with_live_channel(
     adaptive_seconds: int, settings: Settings, consecutive_no_changes: int = 0
 ) -> int:
-    """While a live channel covers a calendar, polling relaxes to the safety interval, which
-    backs off like a quiet pair: doubled at every `no_change_threshold`-th no-change poll, up
-    to `interval_cap_multiplier` x the safety interval (48 hours by default)."""
-    base = settings.webhook_safety_interval_seconds
-    cap = base * settings.interval_cap_multiplier
-    interval: float = base
-    for _ in range(consecutive_no_changes // settings.no_change_threshold):
+    """While a live channel covers a calendar, polling relaxes to the safety interval (24 h),
+    which backs off like a quiet pair, doubled (x backoff_multiplier) at EVERY no-change poll
+    up to `webhook_safety_max_seconds` (7 days): 1, 2, 4, then 7 days. A quiet pair doubles
+    after `no_change_threshold` polls, 5 x 4 h = 20 h without a change; one safety poll
+    already vouches for 24 h of push delivering everything."""
+    interval: float = settings.webhook_safety_interval_seconds
+    cap = max(interval, settings.webhook_safety_max_seconds)
+    for _ in range(consecutive_no_changes):
         if interval >= cap:
             break
         interval *= settings.backoff_multiplier

@@ -67,9 +67,10 @@ def recent_calls(
     recent: int = 10,
 ) -> list[int]:
     """api_calls_made of the pair's recent attempts with this result (and sync type and
-    trigger), newest first, single probes (half-open trials, fleet probes) left out."""
+    trigger) less their channel upkeep, newest first, single probes (half-open trials, fleet
+    probes) left out."""
     rows = conn.execute(
-        "SELECT api_calls_made FROM sync_metrics"
+        "SELECT api_calls_made - channel_calls FROM sync_metrics"
         " WHERE user_id = ? AND integration_type = ? AND result = ? AND breaker_trial = 0"
         " AND (? IS NULL OR sync_type = ?) AND (? IS NULL OR trigger = ?)"
         " ORDER BY created_at DESC, id DESC LIMIT ?",
