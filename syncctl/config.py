@@ -53,6 +53,9 @@ class Settings:
     lease_seconds: int = 30 * 60
 
     token_refresh_margin_seconds: int = 300
+    # A pair due within this share of its interval runs on a token another sync just made
+    # fresh, rather than refresh it again on time (policy/fresh_token.py).
+    fresh_token_early_fraction: float = 0.25
     breaker_failure_threshold: int = 3
     breaker_open_seconds: int = HOUR
     # Each failed half-open trial doubles the open window up to this; None: the pair's default
@@ -192,6 +195,7 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "people_sync_token_lifetime_seconds": (2, MAX_INTERVAL_SECONDS),
     "fleet_breaker_failure_ratio": (0, 1),
     "mass_delete_share": (0, 1),  # a share of a mirror: above 0, at most all of it
+    "fresh_token_early_fraction": (0, 1),  # a share of an interval
     "webhook_coalesce_seconds": (0, 3600),
     "webhook_dispatch_workers": (1, 256),
     "lease_seconds": (10, 7 * DAY),

@@ -210,7 +210,9 @@ class AttemptRecord:
     saved_by: SavedBy | None = None
     error_class: ErrorClass | None = None
     error_message: str | None = None
-    channel_calls: int = 0  # of api_calls_made, the watch-channel upkeep's (no naive poll sends)
+    # of api_calls_made, the watch-channel upkeep's and the token refreshes (savings.py prices a
+    # naive poll as the sync's other requests plus the naive poller's own refresh)
+    overhead_calls: int = 0
 
 
 @dataclass(frozen=True)

@@ -280,7 +280,9 @@ class Orchestrator:
                 channels = channel_upkeep.maintain_channels(
                     db, session, state.user_id, settings=self.settings, now=now
                 )
-            channel_calls = session.calls_made - before_upkeep
+            # what a naive poll would not send the same way: channel upkeep (none) and the token
+            # refresh (policy/savings.py prices the naive poll's own)
+            overhead_calls = session.calls_made - before_upkeep + session.token_refreshes
         except MassDeleteHeld as held:  # nothing deleted, no token moved: an operator decides
             return Verdict(
                 trigger,
@@ -318,7 +320,7 @@ class Orchestrator:
             renew_by=channels.renew_by if channels and live else None,
             notified_only=only is not None,
             list_refreshed_at=listed,
-            channel_calls=channel_calls,
+            overhead_calls=overhead_calls,
         )
 
     def _save(

@@ -20,6 +20,7 @@ from syncctl.policy.schedule import (
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 HOUR = 3600
+H = timedelta(hours=1)
 SETTINGS = Settings()
 CAL = Integration.CALENDAR
 
@@ -96,30 +97,36 @@ def test_a_scheduled_success_under_push_is_due_again_before_the_renewal(outcome)
 
 
 @pytest.mark.parametrize(
-    ("list_refreshed_at", "renew_by", "expected"),
+    ("no_changes", "live", "list_refreshed_at", "renew_by", "expected", "counted", "interval"),
     [
-        pytest.param(NOW - timedelta(hours=20), None, NOW + timedelta(hours=4), id="keeps-poll"),
-        pytest.param(NOW - timedelta(hours=30), None, NOW - timedelta(hours=6), id="poll-overdue"),
-        pytest.param(None, None, NOW + timedelta(hours=24), id="never-listed"),
+        pytest.param(7, False, NOW - 20 * H, None, NOW + 4 * H, 7, 24, id="no-channel-keeps-poll"),
         pytest.param(
-            NOW - timedelta(hours=20),
-            NOW + timedelta(hours=1),
-            NOW + timedelta(hours=1),
-            id="renew",
+            7, False, NOW - 30 * H, None, NOW - 6 * H, 7, 24, id="no-channel-poll-overdue"
         ),
+        pytest.param(0, True, NOW - 20 * H, None, NOW + 28 * H, 1, 48, id="live-backs-off"),
+        pytest.param(7, True, NOW - 20 * H, None, NOW + 148 * H, 8, 168, id="live-capped"),
+        pytest.param(0, True, None, None, NOW + 48 * H, 1, 48, id="never-listed"),
+        pytest.param(7, True, NOW - 20 * H, NOW + H, NOW + H, 8, 168, id="renewal-first"),
     ],
 )
-def test_a_notified_sync_never_pushes_the_safety_poll_later(list_refreshed_at, renew_by, expected):
-    before = record(no_changes=7, last=NOW - timedelta(hours=1))
+def test_a_notified_sync_counts_as_a_quiet_safety_poll_without_moving_its_base(
+    no_changes, live, list_refreshed_at, renew_by, expected, counted, interval
+):
+    before = record(no_changes=no_changes, last=NOW - timedelta(hours=1))
 
     updated = after_notified_sync(
-        before, NOW, list_refreshed_at=list_refreshed_at, renew_by=renew_by
+        before,
+        NOW,
+        SETTINGS,
+        list_refreshed_at=list_refreshed_at,
+        renew_by=renew_by,
+        channel_live=live,
     )
 
     assert updated.next_sync_at == expected
     assert updated.last_sync_at == NOW
-    assert updated.consecutive_no_changes == 7  # push found the change: the poll stays quiet
-    assert updated.current_frequency_seconds == before.current_frequency_seconds
+    assert updated.consecutive_no_changes == counted  # push delivers: evidence, not a reset
+    assert updated.current_frequency_seconds == interval * HOUR
 
 
 @pytest.mark.parametrize(

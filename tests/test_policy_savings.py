@@ -14,6 +14,7 @@ from syncctl.policy.savings import (
     Stretch,
     calls_per_sync,
     estimate_saved,
+    naive_poll_refreshes,
     naive_polls,
     typical_calls,
 )
@@ -83,17 +84,28 @@ def test_calls_per_sync_fallback() -> None:
 
 
 # Each row: GIVEN an outcome over a stretch, THEN the claim = naive's calls (by hand) - made.
+# A calendar success's `made` includes its one token refresh (overhead 1) unless said; `c` is
+# a pair's typical reads per poll (without refresh): a naive calendar poll is c + 1 refresh.
 CASES = [
     # (id, outcome, trigger, stretch, calls_made, extra, naive_by_hand, mechanism)
-    ("first-sync", Outcome.CHANGED, Trigger.SCHEDULED, (None, 0), 9, {}, 9, None),
-    ("success-at-default", Outcome.UNCHANGED, Trigger.SCHEDULED, (0, 4), 5, {"c": 5}, 5, None),
+    ("first-sync", Outcome.CHANGED, Trigger.SCHEDULED, (None, 0), 9, {"overhead": 1}, 9, None),
+    (
+        "success-at-default",
+        Outcome.UNCHANGED,
+        Trigger.SCHEDULED,
+        (0, 4),
+        5,
+        {"c": 4, "overhead": 1},
+        5,
+        None,
+    ),
     (
         "backed-off-8h",
         Outcome.UNCHANGED,
         Trigger.SCHEDULED,
         (0, 8),
         5,
-        {"c": 5},
+        {"c": 4, "overhead": 1},
         10,
         SavedBy.ADAPTIVE_SCHEDULE,
     ),
@@ -103,6 +115,16 @@ CASES = [
         Trigger.SCHEDULED,
         (0, 8),
         4,
+        {"own": True, "overhead": 1},
+        8,
+        SavedBy.ADAPTIVE_SCHEDULE,
+    ),
+    (
+        "poll-on-a-fresh-token-still-priced-with-the-naive-refresh",
+        Outcome.UNCHANGED,
+        Trigger.SCHEDULED,
+        (0, 8),
+        3,
         {"own": True},
         8,
         SavedBy.ADAPTIVE_SCHEDULE,
@@ -113,7 +135,7 @@ CASES = [
         Trigger.SCHEDULED,
         (0, 8),
         6,
-        {"own": True, "channel": 2},
+        {"own": True, "overhead": 3},
         8,
         SavedBy.ADAPTIVE_SCHEDULE,
     ),
@@ -123,7 +145,7 @@ CASES = [
         Trigger.SCHEDULED,
         (None, 0),
         7,
-        {"channel": 3},
+        {"overhead": 4},
         4,
         SavedBy.ADAPTIVE_SCHEDULE,
     ),
@@ -134,7 +156,7 @@ CASES = [
         Trigger.SCHEDULED,
         (0, 24),
         5,
-        {"c": 5, "shaped": True},
+        {"c": 4, "shaped": True},
         30,
         SavedBy.WEBHOOK,
     ),
@@ -235,7 +257,7 @@ CASES = [
         Trigger.SCHEDULED,
         (11.25, 15.25),
         5,
-        {"c": 5, "trial": True},
+        {"c": 4, "overhead": 1, "trial": True},
         5,
         None,
     ),
@@ -245,7 +267,7 @@ CASES = [
         Trigger.SCHEDULED,
         (3.5, 8.5),
         5,
-        {"c": 5, "trial": True},
+        {"c": 4, "overhead": 1, "trial": True},
         10,
         SavedBy.CIRCUIT_BREAKER,
     ),
@@ -269,7 +291,16 @@ CASES = [
         5,
         SavedBy.CIRCUIT_BREAKER,
     ),
-    ("manual-success", Outcome.CHANGED, Trigger.MANUAL, None, 5, {"c": 3}, 5, None),
+    (
+        "manual-success",
+        Outcome.CHANGED,
+        Trigger.MANUAL,
+        None,
+        5,
+        {"c": 3, "overhead": 1},
+        5,
+        None,
+    ),
     ("manual-failure", Outcome.TRANSIENT_FAILURE, Trigger.MANUAL, None, 5, {}, 5, None),
     (
         "manual-skip-while-open",
@@ -315,7 +346,7 @@ def test_each_outcome_claims_naive_cost_over_its_stretch_minus_what_it_sent(
         default_seconds=D_CAL,
         calls_made=made,
         settings=SETTINGS,
-        channel_calls=extra.get("channel", 0),
+        overhead_calls=extra.get("overhead", 0),
         single_probe=extra.get("probe", False),
         breaker_trial=extra.get("trial", False),
         webhook_shaped=extra.get("shaped", False),
@@ -359,3 +390,20 @@ def test_a_failing_pair_claims_exactly_what_naive_polling_sent_more() -> None:
     made = sum(m for _, m, _ in attempts)
     assert claimed == naive - made
     assert made < naive  # and the failing pair costs less than naive polling
+
+
+@pytest.mark.parametrize(
+    ("integration", "settings", "expected"),
+    [
+        pytest.param(CAL, SETTINGS, 1, id="calendar-poll-refreshes"),
+        pytest.param(CON, SETTINGS, 0, id="contacts-rides-on-the-calendar-poll"),
+        pytest.param(
+            CON,
+            Settings(contacts_interval_seconds=3 * DAY + 60),
+            1,
+            id="contacts-off-the-calendar-grid-refreshes",
+        ),
+    ],
+)
+def test_naive_poll_refreshes(integration: Integration, settings: Settings, expected: int) -> None:
+    assert naive_poll_refreshes(integration, settings) == expected

@@ -65,7 +65,7 @@ class Verdict:
     list_refreshed_at: datetime | None = None  # the calendar list's last listing
     admitted: BreakerRecord | None = None
     calls_made: int = 0
-    channel_calls: int = 0  # of calls_made, the watch-channel upkeep's
+    overhead_calls: int = 0  # of calls_made, channel upkeep and token refreshes (a success's)
     duration_ms: int = 0
     fleet_probe: bool = False  # the fleet breaker's probe: one request without retries
     failed_api: str | None = None  # the API whose request failed (GoogleError.api)
@@ -168,7 +168,7 @@ def _attempt_record(
         saved_by=saved.saved_by,
         error_class=verdict.error_class,
         error_message=verdict.error_message,
-        channel_calls=verdict.channel_calls,
+        overhead_calls=verdict.overhead_calls,
     )
 
 
@@ -197,7 +197,7 @@ def _savings(
         stretch=stretch,
         default_seconds=_default_seconds(state, settings),
         calls_made=verdict.calls_made,
-        channel_calls=verdict.channel_calls,
+        overhead_calls=verdict.overhead_calls,
         settings=settings,
         single_probe=verdict.single_probe,
         breaker_trial=verdict.trial,

@@ -12,11 +12,16 @@ retries, and has no token gate, breaker, backoff, adaptive schedule or webhooks.
 - Naive polls in the stretch, N: the grid points inside it (an integer, so nothing is lost to
   rounding however short the stretches are: a webhook sync between two grid points has N = 0).
 - Calls per naive poll, c, in the condition this attempt found (same engines, same retries):
-  - success: the median `api_calls_made` of the pair's recent scheduled incremental successes,
-    less each one's `channel_calls` (a naive poll sends no watch or stop: under push most
-    safety polls are also the weekly renewal); the median, so one odd poll does not count;
-    without history, this attempt's own calls when it was a scheduled incremental sync, else
-    FALLBACK_CALLS_PER_SYNC. A first sync is the naive poller's first poll too (its own calls).
+  - success: the sync's reads plus the naive poll's own token refreshes
+    (`naive_poll_refreshes`). The reads are the median `api_calls_made - overhead_calls` of
+    the pair's recent scheduled incremental successes: the overhead is channel upkeep (a naive
+    poll sends no watch or stop; under push most safety polls are also the weekly renewal) and
+    token refreshes (whether this poller's token was fresh says nothing of the naive
+    poller's); the median, so one odd poll does not count. Before the pair's first incremental
+    poll, its scheduled full syncs' (the same requests when the mirror fits one page, as a
+    just-connected pair's first notified syncs find); without history, this attempt's own
+    reads when it was a scheduled incremental sync, else FALLBACK_CALLS_PER_SYNC. A first sync
+    is the naive poller's first poll too (its own reads).
   - a failure of a full attempt (transient, quota, auth, client): its own calls, as a naive poll
     in the same condition sends the same requests with the same retries;
   - a failed single probe (a half-open trial or the fleet breaker's probe, sent without
@@ -108,6 +113,19 @@ def typical_calls(recent: list[int]) -> float | None:
     return (ordered[middle - 1] + ordered[middle]) / 2
 
 
+def naive_poll_refreshes(integration: Integration, settings: Settings) -> int:
+    """Token refreshes one naive poll sends. An access token lives an hour, shorter than any
+    default interval, so every naive polling moment of a user refreshes once; the naive poller
+    polls a user's pairs on grids from one anchor, calendar first, so when the contacts
+    interval (3 days) is a multiple of the calendar's (4 hours) every contacts poll rides on
+    the calendar poll's refresh: the calendar poll is priced with it, the contacts poll
+    without."""
+    calendar = settings.calendar_interval_seconds
+    if integration is Integration.CALENDAR or settings.contacts_interval_seconds % calendar:
+        return 1
+    return 0
+
+
 def calls_per_sync(integration: Integration, recent_mean: float | None) -> float:
     """Calls per poll: the pair's recent mean per successful sync, else the fallback constant."""
     if recent_mean is None or recent_mean <= 0:
@@ -129,11 +147,14 @@ def naive_poll_calls(
 ) -> float:
     """What one naive poll sends in the condition this attempt found (see the module docstring)."""
     if outcome in _SUCCESS:
+        refreshes = naive_poll_refreshes(integration, settings)
         if first:
-            return float(calls_made)
+            return float(calls_made + refreshes)
         if recent_calls_per_sync is None and own_is_a_poll and calls_made > 0:
-            return float(calls_made)
-        return calls_per_sync(integration, recent_calls_per_sync)
+            return float(calls_made + refreshes)
+        if recent_calls_per_sync is None or recent_calls_per_sync <= 0:
+            return float(FALLBACK_CALLS_PER_SYNC[integration])
+        return recent_calls_per_sync + refreshes
     if outcome is Outcome.INVALID_TOKEN:
         return float(REVOKED_POLL_CALLS)
     if outcome is Outcome.CIRCUIT_OPEN:
@@ -167,7 +188,7 @@ def estimate_saved(
     default_seconds: int,
     calls_made: int,
     settings: Settings,
-    channel_calls: int = 0,
+    overhead_calls: int = 0,
     single_probe: bool = False,
     breaker_trial: bool = False,
     webhook_shaped: bool = False,
@@ -180,7 +201,7 @@ def estimate_saved(
     `stretch` is None for a manual attempt (one naive attempt, made by both pollers).
     `webhook_shaped`: a live watch channel relaxed the interval that ended this stretch.
     `own_is_a_poll`: this attempt sent what a naive poll sends (a scheduled incremental sync),
-    less its `channel_calls` (watch-channel upkeep, which no naive poll sends).
+    less its `overhead_calls` (channel upkeep and token refreshes; see naive_poll_refreshes).
     """
     if stretch is None:
         polls = 1
@@ -191,7 +212,7 @@ def estimate_saved(
     per_poll = naive_poll_calls(
         outcome,
         integration=integration,
-        calls_made=calls_made - channel_calls,
+        calls_made=calls_made - overhead_calls,
         settings=settings,
         single_probe=single_probe,
         first=first,

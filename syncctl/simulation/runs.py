@@ -200,9 +200,9 @@ def _dispatcher(stage: Stage, runner: Orchestrator, tally: _Tally) -> VirtualDis
     window = getattr(stage.settings, "webhook_coalesce_seconds", DEFAULT_COALESCE_SECONDS)
 
     def run(user_id: str, calendars: frozenset[str]) -> None:
-        record = notified_sync(runner, user_id, calendars)
-        pair = (record.user_id, record.integration_type)
-        tally.add(pair, record.result, stage.clock.now(), record.api_calls_saved)
+        for record in notified_sync(runner, user_id, calendars):
+            pair = (record.user_id, record.integration_type)
+            tally.add(pair, record.result, stage.clock.now(), record.api_calls_saved)
 
     dispatcher = VirtualDispatcher(run, window)
     seen = 0

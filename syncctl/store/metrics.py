@@ -70,7 +70,7 @@ def recent_calls(
     trigger) less their channel upkeep, newest first, single probes (half-open trials, fleet
     probes) left out."""
     rows = conn.execute(
-        "SELECT api_calls_made - channel_calls FROM sync_metrics"
+        "SELECT api_calls_made - overhead_calls FROM sync_metrics"
         " WHERE user_id = ? AND integration_type = ? AND result = ? AND breaker_trial = 0"
         " AND (? IS NULL OR sync_type = ?) AND (? IS NULL OR trigger = ?)"
         " ORDER BY created_at DESC, id DESC LIMIT ?",

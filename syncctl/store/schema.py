@@ -292,10 +292,11 @@ LEASES_MIGRATION = """
 """
 
 
-# The calls of each attempt's watch-channel upkeep (events.watch, channels.stop): a naive poll
-# sends none, so the savings estimate prices a poll without them (policy/savings.py).
-CHANNEL_CALLS_MIGRATION = """
-        ALTER TABLE sync_metrics ADD COLUMN channel_calls INTEGER NOT NULL DEFAULT 0;
+# Of each attempt's calls, its watch-channel upkeep (events.watch, channels.stop; a naive poll
+# sends none) and its token refreshes (a naive poll sends its own): policy/savings.py prices a
+# naive poll from the rest.
+OVERHEAD_CALLS_MIGRATION = """
+        ALTER TABLE sync_metrics ADD COLUMN overhead_calls INTEGER NOT NULL DEFAULT 0;
 """
 
 
@@ -303,7 +304,7 @@ CHANNEL_CALLS_MIGRATION = """
 # v2: the hourly rollup of sync_metrics that keeps `syncctl report` fast over a year of rows.
 # v3: the key check of secrets at rest. v4: the fleet breaker per Google API. v5: the quota
 # budget's per-second counts and the mass-delete guard's held pairs. v6: leases. v7: the
-# channel-upkeep calls of each attempt.
+# channel-upkeep and token-refresh calls of each attempt.
 MIGRATIONS: list[str] = [
     SCHEMA_V1,
     ROLLUP_MIGRATION,
@@ -311,6 +312,6 @@ MIGRATIONS: list[str] = [
     FLEET_BREAKER_MIGRATION,
     FLEET_MIGRATION,
     LEASES_MIGRATION,
-    CHANNEL_CALLS_MIGRATION,
+    OVERHEAD_CALLS_MIGRATION,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
