@@ -48,12 +48,18 @@ class Settings:
     # this old (else only the known calendars' events): a new or removed calendar is noticed up
     # to this much later. 0 lists it on every sync, as the naive poller does.
     calendar_list_refresh_seconds: int = 24 * HOUR
+    # The safety poll doubles at each poll that found nothing push missed, up to this: the
+    # channel TTL, so the weekly renewal sync is the safety poll (README, Push notifications).
+    webhook_safety_max_seconds: int = 7 * DAY
     webhook_renew_before_seconds: int = 2 * HOUR
     webhook_coalesce_seconds: float = 2.0
     webhook_dispatch_workers: int = 4
     lease_seconds: int = 30 * 60
 
     token_refresh_margin_seconds: int = 300
+    # A pair due within this share of its interval runs on a token another sync just made
+    # fresh, rather than refresh it again on time (policy/fresh_token.py).
+    fresh_token_early_fraction: float = 0.25
     breaker_failure_threshold: int = 3
     breaker_open_seconds: int = HOUR
     # Each failed half-open trial doubles the open window up to this; None: the pair's default
@@ -200,6 +206,7 @@ BOUNDS: dict[str, tuple[float, float]] = {
     "people_sync_token_lifetime_seconds": (2, MAX_INTERVAL_SECONDS),
     "fleet_breaker_failure_ratio": (0, 1),
     "mass_delete_share": (0, 1),  # a share of a mirror: above 0, at most all of it
+    "fresh_token_early_fraction": (0, 1),  # a share of an interval
     "webhook_coalesce_seconds": (0, 3600),
     "webhook_dispatch_workers": (1, 256),
     "lease_seconds": (10, 7 * DAY),

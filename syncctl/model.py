@@ -211,6 +211,9 @@ class AttemptRecord:
     error_class: ErrorClass | None = None
     error_message: str | None = None
     calendar_list_skipped: bool = False  # a calendar sync that did not request the list
+    # of api_calls_made, the watch-channel upkeep's and the token refreshes (savings.py prices a
+    # naive poll as the sync's other requests plus the naive poller's own refresh)
+    overhead_calls: int = 0
 
 
 @dataclass(frozen=True)

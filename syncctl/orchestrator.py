@@ -292,10 +292,14 @@ class Orchestrator:
                 db, session, state.user_id, full=full, now=lambda: now, guard=guard, **scope
             )
             channels = None
+            before_upkeep = session.calls_made
             if state.integration is Integration.CALENDAR:  # on the same session: its calls count
                 channels = channel_upkeep.maintain_channels(
                     db, session, state.user_id, settings=self.settings, now=now
                 )
+            # what a naive poll would not send the same way: channel upkeep (none) and the token
+            # refresh (policy/savings.py prices the naive poll's own)
+            overhead_calls = session.calls_made - before_upkeep + session.token_refreshes
         except MassDeleteHeld as held:  # nothing deleted, no token moved: an operator decides
             return Verdict(
                 trigger,
@@ -330,6 +334,7 @@ class Orchestrator:
             notified_only=only is not None,
             list_refreshed_at=listed,
             calendar_list_skipped=state.integration is Integration.CALENDAR and not listing,
+            overhead_calls=overhead_calls,
         )
 
     def _save(

@@ -39,7 +39,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlite_utils
 from waitress.adjustments import Adjustments
@@ -47,13 +47,18 @@ from waitress.channel import HTTPChannel
 from waitress.server import TcpWSGIServer
 from waitress.task import ErrorTask
 
-from syncctl.clock import Clock, utcnow
+from syncctl.clock import Clock, from_iso, utcnow
 from syncctl.config import Settings
-from syncctl.model import Integration, Trigger
+from syncctl.model import AttemptRecord, Integration, Result, Trigger
+from syncctl.policy import fresh_token
 from syncctl.policy import gate as gate_policy
 from syncctl.store import channels as channel_store
 from syncctl.store import open_database, transaction
 from syncctl.store import state as state_store
+from syncctl.store import users as user_store
+
+if TYPE_CHECKING:
+    from syncctl.orchestrator import Orchestrator
 
 log = logging.getLogger("syncctl.receiver")
 
@@ -279,7 +284,7 @@ def orchestrated_run(
 
     def run(user_id: str, calendars: Calendars) -> None:
         try:
-            record = runner.attempt(user_id, Integration.CALENDAR, Trigger.WEBHOOK, only=calendars)
+            record, *also = notified_sync(runner, user_id, calendars)
         except PairBusy as busy:
             raise PairBusyError(str(busy)) from busy
         except UserRemoved:
@@ -292,8 +297,64 @@ def orchestrated_run(
             f" {record.items_processed} items, {record.api_calls_made} calls,"
             f" {record.duration_ms} ms"
         )
+        for extra in also:
+            log_line(
+                f"webhook sync {user_id}: {extra.integration_type.cli_name} on the fresh token:"
+                f" {extra.result.value}, {extra.api_calls_made} calls"
+            )
 
     return run, runner.close
+
+
+def notified_sync(runner: Orchestrator, user_id: str, calendars: Calendars) -> list[AttemptRecord]:
+    """The syncs a coalesced burst of notifications makes (the receiver's and the simulator's
+    dispatch both call it): the calendar sync (trigger webhook, only the notified calendars),
+    then, on the token it left fresh, the user's other pairs due soon anyway
+    (policy/fresh_token.py)."""
+    from syncctl.leases import PairBusy  # the Google stack loads only in the receiver
+
+    record = runner.attempt(user_id, Integration.CALENDAR, Trigger.WEBHOOK, only=calendars)
+    records = [record]
+    if record.result is not Result.SUCCESS:
+        return records
+    for integration in _due_on_fresh_token(runner, user_id, skip=Integration.CALENDAR):
+        try:
+            records.append(runner.attempt(user_id, integration, Trigger.SCHEDULED))
+        except PairBusy:  # another process syncs that pair right now: nothing left to do
+            continue
+    return records
+
+
+def _due_on_fresh_token(
+    runner: Orchestrator, user_id: str, *, skip: Integration
+) -> list[Integration]:
+    """The user's other pairs the gate lets through that fall due soon, while the token is fresh."""
+    conn = runner.db().conn
+    now = runner.clock()
+    credentials = user_store.load_credentials(conn, user_id)
+    if credentials is None or not credentials.token_expiry:
+        return []
+    valid_until = from_iso(credentials.token_expiry)
+    due = []
+    for integration in user_store.user_integrations(conn, user_id):
+        if integration is skip:
+            continue
+        schedule = state_store.load_schedule(conn, user_id, integration)
+        if schedule is None or not fresh_token.due_on_fresh_token(
+            schedule.next_sync_at,
+            schedule.current_frequency_seconds,
+            now,
+            runner.settings,
+            token_valid_until=valid_until,
+        ):
+            continue
+        state = state_store.load_pair_state(conn, user_id, integration)
+        decision = gate_policy.gate(
+            state.token_status, state.breaker, now, runner.settings, held=state.mass_delete_held
+        )
+        if decision.allowed and not decision.trial:
+            due.append(integration)
+    return due
 
 
 # -- HTTP ---------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from syncctl.policy.schedule import (
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 HOUR = 3600
+H = timedelta(hours=1)
 SETTINGS = Settings()
 CAL = Integration.CALENDAR
 
@@ -35,19 +36,34 @@ def record(no_changes: int = 0, current: int = 24 * HOUR, last: datetime | None 
 
 
 @pytest.mark.parametrize(
-    ("adaptive", "no_changes", "expected"),
+    ("adaptive", "no_changes", "settings", "expected"),
     [
-        pytest.param(4 * HOUR, 0, 24 * HOUR, id="safety"),
-        pytest.param(4 * HOUR, 4, 24 * HOUR, id="4th-quiet-poll"),
-        pytest.param(8 * HOUR, 5, 48 * HOUR, id="5th-quiet-poll-doubles"),
-        pytest.param(8 * HOUR, 10, 48 * HOUR, id="capped-at-2x-safety"),
-        pytest.param(72 * HOUR, 10, 72 * HOUR, id="never-tighter-than-adaptive"),
+        pytest.param(4 * HOUR, 0, SETTINGS, 24 * HOUR, id="safety"),
+        pytest.param(4 * HOUR, 1, SETTINGS, 48 * HOUR, id="1st-quiet-poll-doubles"),
+        pytest.param(8 * HOUR, 2, SETTINGS, 96 * HOUR, id="2nd-doubles-again"),
+        pytest.param(8 * HOUR, 3, SETTINGS, 7 * 24 * HOUR, id="3rd-reaches-the-channel-ttl"),
+        pytest.param(8 * HOUR, 40, SETTINGS, 7 * 24 * HOUR, id="capped-at-the-ttl"),
+        pytest.param(
+            8 * HOUR,
+            3,
+            Settings(webhook_safety_max_seconds=72 * HOUR),
+            72 * HOUR,
+            id="cap-setting",
+        ),
+        pytest.param(
+            8 * HOUR,
+            3,
+            Settings(webhook_safety_max_seconds=HOUR),
+            24 * HOUR,
+            id="cap-below-safety-is-the-safety-interval",
+        ),
+        pytest.param(8 * 24 * HOUR, 10, SETTINGS, 8 * 24 * HOUR, id="never-tighter-than-adaptive"),
     ],
 )
-def test_the_safety_poll_backs_off_like_a_quiet_pair_to_twice_the_safety_interval(
-    adaptive, no_changes, expected
+def test_the_safety_poll_doubles_at_each_quiet_poll_up_to_the_channel_ttl(
+    adaptive, no_changes, settings, expected
 ):
-    assert polling_interval_with_live_channel(adaptive, SETTINGS, no_changes) == expected
+    assert polling_interval_with_live_channel(adaptive, settings, no_changes) == expected
 
 
 @pytest.mark.parametrize(
@@ -76,34 +92,41 @@ def test_a_scheduled_success_under_push_is_due_again_before_the_renewal(outcome)
         renew_by=renew_by,
     )
     assert updated.next_sync_at == renew_by
-    assert updated.current_frequency_seconds == 24 * HOUR
+    # a change resets the safety interval; a quiet poll doubles it
+    assert updated.current_frequency_seconds == (24 if outcome is Outcome.CHANGED else 48) * HOUR
 
 
 @pytest.mark.parametrize(
-    ("list_refreshed_at", "renew_by", "expected"),
+    ("no_changes", "live", "list_refreshed_at", "renew_by", "expected", "counted", "interval"),
     [
-        pytest.param(NOW - timedelta(hours=20), None, NOW + timedelta(hours=4), id="keeps-poll"),
-        pytest.param(NOW - timedelta(hours=30), None, NOW - timedelta(hours=6), id="poll-overdue"),
-        pytest.param(None, None, NOW + timedelta(hours=24), id="never-listed"),
+        pytest.param(7, False, NOW - 20 * H, None, NOW + 4 * H, 7, 24, id="no-channel-keeps-poll"),
         pytest.param(
-            NOW - timedelta(hours=20),
-            NOW + timedelta(hours=1),
-            NOW + timedelta(hours=1),
-            id="renew",
+            7, False, NOW - 30 * H, None, NOW - 6 * H, 7, 24, id="no-channel-poll-overdue"
         ),
+        pytest.param(0, True, NOW - 20 * H, None, NOW + 28 * H, 1, 48, id="live-backs-off"),
+        pytest.param(7, True, NOW - 20 * H, None, NOW + 148 * H, 8, 168, id="live-capped"),
+        pytest.param(0, True, None, None, NOW + 48 * H, 1, 48, id="never-listed"),
+        pytest.param(7, True, NOW - 20 * H, NOW + H, NOW + H, 8, 168, id="renewal-first"),
     ],
 )
-def test_a_notified_sync_never_pushes_the_safety_poll_later(list_refreshed_at, renew_by, expected):
-    before = record(no_changes=7, last=NOW - timedelta(hours=1))
+def test_a_notified_sync_counts_as_a_quiet_safety_poll_without_moving_its_base(
+    no_changes, live, list_refreshed_at, renew_by, expected, counted, interval
+):
+    before = record(no_changes=no_changes, last=NOW - timedelta(hours=1))
 
     updated = after_notified_sync(
-        before, NOW, list_refreshed_at=list_refreshed_at, renew_by=renew_by
+        before,
+        NOW,
+        SETTINGS,
+        list_refreshed_at=list_refreshed_at,
+        renew_by=renew_by,
+        channel_live=live,
     )
 
     assert updated.next_sync_at == expected
     assert updated.last_sync_at == NOW
-    assert updated.consecutive_no_changes == 7  # push found the change: the poll stays quiet
-    assert updated.current_frequency_seconds == before.current_frequency_seconds
+    assert updated.consecutive_no_changes == counted  # push delivers: evidence, not a reset
+    assert updated.current_frequency_seconds == interval * HOUR
 
 
 @pytest.mark.parametrize(

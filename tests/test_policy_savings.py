@@ -14,10 +14,11 @@ from syncctl.policy.savings import (
     Stretch,
     calls_per_sync,
     estimate_saved,
+    naive_poll_refreshes,
     naive_polls,
     poll_equivalent,
     typical_calls,
-    unchanged_poll_calls,
+    unchanged_poll_reads,
 )
 from syncctl.policy.schedule import Outcome
 
@@ -95,17 +96,17 @@ def test_poll_equivalent_adds_the_calendar_list_a_naive_poll_sends(
 @pytest.mark.parametrize(
     ("integration", "calendars", "expected"),
     [
-        pytest.param(CAL, 1, 3, id="refresh-list-one-calendar"),
-        pytest.param(CAL, 3, 5, id="three-calendars"),
+        pytest.param(CAL, 1, 2, id="list-and-one-calendar"),
+        pytest.param(CAL, 3, 4, id="three-calendars"),
         pytest.param(CAL, 0, None, id="none-mirrored-yet"),
         pytest.param(CAL, None, None, id="unknown"),
-        pytest.param(CON, None, 3, id="contacts-refresh-connections-groups"),
+        pytest.param(CON, None, 2, id="contacts-connections-and-groups"),
     ],
 )
 def test_an_unchanged_naive_poll_from_the_mirror_shape(
     integration: Integration, calendars: int | None, expected: int | None
 ) -> None:
-    assert unchanged_poll_calls(integration, calendars) == expected
+    assert unchanged_poll_reads(integration, calendars) == expected
 
 
 def test_calls_per_sync_fallback() -> None:
@@ -115,17 +116,28 @@ def test_calls_per_sync_fallback() -> None:
 
 
 # Each row: GIVEN an outcome over a stretch, THEN the claim = naive's calls (by hand) - made.
+# A calendar success's `made` includes its one token refresh (overhead 1) unless said; `c` is
+# a pair's typical reads per poll (without refresh): a naive calendar poll is c + 1 refresh.
 CASES = [
     # (id, outcome, trigger, stretch, calls_made, extra, naive_by_hand, mechanism)
-    ("first-sync", Outcome.CHANGED, Trigger.SCHEDULED, (None, 0), 9, {}, 9, None),
-    ("success-at-default", Outcome.UNCHANGED, Trigger.SCHEDULED, (0, 4), 5, {"c": 5}, 5, None),
+    ("first-sync", Outcome.CHANGED, Trigger.SCHEDULED, (None, 0), 9, {"overhead": 1}, 9, None),
+    (
+        "success-at-default",
+        Outcome.UNCHANGED,
+        Trigger.SCHEDULED,
+        (0, 4),
+        5,
+        {"c": 4, "overhead": 1},
+        5,
+        None,
+    ),
     (
         "backed-off-8h",
         Outcome.UNCHANGED,
         Trigger.SCHEDULED,
         (0, 8),
         5,
-        {"c": 5},
+        {"c": 4, "overhead": 1},
         10,
         SavedBy.ADAPTIVE_SCHEDULE,
     ),
@@ -135,6 +147,16 @@ CASES = [
         Trigger.SCHEDULED,
         (0, 8),
         4,
+        {"own": True, "overhead": 1},
+        8,
+        SavedBy.ADAPTIVE_SCHEDULE,
+    ),
+    (
+        "poll-on-a-fresh-token-still-priced-with-the-naive-refresh",
+        Outcome.UNCHANGED,
+        Trigger.SCHEDULED,
+        (0, 8),
+        3,
         {"own": True},
         8,
         SavedBy.ADAPTIVE_SCHEDULE,
@@ -145,7 +167,17 @@ CASES = [
         Trigger.SCHEDULED,
         (0, 8),
         3,
-        {"own": True, "skipped": True},
+        {"own": True, "skipped": True, "overhead": 1},
+        8,
+        SavedBy.ADAPTIVE_SCHEDULE,
+    ),
+    (
+        "renewal-poll-priced-without-its-watches",
+        Outcome.UNCHANGED,
+        Trigger.SCHEDULED,
+        (0, 8),
+        6,
+        {"own": True, "overhead": 3},
         8,
         SavedBy.ADAPTIVE_SCHEDULE,
     ),
@@ -155,7 +187,17 @@ CASES = [
         Trigger.SCHEDULED,
         (0, 4),
         3,
-        {"c": 4, "skipped": True},
+        {"c": 3, "skipped": True},
+        4,
+        SavedBy.ADAPTIVE_SCHEDULE,
+    ),
+    (
+        "first-sync-priced-without-its-watches",
+        Outcome.CHANGED,
+        Trigger.SCHEDULED,
+        (None, 0),
+        7,
+        {"overhead": 4},
         4,
         SavedBy.ADAPTIVE_SCHEDULE,
     ),
@@ -166,7 +208,7 @@ CASES = [
         Trigger.WEBHOOK,
         (0, 8),
         2,
-        {"unchanged": 4},
+        {"unchanged": 3},
         8,
         SavedBy.WEBHOOK,
     ),
@@ -176,7 +218,7 @@ CASES = [
         Trigger.WEBHOOK,
         (0, 8),
         2,
-        {"c": 5, "unchanged": 4},
+        {"c": 4, "unchanged": 3},
         10,
         SavedBy.WEBHOOK,
     ),
@@ -186,7 +228,7 @@ CASES = [
         Trigger.SCHEDULED,
         (0, 24),
         5,
-        {"c": 5, "shaped": True},
+        {"c": 4, "shaped": True},
         30,
         SavedBy.WEBHOOK,
     ),
@@ -287,7 +329,7 @@ CASES = [
         Trigger.SCHEDULED,
         (11.25, 15.25),
         5,
-        {"c": 5, "trial": True},
+        {"c": 4, "overhead": 1, "trial": True},
         5,
         None,
     ),
@@ -297,7 +339,7 @@ CASES = [
         Trigger.SCHEDULED,
         (3.5, 8.5),
         5,
-        {"c": 5, "trial": True},
+        {"c": 4, "overhead": 1, "trial": True},
         10,
         SavedBy.CIRCUIT_BREAKER,
     ),
@@ -321,7 +363,16 @@ CASES = [
         5,
         SavedBy.CIRCUIT_BREAKER,
     ),
-    ("manual-success", Outcome.CHANGED, Trigger.MANUAL, None, 5, {"c": 3}, 5, None),
+    (
+        "manual-success",
+        Outcome.CHANGED,
+        Trigger.MANUAL,
+        None,
+        5,
+        {"c": 3, "overhead": 1},
+        5,
+        None,
+    ),
     ("manual-failure", Outcome.TRANSIENT_FAILURE, Trigger.MANUAL, None, 5, {}, 5, None),
     (
         "manual-skip-while-open",
@@ -367,6 +418,7 @@ def test_each_outcome_claims_naive_cost_over_its_stretch_minus_what_it_sent(
         default_seconds=D_CAL,
         calls_made=made,
         settings=SETTINGS,
+        overhead_calls=extra.get("overhead", 0),
         single_probe=extra.get("probe", False),
         breaker_trial=extra.get("trial", False),
         webhook_shaped=extra.get("shaped", False),
@@ -412,3 +464,20 @@ def test_a_failing_pair_claims_exactly_what_naive_polling_sent_more() -> None:
     made = sum(m for _, m, _ in attempts)
     assert claimed == naive - made
     assert made < naive  # and the failing pair costs less than naive polling
+
+
+@pytest.mark.parametrize(
+    ("integration", "settings", "expected"),
+    [
+        pytest.param(CAL, SETTINGS, 1, id="calendar-poll-refreshes"),
+        pytest.param(CON, SETTINGS, 0, id="contacts-rides-on-the-calendar-poll"),
+        pytest.param(
+            CON,
+            Settings(contacts_interval_seconds=3 * DAY + 60),
+            1,
+            id="contacts-off-the-calendar-grid-refreshes",
+        ),
+    ],
+)
+def test_naive_poll_refreshes(integration: Integration, settings: Settings, expected: int) -> None:
+    assert naive_poll_refreshes(integration, settings) == expected

@@ -161,8 +161,9 @@ def test_success_sets_last_sync_now_and_next_one_interval_later(step) -> None:
     ("integration", "step", "no_changes_before", "no_changes", "interval"),
     [
         pytest.param(CAL, after_change, 3, 0, 24 * HOUR, id="calendar-change-relaxed-to-24h"),
-        pytest.param(CAL, after_no_change, 0, 1, 24 * HOUR, id="calendar-no-change-relaxed"),
-        pytest.param(CAL, after_no_change, 4, 5, 48 * HOUR, id="calendar-5th-safety-backs-off"),
+        pytest.param(CAL, after_no_change, 0, 1, 48 * HOUR, id="calendar-no-change-backs-off"),
+        pytest.param(CAL, after_no_change, 1, 2, 96 * HOUR, id="calendar-2nd-doubles-again"),
+        pytest.param(CAL, after_no_change, 4, 5, 7 * DAY, id="calendar-capped-at-the-ttl"),
         pytest.param(CON, after_no_change, 4, 5, 6 * DAY, id="contacts-ignore-channels"),
     ],
 )
@@ -347,7 +348,7 @@ def test_manual_sync_never_changes_the_schedule(outcome: Outcome) -> None:
 @pytest.mark.parametrize(
     ("integration", "record", "interval"),
     [
-        pytest.param(CAL, CALENDAR, 24 * HOUR, id="calendar-relaxed"),
+        pytest.param(CAL, CALENDAR, 48 * HOUR, id="calendar-relaxed-and-backed-off"),
         pytest.param(
             CON, ScheduleRecord(3 * DAY, 3 * DAY, 4, LAST, NOW), 6 * DAY, id="contacts-adaptive"
         ),

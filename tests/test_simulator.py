@@ -153,7 +153,12 @@ def test_webhooks_open_channels_and_push_calendar_changes_in_within_one_run_due(
     step = comparison["scenario"]["step_seconds"]
     assert webhooks["staleness"]["calendar"]["p95_seconds"] <= step
     orchestrated = by_policy(comparison)["orchestrated"]
-    assert webhooks["staleness"]["contacts"] == orchestrated["staleness"]["contacts"]
+    # contacts have no push; a contacts poll due soon runs early on a notified sync's fresh
+    # token (policy/fresh_token.py), so contacts are polled no later than without webhooks
+    contacts, polled = webhooks["staleness"]["contacts"], orchestrated["staleness"]["contacts"]
+    assert contacts["changes"] == polled["changes"]
+    assert contacts["p50_seconds"] <= polled["p50_seconds"]
+    assert contacts["max_seconds"] <= polled["max_seconds"]
 
 
 def test_webhooks_spend_fewer_calls_than_polling_on_every_reachable_user(comparison):

@@ -161,6 +161,11 @@ class GoogleSession:
         return self._http.calls_made
 
     @property
+    def token_refreshes(self) -> int:
+        """Access tokens this session obtained (each one request of calls_made)."""
+        return self._http.refreshes
+
+    @property
     def credentials_refreshed(self) -> bool:
         """True once this session has obtained a new access token."""
         return self._http.refreshes > 0

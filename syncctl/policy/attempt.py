@@ -65,6 +65,7 @@ class Verdict:
     list_refreshed_at: datetime | None = None  # the calendar list's last listing
     admitted: BreakerRecord | None = None
     calls_made: int = 0
+    overhead_calls: int = 0  # of calls_made, channel upkeep and token refreshes (a success's)
     duration_ms: int = 0
     fleet_probe: bool = False  # the fleet breaker's probe: one request without retries
     failed_api: str | None = None  # the API whose request failed (GoogleError.api)
@@ -169,6 +170,7 @@ def _attempt_record(
         error_class=verdict.error_class,
         error_message=verdict.error_message,
         calendar_list_skipped=verdict.calendar_list_skipped,
+        overhead_calls=verdict.overhead_calls,
     )
 
 
@@ -197,6 +199,7 @@ def _savings(
         stretch=stretch,
         default_seconds=_default_seconds(state, settings),
         calls_made=verdict.calls_made,
+        overhead_calls=verdict.overhead_calls,
         settings=settings,
         single_probe=verdict.single_probe,
         breaker_trial=verdict.trial,
@@ -209,7 +212,7 @@ def _savings(
             [savings.poll_equivalent(*poll) for poll in state.recent_poll_calls]
         ),
         recent_calls_per_failure=state.recent_calls_per_failure,
-        unchanged_calls=savings.unchanged_poll_calls(state.integration, state.mirrored_calendars),
+        unchanged_calls=savings.unchanged_poll_reads(state.integration, state.mirrored_calendars),
     )
 
 

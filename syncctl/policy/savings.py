@@ -12,14 +12,20 @@ retries, and has no token gate, breaker, backoff, adaptive schedule or webhooks.
 - Naive polls in the stretch, N: the grid points inside it (an integer, so nothing is lost to
   rounding however short the stretches are: a webhook sync between two grid points has N = 0).
 - Calls per naive poll, c, in the condition this attempt found (same engines, same retries):
-  - success: the median of the pair's recent scheduled incremental successes, each as a naive
-    poll would have sent it (`poll_equivalent`: its `api_calls_made`, plus the calendar list
-    request a naive poll sends where the sync skipped it within the list's own cadence); the
-    median, so an occasional channel renewal does not count. Without history, this attempt's
-    own calls so counted when it was a scheduled incremental sync, else what an unchanged
-    naive poll sends (`unchanged_poll_calls`: a calendar's refresh, list and one events.list
-    per mirrored calendar; a contacts poll's refresh, connections and groups), else
-    FALLBACK_CALLS_PER_SYNC. A first sync is the naive poller's first poll too (its own calls).
+  - success: the sync's reads plus the naive poll's own token refreshes
+    (`naive_poll_refreshes`). The reads are the median `api_calls_made - overhead_calls` of
+    the pair's recent scheduled incremental successes, each plus the calendar-list request it
+    did not send within the list's own cadence (`poll_equivalent`; the naive poller lists it
+    every time): the overhead is channel upkeep (a naive poll sends no watch or stop; under
+    push most safety polls are also the weekly renewal) and token refreshes (whether this
+    poller's token was fresh says nothing of the naive poller's); the median, so one odd poll
+    does not count. Before the pair's first incremental poll, its scheduled full syncs' (the
+    same requests when the mirror fits one page, as a just-connected pair's first notified
+    syncs find); without history, this attempt's own reads (so counted) when it was a
+    scheduled incremental sync, else an unchanged poll's reads from the mirror's shape
+    (`unchanged_poll_reads`: the list and one events.list per mirrored calendar; contacts'
+    connections and groups), else FALLBACK_CALLS_PER_SYNC. A first sync is the naive poller's
+    first poll too (its own reads).
   - a failure of a full attempt (transient, quota, auth, client): its own calls, as a naive poll
     in the same condition sends the same requests with the same retries;
   - a failed single probe (a half-open trial or the fleet breaker's probe, sent without
@@ -63,6 +69,7 @@ REVOKED_POLL_CALLS = 1
 # The calendarList.list a naive poll sends on every calendar poll: one request (an incremental
 # listing of an unchanged list is one page) where a sync within the list's cadence sent none.
 CALENDAR_LIST_POLL_CALLS = 1
+CONTACTS_POLL_READS = 2  # connections and contactGroups, one page each when nothing changed
 COUNTERFACTUAL = "naive polling: every pair at its default interval, same engines and retries"
 
 _SUCCESS = frozenset({Outcome.CHANGED, Outcome.UNCHANGED})
@@ -108,20 +115,20 @@ def poll_equivalent(calls_made: int, calendar_list_skipped: bool) -> int:
     return calls_made + (CALENDAR_LIST_POLL_CALLS if calendar_list_skipped else 0)
 
 
-def unchanged_poll_calls(integration: Integration, mirrored_calendars: int | None) -> int | None:
-    """What a naive poll sends when nothing changed, from the mirror's shape: calendar, a token
-    refresh, the calendar list and one events.list per mirrored calendar (None when none is
-    mirrored yet); contacts, the refresh, connections and contact groups."""
+def unchanged_poll_reads(integration: Integration, mirrored_calendars: int | None) -> int | None:
+    """The reads of a naive poll that finds nothing new, from the mirror's shape (its token
+    refresh is naive_poll_refreshes'): calendar, the calendar list and one events.list per
+    mirrored calendar (None when none is mirrored yet); contacts, connections and groups."""
     if integration is Integration.CONTACTS:
-        return FALLBACK_CALLS_PER_SYNC[Integration.CONTACTS]
+        return CONTACTS_POLL_READS
     if not mirrored_calendars:
         return None
-    return 1 + CALENDAR_LIST_POLL_CALLS + mirrored_calendars
+    return CALENDAR_LIST_POLL_CALLS + mirrored_calendars
 
 
 def typical_calls(recent: list[int]) -> float | None:
-    """The median of a pair's recent calls per poll: a channel renewal now and then (extra
-    watch calls no naive poll sends) does not move it."""
+    """The median of a pair's recent calls per poll (channel upkeep already taken out): one
+    odd poll (a retried request, a second page) does not move it."""
     if not recent:
         return None
     ordered = sorted(recent)
@@ -129,6 +136,19 @@ def typical_calls(recent: list[int]) -> float | None:
     if len(ordered) % 2:
         return float(ordered[middle])
     return (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def naive_poll_refreshes(integration: Integration, settings: Settings) -> int:
+    """Token refreshes one naive poll sends. An access token lives an hour, shorter than any
+    default interval, so every naive polling moment of a user refreshes once; the naive poller
+    polls a user's pairs on grids from one anchor, calendar first, so when the contacts
+    interval (3 days) is a multiple of the calendar's (4 hours) every contacts poll rides on
+    the calendar poll's refresh: the calendar poll is priced with it, the contacts poll
+    without."""
+    calendar = settings.calendar_interval_seconds
+    if integration is Integration.CALENDAR or settings.contacts_interval_seconds % calendar:
+        return 1
+    return 0
 
 
 def calls_per_sync(integration: Integration, recent_mean: float | None) -> float:
@@ -154,13 +174,16 @@ def naive_poll_calls(
 ) -> float:
     """What one naive poll sends in the condition this attempt found (see the module docstring)."""
     if outcome in _SUCCESS:
+        refreshes = naive_poll_refreshes(integration, settings)
         if first:
-            return float(calls_made)
+            return float(calls_made + refreshes)
         if recent_calls_per_sync is None and own_is_a_poll and calls_made > 0:
-            return float(poll_equivalent(calls_made, calendar_list_skipped))
+            return float(poll_equivalent(calls_made, calendar_list_skipped) + refreshes)
         if recent_calls_per_sync is None and unchanged_calls is not None:
-            return float(unchanged_calls)
-        return calls_per_sync(integration, recent_calls_per_sync)
+            return float(unchanged_calls + refreshes)
+        if recent_calls_per_sync is None or recent_calls_per_sync <= 0:
+            return float(FALLBACK_CALLS_PER_SYNC[integration])
+        return recent_calls_per_sync + refreshes
     if outcome is Outcome.INVALID_TOKEN:
         return float(REVOKED_POLL_CALLS)
     if outcome is Outcome.CIRCUIT_OPEN:
@@ -194,6 +217,7 @@ def estimate_saved(
     default_seconds: int,
     calls_made: int,
     settings: Settings,
+    overhead_calls: int = 0,
     single_probe: bool = False,
     breaker_trial: bool = False,
     webhook_shaped: bool = False,
@@ -208,8 +232,9 @@ def estimate_saved(
     `stretch` is None for a manual attempt (one naive attempt, made by both pollers).
     `webhook_shaped`: a live watch channel relaxed the interval that ended this stretch.
     `own_is_a_poll`: this attempt sent what a naive poll sends (a scheduled incremental sync),
-    but for the calendar list when `calendar_list_skipped`. `unchanged_calls`: what an
-    unchanged naive poll of the pair sends (`unchanged_poll_calls`), used without history.
+    less its `overhead_calls` (channel upkeep and token refreshes; see naive_poll_refreshes),
+    but for the calendar list when `calendar_list_skipped`. `unchanged_calls`: an unchanged
+    naive poll's reads (`unchanged_poll_reads`), used without history.
     """
     if stretch is None:
         polls = 1
@@ -220,7 +245,7 @@ def estimate_saved(
     per_poll = naive_poll_calls(
         outcome,
         integration=integration,
-        calls_made=calls_made,
+        calls_made=calls_made - overhead_calls,
         settings=settings,
         single_probe=single_probe,
         first=first,

@@ -13,7 +13,11 @@ Choices where the contract is silent, as a fleet operator would want them:
 - While a live watch channel covers a calendar, `current_frequency_seconds` holds the relaxed
   interval (never shorter than the adaptive one), so the formula above still holds; the
   no-change counter keeps counting, and the first success without one (the channel lapsed or
-  could not be renewed) returns to the adaptive interval.
+  could not be renewed) returns to the adaptive interval. The relaxed (safety) interval
+  doubles at every no-change poll up to `webhook_safety_max_seconds`, the channel TTL: the
+  channel's renewal sync, due within that TTL anyway, is then the safety poll.
+- A notified sync (only the calendars a push named) is evidence the channel delivers: under a
+  live channel it counts as a quiet safety poll (see after_notified_sync), never as a reset.
 - A webhook notification makes the pair due now; the caller stores `pending_trigger = webhook`
   with it (the column lives beside the record, not in it), so the attempt runs as `webhook`.
 - A failure never costs more than naive polling (rev 2): a transient failure is retried after
@@ -104,13 +108,14 @@ def adaptive_interval(
 def polling_interval_with_live_channel(
     adaptive_seconds: int, settings: Settings, consecutive_no_changes: int = 0
 ) -> int:
-    """While a live channel covers a calendar, polling relaxes to the safety interval, which
-    backs off like a quiet pair: doubled at every `no_change_threshold`-th no-change poll, up
-    to `interval_cap_multiplier` x the safety interval (48 hours by default)."""
-    base = settings.webhook_safety_interval_seconds
-    cap = base * settings.interval_cap_multiplier
-    interval: float = base
-    for _ in range(consecutive_no_changes // settings.no_change_threshold):
+    """While a live channel covers a calendar, polling relaxes to the safety interval (24 h),
+    which backs off like a quiet pair, doubled (x backoff_multiplier) at EVERY no-change poll
+    up to `webhook_safety_max_seconds` (7 days): 1, 2, 4, then 7 days. A quiet pair doubles
+    after `no_change_threshold` polls, 5 x 4 h = 20 h without a change; one safety poll
+    already vouches for 24 h of push delivering everything."""
+    interval: float = settings.webhook_safety_interval_seconds
+    cap = max(interval, settings.webhook_safety_max_seconds)
+    for _ in range(consecutive_no_changes):
         if interval >= cap:
             break
         interval *= settings.backoff_multiplier
@@ -125,13 +130,30 @@ def before_renewal(next_sync_at: datetime, renew_by: datetime | None) -> datetim
 def after_notified_sync(
     record: ScheduleRecord,
     now: datetime,
+    settings: Settings,
     *,
     list_refreshed_at: datetime | None,
     renew_by: datetime | None = None,
+    channel_live: bool = False,
 ) -> ScheduleRecord:
-    """A sync of only the notified calendars moves neither the interval nor the no-change count,
-    and never pushes the safety poll later: it stays due at the calendar list's last refresh
-    plus the current interval (or at the first renewal, if sooner)."""
+    """A sync of only the notified calendars proves the channel delivers: while channels cover
+    the calendars it counts as one quiet safety poll (the no-change count goes up and the safety
+    interval backs off by it, to its cap), and it never moves the safety poll's base: the poll
+    stays due at the calendar list's last refresh plus that interval (or at the first renewal,
+    if sooner), so push can defer it at most to `webhook_safety_max_seconds` after the list's
+    last refresh."""
+    if channel_live:
+        no_changes = record.consecutive_no_changes + 1
+        adaptive = adaptive_interval(
+            Integration.CALENDAR, record.default_frequency_seconds, no_changes, settings
+        )
+        record = replace(
+            record,
+            consecutive_no_changes=no_changes,
+            current_frequency_seconds=polling_interval_with_live_channel(
+                adaptive, settings, no_changes
+            ),
+        )
     base = list_refreshed_at or now
     due = base + timedelta(seconds=record.current_frequency_seconds)
     return replace(record, last_sync_at=now, next_sync_at=before_renewal(due, renew_by))
@@ -246,7 +268,12 @@ def update_schedule(
     success = outcome in (Outcome.CHANGED, Outcome.UNCHANGED)
     if success and notified_only:
         return after_notified_sync(
-            record, now, list_refreshed_at=list_refreshed_at, renew_by=renew_by
+            record,
+            now,
+            settings,
+            list_refreshed_at=list_refreshed_at,
+            renew_by=renew_by,
+            channel_live=channel_live,
         )
     if outcome is Outcome.CHANGED:
         updated = after_change(record, integration, now, settings, channel_live=channel_live)

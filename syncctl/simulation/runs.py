@@ -21,9 +21,9 @@ from syncctl.fakegoogle.tokens import ACCESS_TOKEN_SECONDS
 from syncctl.fleet import RunSummary
 from syncctl.google.errors import GoogleError
 from syncctl.google.session import GoogleSession
-from syncctl.model import ALL_INTEGRATIONS, ErrorClass, Integration, Result, Trigger
+from syncctl.model import ALL_INTEGRATIONS, ErrorClass, Integration, Result
 from syncctl.orchestrator import Orchestrator
-from syncctl.receiver import make_receiver
+from syncctl.receiver import make_receiver, notified_sync
 from syncctl.report import build_report, nearest_rank
 from syncctl.simulation.clock import VirtualClock
 from syncctl.simulation.oracle import Oracle, oracle_bound
@@ -200,10 +200,9 @@ def _dispatcher(stage: Stage, runner: Orchestrator, tally: _Tally) -> VirtualDis
     window = getattr(stage.settings, "webhook_coalesce_seconds", DEFAULT_COALESCE_SECONDS)
 
     def run(user_id: str, calendars: frozenset[str]) -> None:
-        del calendars  # this build's notified sync lists every calendar of the user
-        record = runner.attempt(user_id, Integration.CALENDAR, Trigger.WEBHOOK)
-        pair = (record.user_id, record.integration_type)
-        tally.add(pair, record.result, stage.clock.now(), record.api_calls_saved)
+        for record in notified_sync(runner, user_id, calendars):
+            pair = (record.user_id, record.integration_type)
+            tally.add(pair, record.result, stage.clock.now(), record.api_calls_saved)
 
     dispatcher = VirtualDispatcher(run, window)
     seen = 0

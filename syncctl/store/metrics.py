@@ -69,11 +69,11 @@ def recent_calls(
     *,
     recent: int = 10,
 ) -> list[tuple[int, bool]]:
-    """api_calls_made and calendar_list_skipped of the pair's recent attempts with this result
-    (and sync type and trigger), newest first, single probes (half-open trials, fleet probes)
-    left out."""
+    """api_calls_made less their channel upkeep and token refreshes, and calendar_list_skipped,
+    of the pair's recent attempts with this result (and sync type and trigger), newest first,
+    single probes (half-open trials, fleet probes) left out."""
     rows = conn.execute(
-        "SELECT api_calls_made, calendar_list_skipped FROM sync_metrics"
+        "SELECT api_calls_made - overhead_calls, calendar_list_skipped FROM sync_metrics"
         " WHERE user_id = ? AND integration_type = ? AND result = ? AND breaker_trial = 0"
         " AND (? IS NULL OR sync_type = ?) AND (? IS NULL OR trigger = ?)"
         " ORDER BY created_at DESC, id DESC LIMIT ?",

@@ -292,6 +292,14 @@ LEASES_MIGRATION = """
 """
 
 
+# Of each attempt's calls, its watch-channel upkeep (events.watch, channels.stop; a naive poll
+# sends none) and its token refreshes (a naive poll sends its own): policy/savings.py prices a
+# naive poll from the rest.
+OVERHEAD_CALLS_MIGRATION = """
+        ALTER TABLE sync_metrics ADD COLUMN overhead_calls INTEGER NOT NULL DEFAULT 0;
+"""
+
+
 # A calendar sync that did not request the calendar list (within the list's own cadence, or a
 # notified sync): the naive poller would have (policy.savings prices it). The fleet breaker's
 # rolling run of transient failures in a row across runs (policy.fleet_breaker).
@@ -305,8 +313,9 @@ CALENDAR_LIST_SKIPPED_MIGRATION = """
 # Forward-only migrations: MIGRATIONS[n] is the SQL that takes version n to n + 1.
 # v2: the hourly rollup of sync_metrics that keeps `syncctl report` fast over a year of rows.
 # v3: the key check of secrets at rest. v4: the fleet breaker per Google API. v5: the quota
-# budget's per-second counts and the mass-delete guard's held pairs. v6: leases.
-# v7: sync_metrics.calendar_list_skipped; fleet_breaker's failures in a row.
+# budget's per-second counts and the mass-delete guard's held pairs. v6: leases. v7: the
+# channel-upkeep and token-refresh calls of each attempt. v8: sync_metrics.calendar_list_skipped;
+# fleet_breaker's failures in a row.
 MIGRATIONS: list[str] = [
     SCHEMA_V1,
     ROLLUP_MIGRATION,
@@ -314,6 +323,7 @@ MIGRATIONS: list[str] = [
     FLEET_BREAKER_MIGRATION,
     FLEET_MIGRATION,
     LEASES_MIGRATION,
+    OVERHEAD_CALLS_MIGRATION,
     CALENDAR_LIST_SKIPPED_MIGRATION,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -158,6 +158,10 @@ def load_pair_state(conn: sqlite3.Connection, user_id: str, integration: Integra
             metrics.recent_calls(
                 conn, user_id, integration, Result.SUCCESS, SyncType.INCREMENTAL, Trigger.SCHEDULED
             )
+            # before the first incremental poll: the first (full) sync, the same requests
+            or metrics.recent_calls(
+                conn, user_id, integration, Result.SUCCESS, SyncType.FULL, Trigger.SCHEDULED
+            )
         ),
         first_attempt_at=_moment(first),
         previous_attempt_at=_moment(previous),
