@@ -207,12 +207,17 @@ def test_polling_interval_with_live_channel(
             NOW + timedelta(hours=8),
             id="advanced-by-backed-off-interval",
         ),
+        pytest.param(
+            replace(CALENDAR, current_frequency_seconds=7 * DAY, consecutive_no_changes=9),
+            NOW + timedelta(hours=8),
+            id="relaxed-push-interval-no-longer-applies",
+        ),
     ],
 )
-def test_invalid_token_skip_advances_by_current_interval(
+def test_invalid_token_skip_advances_by_current_interval_to_the_adaptive_cap(
     record: ScheduleRecord, expected_next: datetime
 ) -> None:
-    skipped = after_invalid_token(record, NOW)
+    skipped = after_invalid_token(record, NOW, Integration.CALENDAR, SETTINGS)
     assert skipped == replace(record, next_sync_at=expected_next)
 
 

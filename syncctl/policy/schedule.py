@@ -18,6 +18,8 @@ Choices where the contract is silent, as a fleet operator would want them:
   channel's renewal sync, due within that TTL anyway, is then the safety poll.
 - A notified sync (only the calendars a push named) is evidence the channel delivers: under a
   live channel it counts as a quiet safety poll (see after_notified_sync), never as a reset.
+- A revoked grant's skip (no Google call) advances by the current interval, at most the
+  adaptive cap: a revoked user's channels are not renewed, so push's relaxed interval ends.
 - A webhook notification makes the pair due now; the caller stores `pending_trigger = webhook`
   with it (the column lives beside the record, not in it), so the attempt runs as `webhook`.
 - A failure never costs more than naive polling (rev 2): a transient failure is retried after
@@ -184,9 +186,15 @@ def after_no_change(
     return _after_success(record, integration, now, settings, no_changes, channel_live)
 
 
-def after_invalid_token(record: ScheduleRecord, now: datetime) -> ScheduleRecord:
-    """A revoked grant's skip advances `next_sync_at` by the current interval, as a sync would."""
-    return replace(record, next_sync_at=now + timedelta(seconds=record.current_frequency_seconds))
+def after_invalid_token(
+    record: ScheduleRecord, now: datetime, integration: Integration, settings: Settings
+) -> ScheduleRecord:
+    """A revoked grant's skip advances `next_sync_at` by the current interval, as a sync would,
+    but never by more than the adaptive cap: a revoked user's channels are never renewed, so
+    the relaxed push interval no longer applies (each skip costs no Google call)."""
+    cap = interval_cap(integration, record.default_frequency_seconds, settings)
+    delay = min(record.current_frequency_seconds, cap)
+    return replace(record, next_sync_at=now + timedelta(seconds=delay))
 
 
 def failure_backoff_seconds(failure_count: int, current_interval: int, settings: Settings) -> int:
@@ -282,7 +290,7 @@ def update_schedule(
         updated = after_no_change(record, integration, now, settings, channel_live=channel_live)
         return replace(updated, next_sync_at=before_renewal(updated.next_sync_at, renew_by))
     if outcome in (Outcome.INVALID_TOKEN, Outcome.AUTH_FAILURE):
-        return after_invalid_token(record, now)
+        return after_invalid_token(record, now, integration, settings)
     if outcome is Outcome.QUOTA_FAILURE:
         return after_quota_failure(record, now, settings, retry_after)
     if outcome is Outcome.CIRCUIT_OPEN:
