@@ -98,8 +98,11 @@ class Orchestrator:
         return self.pool.db()
 
     def close(self) -> None:
-        """Close every connection this orchestrator opened."""
-        self.pool.close()
+        """Give back unspent quota grants, then close every connection this orchestrator opened."""
+        try:
+            self.quota.release()
+        finally:
+            self.pool.close()
 
     def session(
         self, credentials: UserCredentials, settings: Settings, now: datetime
