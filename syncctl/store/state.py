@@ -136,6 +136,26 @@ def due_pairs(
     ]
 
 
+def load_gate_state(
+    conn: sqlite3.Connection, user_id: str, integration: Integration
+) -> tuple[TokenStatus, BreakerRecord, bool]:
+    """What the gate decides on, in one statement: the pair's token status, breaker, and
+    whether a mass-delete hold stands (an attempt's first look, before its lease)."""
+    row = conn.execute(
+        f"SELECT t.status, {_BREAKER_COLUMNS}, h.user_id IS NOT NULL"
+        " FROM (SELECT ? AS user_id, ? AS integration_type) p"
+        " LEFT JOIN token_health t"
+        " ON t.user_id = p.user_id AND t.integration_type = p.integration_type"
+        " LEFT JOIN circuit_breaker_state b"
+        " ON b.user_id = p.user_id AND b.integration_type = p.integration_type"
+        " LEFT JOIN mass_delete_holds h"
+        " ON h.user_id = p.user_id AND h.integration_type = p.integration_type",
+        [user_id, integration.value],
+    ).fetchone()
+    status, *breaker, held = row
+    return _token_status(status), _breaker(breaker), bool(held)
+
+
 def load_pair_state(conn: sqlite3.Connection, user_id: str, integration: Integration) -> PairState:
     """Everything one attempt decides on, read once: gate state, schedule, recent costs."""
     schedule, mark = _load_schedule_and_mark(conn, user_id, integration)
