@@ -96,4 +96,3 @@ def test_a_lease_released_in_a_transaction_that_rolled_back_is_released_at_the_e
             1 / 0  # noqa: B018
         assert [held.holder for held in lease_store.list_leases(db.conn)] == [lease.holder]
     assert lease_store.list_leases(db.conn) == []
-
