@@ -181,6 +181,7 @@ def run_due(
                         collect(records)
         finally:
             runner.pool.close_finished_threads()
+            runner.quota.release()  # the run's unspent grants go back to the budget
             with transaction(runner.db()) as tx:
                 fleet_breaker_store.save_fleet_breakers(tx, gates.rows())
         summary.held = dict(gates.held)

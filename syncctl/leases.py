@@ -11,8 +11,10 @@ import logging
 import os
 import secrets
 import socket
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 
 import sqlite_utils
@@ -95,8 +97,28 @@ def release_lease(
 ) -> None:
     """Give the pair's lease back, if this holder still has it."""
     with transaction(db) as tx:
-        if lease_policy.may_release(lease_store.load_lease(tx, user_id, integration.value), holder):
-            lease_store.delete_lease(tx, user_id, integration.value)
+        _release(tx, user_id, integration, holder)
+
+
+def _release(tx: sqlite3.Connection, user_id: str, integration: Integration, holder: str) -> None:
+    if lease_policy.may_release(lease_store.load_lease(tx, user_id, integration.value), holder):
+        lease_store.delete_lease(tx, user_id, integration.value)
+
+
+@dataclass
+class HeldLease:
+    """The lease a `pair_lease` block holds; `release_in` gives it back inside the caller's
+    transaction (with the attempt's record), and the caller sets `released` once that committed,
+    so the block's end has nothing left to write."""
+
+    user_id: str
+    integration: Integration
+    holder: str
+    released: bool = False
+
+    def release_in(self, tx: sqlite3.Connection) -> None:
+        """Delete the lease in the caller's transaction, if this holder still has it."""
+        _release(tx, self.user_id, self.integration, self.holder)
 
 
 @contextmanager
@@ -107,14 +129,16 @@ def pair_lease(
     *,
     now: datetime,
     settings: Settings,
-) -> Iterator[str]:
+) -> Iterator[HeldLease]:
     """Hold the pair's lease for the block; raise PairBusy when a live holder has it."""
     holder = new_holder()
     decision = take_lease(db, user_id, integration, holder=holder, now=now, settings=settings)
     if not decision.granted:
         held_by = decision.lease.holder if decision.lease else "another process"
         raise PairBusy(f"{user_id} {integration.cli_name} is being synced by {held_by}")
+    lease = HeldLease(user_id, integration, holder)
     try:
-        yield holder
+        yield lease
     finally:
-        release_lease(db, user_id, integration, holder)
+        if not lease.released:
+            release_lease(db, user_id, integration, holder)

@@ -33,7 +33,7 @@ from syncctl.engines.contacts import sync_contacts
 from syncctl.engines.guard import MassDeleteHeld
 from syncctl.google.errors import AuthError, GoogleError, UnexpectedResponse
 from syncctl.google.session import CALENDAR_API, OAUTH_API, PEOPLE_API, GoogleSession
-from syncctl.leases import pair_lease
+from syncctl.leases import HeldLease, pair_lease
 from syncctl.model import (
     AttemptRecord,
     BreakerRecord,
@@ -101,8 +101,11 @@ class Orchestrator:
         return self.pool.db()
 
     def close(self) -> None:
-        """Close every connection this orchestrator opened."""
-        self.pool.close()
+        """Give back unspent quota grants, then close every connection this orchestrator opened."""
+        try:
+            self.quota.release()
+        finally:
+            self.pool.close()
 
     def session(
         self, credentials: UserCredentials, settings: Settings, now: datetime
@@ -158,12 +161,16 @@ class Orchestrator:
         db = self.db()
         now = self.clock()
         started = time.monotonic()
-        state = state_store.load_pair_state(db.conn, user_id, integration)
-        decision = self._gate(state, now, full=full, allow_mass_delete=allow_mass_delete)
-        if not decision.allowed:
-            verdict = Verdict(trigger, Result.SKIPPED, decision.skip_reason)
-            return self._save(db, state, verdict, now, started), []
-        with pair_lease(db, user_id, integration, now=now, settings=self.settings):
+        # A first look at what the gate decides on (one statement); the whole state is read
+        # for a skip's record, or under the lease for the attempt.
+        first = state_store.load_gate_state(db.conn, user_id, integration)
+        if not self._gate(*first, now, full=full, allow_mass_delete=allow_mass_delete).allowed:
+            state = state_store.load_pair_state(db.conn, user_id, integration)
+            decision = self._gate_of(state, now, full=full, allow_mass_delete=allow_mass_delete)
+            if not decision.allowed:
+                verdict = Verdict(trigger, Result.SKIPPED, decision.skip_reason)
+                return self._save(db, state, verdict, now, started), []
+        with pair_lease(db, user_id, integration, now=now, settings=self.settings) as lease:
             state = state_store.load_pair_state(db.conn, user_id, integration)
             return self._leased_attempt(
                 db,
@@ -171,21 +178,41 @@ class Orchestrator:
                 trigger,
                 now,
                 started,
+                lease,
                 full=full,
                 only=only,
                 probe=probe,
                 allow_mass_delete=allow_mass_delete,
             )
 
-    def _gate(
+    def _gate_of(
         self, state: PairState, now: datetime, *, full: bool, allow_mass_delete: bool
     ) -> Gate:
-        return gate(
+        return self._gate(
             state.token_status,
             state.breaker,
+            state.mass_delete_held,
+            now,
+            full=full,
+            allow_mass_delete=allow_mass_delete,
+        )
+
+    def _gate(
+        self,
+        token_status: TokenStatus,
+        breaker: BreakerRecord,
+        held: bool,
+        now: datetime,
+        *,
+        full: bool,
+        allow_mass_delete: bool,
+    ) -> Gate:
+        return gate(
+            token_status,
+            breaker,
             now,
             self.settings,
-            held=state.mass_delete_held,
+            held=held,
             allow_mass_delete=allow_mass_delete,
             full=full,
         )
@@ -197,6 +224,7 @@ class Orchestrator:
         trigger: Trigger,
         now: datetime,
         started: float,
+        lease: HeldLease,
         *,
         full: bool,
         only: Collection[str] | None,
@@ -204,12 +232,12 @@ class Orchestrator:
         allow_mass_delete: bool,
     ) -> tuple[AttemptRecord, list[Evidence]]:
         user_id = state.user_id
-        decision = self._gate(state, now, full=full, allow_mass_delete=allow_mass_delete)
+        decision = self._gate_of(state, now, full=full, allow_mass_delete=allow_mass_delete)
         if decision.trial:
             decision = self._take_trial_lease(db, state, now)
         if not decision.allowed:
             verdict = Verdict(trigger, Result.SKIPPED, decision.skip_reason)
-            return self._save(db, state, verdict, now, started), []
+            return self._save(db, state, verdict, now, started, lease=lease), []
         credentials = user_store.load_credentials(db.conn, user_id)
         if credentials is None:
             raise UserRemoved(f"user {user_id!r} has no credentials")
@@ -231,7 +259,7 @@ class Orchestrator:
                 only=only,
             )
             verdict = replace(verdict, fleet_probe=probe)
-            record = self._save(db, state, verdict, now, started, session)
+            record = self._save(db, state, verdict, now, started, session, lease=lease)
             return record, _evidence(state.integration, session, verdict)
         finally:
             session.close()  # the thread's keep-alive connections stay in the pool
@@ -345,7 +373,11 @@ class Orchestrator:
         now: datetime,
         started: float,
         session: GoogleSession | None = None,
+        *,
+        lease: HeldLease | None = None,
     ) -> AttemptRecord:
+        """Write the attempt's record and decisions in one transaction, releasing its lease in
+        the same one (a write transaction fewer per attempt)."""
         verdict = replace(
             verdict,
             calls_made=session.calls_made if session else 0,
@@ -357,6 +389,10 @@ class Orchestrator:
         with transaction(db) as tx:
             current = state_store.schedule_mark(tx, state.user_id, state.integration)
             state_store.save_attempt(tx, keep_notification(update, state.mark, current))
+            if lease is not None:
+                lease.release_in(tx)
+        if lease is not None:
+            lease.released = True  # committed
         return update.attempt
 
     # -- token health checks -----------------------------------------------------------------

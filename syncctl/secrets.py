@@ -9,6 +9,7 @@ one.
 from __future__ import annotations
 
 import binascii
+import functools
 import os
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -83,8 +84,14 @@ class Keyring:
 def key_file_path(env: Mapping[str, str] | None = None) -> Path:
     """`$XDG_CONFIG_HOME/syncctl/secret.key`, falling back to `~/.config`."""
     env = os.environ if env is None else env
-    config_home = env.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(config_home) / "syncctl" / KEY_FILE_NAME
+    return _key_file_path(env.get("XDG_CONFIG_HOME") or None, os.environ.get("HOME"))
+
+
+@functools.lru_cache(maxsize=16)
+def _key_file_path(config_home: str | None, home: str | None) -> Path:
+    # Every credential load asks for the key file: Path.home() is looked up once per HOME.
+    del home  # part of the cache key only: Path.home() reads it
+    return Path(config_home or str(Path.home() / ".config")) / "syncctl" / KEY_FILE_NAME
 
 
 def parse_key(text: str, source: KeySource) -> bytes:
@@ -139,8 +146,7 @@ def current_keyring(env: Mapping[str, str] | None = None, *, create: bool = Fals
     env = os.environ if env is None else env
     value = env.get(Env.SECRET_KEY)
     if value:
-        source = KeySource()
-        return Keyring([parse_key(value, source)], source)
+        return _env_keyring(value)
     path = key_file_path(env)
     if create and not path.exists():
         try:
@@ -149,12 +155,35 @@ def current_keyring(env: Mapping[str, str] | None = None, *, create: bool = Fals
             pass  # another process generated it first: use theirs
         except OSError as exc:
             raise SecretsError(f"cannot create the secret key file {path}: {exc.strerror}") from exc
-    if not path.exists():
+    try:
+        with open(path, "rb") as handle:
+            content = handle.read()
+    except FileNotFoundError:
         raise SecretsError(
             f"no secret key: {Env.SECRET_KEY} is unset and {path} does not exist"
             " (restore the key from your backup; without it every user must reconnect)"
-        )
-    return Keyring([read_key_file(path)], KeySource(path))
+        ) from None
+    except OSError as exc:
+        raise SecretsError(f"secret key file {path} cannot be read") from exc
+    return _file_keyring(str(path), content)
+
+
+@functools.lru_cache(maxsize=16)
+def _file_keyring(path: str, content: bytes) -> Keyring:
+    # Every credential load asks for the keyring: the key file is read each time (so a rotated
+    # or edited key takes effect at once), the Fernet keys are built once per content.
+    try:
+        text = content.decode("ascii")
+    except UnicodeDecodeError as exc:
+        raise SecretsError(f"secret key file {path} cannot be read") from exc
+    source = KeySource(Path(path))
+    return Keyring([parse_key(text, source)], source)
+
+
+@functools.lru_cache(maxsize=16)
+def _env_keyring(value: str) -> Keyring:
+    source = KeySource()
+    return Keyring([parse_key(value, source)], source)
 
 
 def configured_keyring(env: Mapping[str, str] | None = None) -> Keyring | None:

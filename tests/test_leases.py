@@ -33,8 +33,8 @@ def dead_holder() -> str:
 
 def test_a_second_holder_is_refused_while_the_first_holds_the_pair(db):
     now = utcnow()
-    with pair_lease(db, "u1", CAL, now=now, settings=SETTINGS) as holder:
-        assert [lease.holder for lease in lease_store.list_leases(db.conn)] == [holder]
+    with pair_lease(db, "u1", CAL, now=now, settings=SETTINGS) as held:
+        assert [lease.holder for lease in lease_store.list_leases(db.conn)] == [held.holder]
         with pytest.raises(PairBusy, match="u1 calendar is being synced by"):
             with pair_lease(db, "u1", CAL, now=now, settings=SETTINGS):
                 pass  # pragma: no cover
@@ -87,3 +87,12 @@ def test_a_live_process_of_this_host_keeps_its_lease(db):
     decision = take_lease(db, "u1", CAL, holder=new_holder(), now=now, settings=SETTINGS)
 
     assert not decision.granted
+
+
+def test_a_lease_released_in_a_transaction_that_rolled_back_is_released_at_the_end(db):
+    with pair_lease(db, "u1", CAL, now=utcnow(), settings=SETTINGS) as lease:
+        with pytest.raises(ZeroDivisionError), transaction(db) as tx:
+            lease.release_in(tx)
+            1 / 0  # noqa: B018
+        assert [held.holder for held in lease_store.list_leases(db.conn)] == [lease.holder]
+    assert lease_store.list_leases(db.conn) == []

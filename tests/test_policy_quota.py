@@ -6,7 +6,13 @@ import math
 
 import pytest
 
-from syncctl.policy.quota import may_spend, wait_for_room, window_start
+from syncctl.policy.quota import (
+    grantable,
+    may_spend,
+    reservation_size,
+    wait_for_room,
+    window_start,
+)
 
 NOW = 1_000_000.25  # a quarter past a whole second
 
@@ -60,3 +66,36 @@ def test_the_window_covers_every_real_minute_ending_now():
     # A grant at `now` sees every bucket a minute [t, t + 60) containing `now` can touch.
     assert window_start(NOW) == 999_940
     assert window_start(1_000_000.0) == 999_940
+
+
+@pytest.mark.parametrize(
+    ("budget", "size"),
+    [
+        (1, 1),
+        (50, 1),
+        (239, 1),  # small budgets: one grant at a time, exactly as without reservations
+        (240, 2),
+        (1200, 10),
+        (3840, 32),
+        (9000, 32),  # the default budget: at most RESERVATION_MAX
+        (1_000_000, 32),
+    ],
+)
+def test_a_process_reserves_a_small_share_of_a_seconds_budget(budget, size):
+    assert reservation_size(budget) == size
+
+
+@pytest.mark.parametrize(
+    ("used", "wanted", "budget", "granted"),
+    [
+        (0, 32, 9000, 32),
+        (8990, 32, 9000, 10),  # what is left of the minute, not more
+        (9000, 32, 9000, 0),
+        (9005, 1, 9000, 0),  # over (a smaller budget configured later): nothing
+        (49, 1, 50, 1),
+    ],
+)
+def test_a_reservation_is_granted_only_what_fits_in_the_sliding_minute(
+    used, wanted, budget, granted
+):
+    assert grantable(used, wanted=wanted, budget=budget) == granted

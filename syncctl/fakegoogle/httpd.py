@@ -70,10 +70,17 @@ ROUTES: tuple[tuple[str, tuple[str, ...], str, Handler], ...] = (
 )
 
 
+# The routes by path length, so a request is matched against only those that could fit.
+_ROUTES_BY_LENGTH: dict[int, tuple[tuple[str, tuple[str, ...], str, Handler], ...]] = {
+    length: tuple(r for r in ROUTES if len(r[1]) == length)
+    for length in {len(pattern) for _, pattern, _, _ in ROUTES}
+}
+
+
 def route(method: str, segments: list[str]) -> tuple[str, Handler | None]:
     """The endpoint name and handler for a request (`unknown`, None when nothing matches)."""
-    for route_method, pattern, endpoint, handler in ROUTES:
-        if len(pattern) == len(segments) and all(
+    for route_method, pattern, endpoint, handler in _ROUTES_BY_LENGTH.get(len(segments), ()):
+        if all(
             part == ANY or part == segment for part, segment in zip(pattern, segments, strict=True)
         ):
             return endpoint, handler if route_method == method else None
@@ -212,19 +219,22 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self._send_plain(400, "Bad Request", close=True)
             return
         self.command, self.path, self.request_version = parts
-        headers = _Headers()
+        fields: dict[str, str] = {}
+        readline = self.rfile.readline
         while True:
-            header = self.rfile.readline(MAX_LINE_BYTES + 1)
-            if header in (b"\r\n", b"\n", b""):
+            header = readline(MAX_LINE_BYTES + 1)
+            if header == b"\r\n" or header == b"\n" or not header:
                 break
-            if len(header) > MAX_LINE_BYTES or len(headers) >= MAX_HEADERS:
+            if len(header) > MAX_LINE_BYTES or len(fields) >= MAX_HEADERS:
                 self._send_plain(431, "Request Header Fields Too Large", close=True)
                 return
             name, colon, value = header.decode("latin-1").partition(":")
             if not colon:
                 self._send_plain(400, "Bad Request", close=True)
                 return
-            headers[name.strip()] = value.strip()
+            fields[name.strip().lower()] = value.strip()
+        headers = _Headers()
+        dict.update(headers, fields)  # the names are lower-cased already
         self.headers = headers  # type: ignore[assignment]
         connection = headers.get("Connection", "").lower()
         self.close_connection = connection == "close" or (

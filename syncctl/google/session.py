@@ -93,6 +93,17 @@ def discovery_document(name: str, version: str) -> dict[str, Any]:
     return document
 
 
+class _UserCredentials(Credentials):
+    """google-auth's OAuth user credentials, minus a per-request step that never does anything
+    for them: before each request the base class parses the URL to decide on a Regional Access
+    Boundary lookup, which user credentials never make (their
+    `_is_regional_access_boundary_lookup_required` is always False). At fleet scale that parse
+    was a tenth of google-auth's share of the CPU per request."""
+
+    def _after_refresh(self, request: Any, method: str, url: str, headers: Any) -> None:
+        del request, method, url, headers
+
+
 @dataclass(frozen=True)
 class Page:
     """One page of a list call; `next_sync_token` is set on the last page of a synced listing."""
@@ -137,7 +148,7 @@ class GoogleSession:
         self._initial_refresh_token = credentials.refresh_token
         secrets = (credentials.client_secret, credentials.refresh_token, credentials.access_token)
         self._secrets = tuple(s for s in secrets if s)
-        self._creds = Credentials(
+        self._creds = _UserCredentials(
             token=credentials.access_token,
             refresh_token=credentials.refresh_token,
             token_uri=token_uri,

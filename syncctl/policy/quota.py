@@ -16,6 +16,26 @@ def window_start(now: float) -> int:
     return math.floor(now) - WINDOW_SECONDS
 
 
+# A process takes up to this many grants in one transaction (see reservation_size).
+RESERVATION_MAX = 32
+# ... and at most this share of the budget's per-minute rate, so a small budget is granted one
+# request at a time and no process holds much of a busy minute it may not use.
+RESERVATION_SHARE = 120
+
+
+def reservation_size(budget: int) -> int:
+    """How many grants one process reserves per write transaction: a fraction of a second's
+    share of the per-minute `budget` (1 for budgets under 240 a minute), at most RESERVATION_MAX.
+    Reserved grants are spent only within the second they are recorded in; the rest are given
+    back, so the buckets never count fewer requests than were sent."""
+    return max(1, min(RESERVATION_MAX, budget // RESERVATION_SHARE))
+
+
+def grantable(used: int, *, wanted: int, budget: int) -> int:
+    """How many of `wanted` grants fit beside the `used` ones of the sliding minute."""
+    return max(0, min(wanted, budget - used))
+
+
 def may_spend(used: int, *, requested: int, budget: int) -> bool:
     """Grant `requested` requests when they and the `used` ones of the sliding minute before
     now stay within the per-minute `budget`."""

@@ -21,6 +21,7 @@ from syncctl.fakegoogle.tokens import ACCESS_TOKEN_SECONDS
 from syncctl.fleet import RunSummary
 from syncctl.google.errors import GoogleError
 from syncctl.google.session import GoogleSession
+from syncctl.google.transport import KeepAlivePool
 from syncctl.model import ALL_INTEGRATIONS, ErrorClass, Integration, Result
 from syncctl.orchestrator import Orchestrator
 from syncctl.receiver import make_receiver, notified_sync
@@ -268,24 +269,30 @@ def run_naive(scenario: Scenario, base: Settings, db_path: Path) -> PolicyRun:
             for user in scenario.users
             for i in ALL_INTEGRATIONS
         }
-        for moment in scenario.steps():
-            stage.play_until(moment)
-            now = moment.timestamp()
-            for pair in sorted(p for p, at in due.items() if at <= now):
-                result = naive_poll(stage, *pair)
-                tally.add(pair, result, moment)
-                while due[pair] <= now:
-                    due[pair] += interval[pair[1]]
+        connections = KeepAlivePool()  # one keep-alive connection for every poll, as run-due
+        try:
+            for moment in scenario.steps():
+                stage.play_until(moment)
+                now = moment.timestamp()
+                for pair in sorted(p for p, at in due.items() if at <= now):
+                    result = naive_poll(stage, *pair, pool=connections)
+                    tally.add(pair, result, moment)
+                    while due[pair] <= now:
+                        due[pair] += interval[pair[1]]
+        finally:
+            connections.close()
         return _measured("naive", stage, tally, None, started)
 
 
-def naive_poll(stage: Stage, user_id: str, integration: Integration) -> Result:
+def naive_poll(
+    stage: Stage, user_id: str, integration: Integration, *, pool: KeepAlivePool | None = None
+) -> Result:
     """One naive poll: an incremental (or first full) sync, the token refreshed when needed."""
     credentials = user_store.load_credentials(stage.db.conn, user_id)
     if credentials is None:
         raise LookupError(f"user {user_id!r} has no credentials")
     session = GoogleSession(
-        credentials, stage.settings, now=stage.clock.now, sleep=stage.clock.sleep
+        credentials, stage.settings, now=stage.clock.now, sleep=stage.clock.sleep, pool=pool
     )
     try:
         NAIVE_ENGINES[integration](stage.db, session, user_id, full=False, now=stage.clock.now)

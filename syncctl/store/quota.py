@@ -38,6 +38,14 @@ def record_spend(conn: sqlite3.Connection, api: str, second: int, count: int) ->
     )
 
 
+def give_back(conn: sqlite3.Connection, api: str, second: int, count: int) -> None:
+    """Take `count` reserved and unsent requests out of an API's bucket (never below zero)."""
+    conn.execute(
+        "UPDATE quota_usage SET used = max(0, used - ?) WHERE api = ? AND second = ?",
+        [count, api, second],
+    )
+
+
 def prune(conn: sqlite3.Connection, now_second: int) -> None:
     """Forget buckets older than an hour."""
     conn.execute("DELETE FROM quota_usage WHERE second < ?", [now_second - KEEP_SECONDS])

@@ -32,7 +32,6 @@ from syncctl.model import (
     TokenStatus,
     Trigger,
 )
-from syncctl.store import calendar as calendar_store
 from syncctl.store import holds, metrics
 from syncctl.store import users as user_store
 
@@ -54,6 +53,12 @@ MAX_STORED_COUNT = 2**31 - 1
 KNOWN_INTEGRATIONS = frozenset(i.value for i in Integration)
 KNOWN_BREAKER_STATES = frozenset(s.value for s in BreakerState)
 KNOWN_TOKEN_STATUSES = frozenset(s.value for s in TokenStatus)
+
+
+_BREAKER_COLUMNS = (
+    "b.state, b.failure_count, b.last_failure_at, b.last_failure_reason, b.opened_at,"
+    " b.next_retry_at"
+)
 
 
 def _clamped(value: object, low: int, high: int, fallback: int) -> int:
@@ -137,19 +142,75 @@ def due_pairs(
     ]
 
 
+def load_gate_state(
+    conn: sqlite3.Connection, user_id: str, integration: Integration
+) -> tuple[TokenStatus, BreakerRecord, bool]:
+    """What the gate decides on, in one statement: the pair's token status, breaker, and
+    whether a mass-delete hold stands (an attempt's first look, before its lease)."""
+    row = conn.execute(
+        f"SELECT t.status, {_BREAKER_COLUMNS}, h.user_id IS NOT NULL"
+        " FROM (SELECT ? AS user_id, ? AS integration_type) p"
+        " LEFT JOIN token_health t"
+        " ON t.user_id = p.user_id AND t.integration_type = p.integration_type"
+        " LEFT JOIN circuit_breaker_state b"
+        " ON b.user_id = p.user_id AND b.integration_type = p.integration_type"
+        " LEFT JOIN mass_delete_holds h"
+        " ON h.user_id = p.user_id AND h.integration_type = p.integration_type",
+        [user_id, integration.value],
+    ).fetchone()
+    status, *breaker, held = row
+    return _token_status(status), _breaker(breaker), bool(held)
+
+
+# One statement for what load_pair_state reads of the pair's own rows (schedule, token status,
+# breaker, hold, notices, integrations, the accounted stretch): each statement is a GIL hand-off
+# and, with other connections writing, a fresh page-cache read, so at 64 threads twelve small
+# statements cost several times what one does.
+_PAIR_STATE_SQL = (
+    "SELECT s.user_id IS NOT NULL, s.default_frequency_seconds, s.current_frequency_seconds,"
+    " s.consecutive_no_changes, s.last_sync_at, s.next_sync_at, s.pending_trigger,"
+    f" t.status, {_BREAKER_COLUMNS}, h.user_id IS NOT NULL,"
+    " (SELECT group_concat(integration_type) FROM user_integrations WHERE user_id = p.user_id),"
+    " EXISTS (SELECT 1 FROM notifications WHERE user_id = p.user_id AND kind = p.reconnect"
+    " AND resolved_at IS NULL),"
+    " EXISTS (SELECT 1 FROM notifications WHERE user_id = p.user_id AND kind = p.held"
+    " AND resolved_at IS NULL),"
+    " (SELECT min(created_at) FROM sync_metrics"
+    " WHERE user_id = p.user_id AND integration_type = p.integration_type),"
+    " (SELECT created_at FROM sync_metrics WHERE user_id = p.user_id"
+    " AND integration_type = p.integration_type AND trigger != 'manual'"
+    " ORDER BY created_at DESC, id DESC LIMIT 1),"
+    " (SELECT count(*) FROM calendars WHERE user_id = p.user_id)"
+    " FROM (SELECT ? AS user_id, ? AS integration_type, ? AS reconnect, ? AS held) p"
+    " LEFT JOIN sync_schedule s"
+    " ON s.user_id = p.user_id AND s.integration_type = p.integration_type"
+    " LEFT JOIN token_health t"
+    " ON t.user_id = p.user_id AND t.integration_type = p.integration_type"
+    " LEFT JOIN circuit_breaker_state b"
+    " ON b.user_id = p.user_id AND b.integration_type = p.integration_type"
+    " LEFT JOIN mass_delete_holds h"
+    " ON h.user_id = p.user_id AND h.integration_type = p.integration_type"
+)
+
+
 def load_pair_state(conn: sqlite3.Connection, user_id: str, integration: Integration) -> PairState:
     """Everything one attempt decides on, read once: gate state, schedule, recent costs."""
-    schedule, mark = _load_schedule_and_mark(conn, user_id, integration)
-    first, previous = metrics.accounted_stretch(conn, user_id, integration)
+    row = conn.execute(
+        _PAIR_STATE_SQL, [user_id, integration.value, RECONNECT_NOTICE, MASS_DELETE_NOTICE]
+    ).fetchone()
+    scheduled, *schedule_row = row[:7]
+    status, *breaker_row = row[7:14]
+    held, kinds, reconnect_open, held_open, first, previous, calendars = row[14:]
+    schedule, mark = _schedule_and_mark(schedule_row) if scheduled else (None, None)
     return PairState(
         user_id=user_id,
         integration=integration,
-        token_status=load_token_status(conn, user_id, integration),
-        breaker=load_breaker(conn, user_id, integration),
+        token_status=_token_status(status),
+        breaker=_breaker(breaker_row),
         schedule=schedule,
         mark=mark,
-        user_integrations=user_store.user_integrations(conn, user_id),
-        reconnect_notice_open=has_open_notice(conn, user_id, RECONNECT_NOTICE),
+        user_integrations=user_store.integrations_of((kinds or "").split(",")),
+        reconnect_notice_open=bool(reconnect_open),
         recent_calls_per_sync=metrics.average_calls(
             conn, user_id, integration, Result.SUCCESS, SyncType.INCREMENTAL
         ),
@@ -165,11 +226,9 @@ def load_pair_state(conn: sqlite3.Connection, user_id: str, integration: Integra
         ),
         first_attempt_at=_moment(first),
         previous_attempt_at=_moment(previous),
-        mass_delete_held=holds.load_hold(conn, user_id, integration) is not None,
-        mass_delete_notice_open=has_open_notice(conn, user_id, MASS_DELETE_NOTICE),
-        mirrored_calendars=len(calendar_store.calendar_ids(conn, user_id))
-        if integration is Integration.CALENDAR
-        else None,
+        mass_delete_held=bool(held),
+        mass_delete_notice_open=bool(held_open),
+        mirrored_calendars=calendars if integration is Integration.CALENDAR else None,
     )
 
 
@@ -283,12 +342,6 @@ def list_token_health(conn: sqlite3.Connection, user_id: str | None = None) -> l
     return [dict(zip(keys, row, strict=True)) for row in rows]
 
 
-_BREAKER_COLUMNS = (
-    "b.state, b.failure_count, b.last_failure_at, b.last_failure_reason, b.opened_at,"
-    " b.next_retry_at"
-)
-
-
 def _breaker(row) -> BreakerRecord:
     state, count, last_at, reason, opened_at, retry_at = row
     if state is None:
@@ -383,8 +436,10 @@ def _load_schedule_and_mark(
         " WHERE user_id = ? AND integration_type = ?",
         [user_id, integration.value],
     ).fetchone()
-    if row is None:
-        return None, None
+    return (None, None) if row is None else _schedule_and_mark(row)
+
+
+def _schedule_and_mark(row) -> tuple[ScheduleRecord, ScheduleMark]:
     default, current, no_changes, last_at, next_at, pending = row
     default = _clamped(default, 1, MAX_INTERVAL_SECONDS, MAX_INTERVAL_SECONDS)
     record = ScheduleRecord(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -279,7 +279,13 @@ def user_integrations(conn: sqlite3.Connection, user_id: str) -> tuple[Integrati
     rows = conn.execute(
         "SELECT integration_type FROM user_integrations WHERE user_id = ?", [user_id]
     ).fetchall()
-    kinds = {Integration(kind) for (kind,) in rows}
+    return integrations_of(kind for (kind,) in rows)
+
+
+def integrations_of(stored: Iterable[str]) -> tuple[Integration, ...]:
+    """The integrations of stored integration_type values (empty strings skipped), contacts
+    first."""
+    kinds = {Integration(kind) for kind in stored if kind}
     return tuple(i for i in ALL_INTEGRATIONS if i in kinds)
 
 
