@@ -312,6 +312,7 @@ def notified_sync(runner: Orchestrator, user_id: str, calendars: Calendars) -> l
     then, on the token it left fresh, the user's other pairs due soon anyway
     (policy/fresh_token.py)."""
     from syncctl.leases import PairBusy  # the Google stack loads only in the receiver
+    from syncctl.orchestrator import UserRemoved
 
     record = runner.attempt(user_id, Integration.CALENDAR, Trigger.WEBHOOK, only=calendars)
     records = [record]
@@ -320,7 +321,7 @@ def notified_sync(runner: Orchestrator, user_id: str, calendars: Calendars) -> l
     for integration in _due_on_fresh_token(runner, user_id, skip=Integration.CALENDAR):
         try:
             records.append(runner.attempt(user_id, integration, Trigger.SCHEDULED))
-        except PairBusy:  # another process syncs that pair right now: nothing left to do
+        except (PairBusy, UserRemoved):  # another process syncs it now, or the user just went
             continue
     return records
 
