@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from syncctl.cli._output import run_due_problems
+from syncctl.cli._output import run_due_problems, shown_cell
 from syncctl.model import ErrorClass, Integration, Result, SkipReason, Trigger
 from syncctl.store.metrics import AttemptRecord
 
@@ -56,3 +56,16 @@ def test_a_grant_found_revoked_by_two_pairs_is_one_line():
         "syncctl run-due: 2 attempts, 0 succeeded, 0 failed, 2 skipped; 1 grant(s) newly revoked",
         f"revoked: ann: {REVOKED} (run `syncctl user add ann --credentials FILE`)",
     ]
+
+
+def test_a_table_cell_shows_a_stored_utc_time_compactly_and_anything_else_as_it_is():
+    cases = [
+        (None, "-"),
+        ("2026-12-02T19:36:25+00:00", "2026-12-02 19:36:25Z"),
+        ("2026-12-02T19:36:25+02:00", "2026-12-02T19:36:25+02:00"),  # not how we store: as is
+        ("not a time", "not a time"),
+        ("x 2026-12-02T19:36:25+00:00", "x 2026-12-02T19:36:25+00:00"),
+        (42, "42"),
+    ]
+    for cell, shown in cases:
+        assert shown_cell(cell) == shown, cell

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -57,13 +58,26 @@ def print_table(
     *,
     caption: str | None = None,
 ) -> None:
-    """Print a rich table on stdout; None cells show as a dash."""
+    """Print a rich table on stdout (cells as `shown_cell` spells them)."""
     table = Table(title=title, caption=caption, title_justify="left")
     for column in columns:
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(*("-" if cell is None else str(cell) for cell in row))
+        table.add_row(*(shown_cell(cell) for cell in row))
     stdout.print(table)
+
+
+_STORED_UTC = re.compile(r"(\d{4}-\d\d-\d\d)T(\d\d:\d\d:\d\d)\+00:00")
+
+
+def shown_cell(cell: Any) -> str:
+    """A table cell as text: None as a dash, a stored UTC time as `2026-12-02 19:36:25Z` (one
+    that fits an 80-column table without folding; --json keeps the stored ISO string)."""
+    if cell is None:
+        return "-"
+    text = str(cell)
+    stamp = _STORED_UTC.fullmatch(text)
+    return f"{stamp[1]} {stamp[2]}Z" if stamp else text
 
 
 def with_shown_integrations(rows: Iterable[dict]) -> list[dict]:
