@@ -254,7 +254,6 @@ class PairState:
     mark: ScheduleMark | None
     user_integrations: tuple[Integration, ...]
     reconnect_notice_open: bool
-    recent_calls_per_sync: float | None  # mean calls of recent successful incremental syncs
     recent_calls_per_failure: float | None  # mean calls of recent failed attempts
     # Calls of the pair's recent scheduled incremental successes and whether each skipped the
     # calendar list (what one naive poll sends: policy.savings.poll_equivalent).

@@ -23,6 +23,8 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from syncctl.config import Env
 
 KEY_FILE_NAME = "secret.key"
+# Secrets a keyring has opened, by ciphertext, kept in memory only (see Keyring.decrypt).
+OPENED_SECRETS_MAX = 100_000
 
 
 class SecretsError(Exception):
@@ -47,6 +49,7 @@ class Keyring:
             raise ValueError("a keyring needs at least one key")
         self._keys = tuple(keys)
         self._fernet = MultiFernet([Fernet(key) for key in self._keys])
+        self._opened: dict[str, str] = {}
         self.source = source
 
     def __repr__(self) -> str:
@@ -63,12 +66,25 @@ class Keyring:
 
     def decrypt(self, token: str) -> str:
         """The secret a Fernet token holds; SecretsError when no key of this keyring opens it."""
+        # Every attempt loads its user's grant: three Fernet decryptions (an HMAC and an AES
+        # pass each) were a tenth of an attempt's CPU. A token opened once by this keyring is
+        # remembered by its ciphertext, in this process's memory only (never logged or
+        # written): a reconnect, a refreshed access token or a key rotation stores new
+        # ciphertext (Fernet's IV is random), so a changed secret is never served stale, and
+        # another key has its own Keyring and must open the token itself.
+        secret = self._opened.get(token)
+        if secret is not None:
+            return secret
         try:
-            return self._fernet.decrypt(token.encode("ascii")).decode("utf-8")
+            secret = self._fernet.decrypt(token.encode("ascii")).decode("utf-8")
         except (InvalidToken, UnicodeError) as exc:
             raise SecretsError(
                 f"the secret key from {self.source} does not open this database's secrets"
             ) from exc
+        if len(self._opened) >= OPENED_SECRETS_MAX:
+            self._opened.clear()  # bounded: a fleet's grants are opened again as they come
+        self._opened[token] = secret
+        return secret
 
     def reencrypt(self, token: str, old: Keyring) -> str:
         """A token of `old`'s key encrypted again with this keyring's key (MultiFernet.rotate)."""

@@ -163,9 +163,10 @@ def load_gate_state(
 
 
 # One statement for what load_pair_state reads of the pair's own rows (schedule, token status,
-# breaker, hold, notices, integrations, the accounted stretch): each statement is a GIL hand-off
-# and, with other connections writing, a fresh page-cache read, so at 64 threads twelve small
-# statements cost several times what one does.
+# breaker, hold, notices, integrations, the accounted stretch, recent costs): each statement is
+# a GIL hand-off and, with other connections writing, a fresh page-cache read, so at 64 threads
+# twelve small statements cost several times what one does. Parameters are numbered: ?1 and ?2
+# are recent_mean_sql's (result, sync type).
 _PAIR_STATE_SQL = (
     "SELECT s.user_id IS NOT NULL, s.default_frequency_seconds, s.current_frequency_seconds,"
     " s.consecutive_no_changes, s.last_sync_at, s.next_sync_at, s.pending_trigger,"
@@ -180,8 +181,10 @@ _PAIR_STATE_SQL = (
     " (SELECT created_at FROM sync_metrics WHERE user_id = p.user_id"
     " AND integration_type = p.integration_type AND trigger != 'manual'"
     " ORDER BY created_at DESC, id DESC LIMIT 1),"
-    " (SELECT count(*) FROM calendars WHERE user_id = p.user_id)"
-    " FROM (SELECT ? AS user_id, ? AS integration_type, ? AS reconnect, ? AS held) p"
+    " (SELECT count(*) FROM calendars WHERE user_id = p.user_id),"
+    f" {metrics.recent_mean_sql('p.user_id', 'p.integration_type')},"
+    f" {metrics.recent_poll_calls_sql('p.user_id', 'p.integration_type')}"
+    " FROM (SELECT ?3 AS user_id, ?4 AS integration_type, ?5 AS reconnect, ?6 AS held) p"
     " LEFT JOIN sync_schedule s"
     " ON s.user_id = p.user_id AND s.integration_type = p.integration_type"
     " LEFT JOIN token_health t"
@@ -196,11 +199,20 @@ _PAIR_STATE_SQL = (
 def load_pair_state(conn: sqlite3.Connection, user_id: str, integration: Integration) -> PairState:
     """Everything one attempt decides on, read once: gate state, schedule, recent costs."""
     row = conn.execute(
-        _PAIR_STATE_SQL, [user_id, integration.value, RECONNECT_NOTICE, MASS_DELETE_NOTICE]
+        _PAIR_STATE_SQL,
+        [
+            Result.FAILURE.value,  # recent_mean_sql: the mean of recent failed attempts
+            None,
+            user_id,
+            integration.value,
+            RECONNECT_NOTICE,
+            MASS_DELETE_NOTICE,
+        ],
     ).fetchone()
     scheduled, *schedule_row = row[:7]
     status, *breaker_row = row[7:14]
-    held, kinds, reconnect_open, held_open, first, previous, calendars = row[14:]
+    held, kinds, reconnect_open, held_open, first, previous, calendars = row[14:21]
+    failure_mean, polls = row[21:]
     schedule, mark = _schedule_and_mark(schedule_row) if scheduled else (None, None)
     return PairState(
         user_id=user_id,
@@ -211,19 +223,8 @@ def load_pair_state(conn: sqlite3.Connection, user_id: str, integration: Integra
         mark=mark,
         user_integrations=user_store.integrations_of((kinds or "").split(",")),
         reconnect_notice_open=bool(reconnect_open),
-        recent_calls_per_sync=metrics.average_calls(
-            conn, user_id, integration, Result.SUCCESS, SyncType.INCREMENTAL
-        ),
-        recent_calls_per_failure=metrics.average_calls(conn, user_id, integration, Result.FAILURE),
-        recent_poll_calls=tuple(
-            metrics.recent_calls(
-                conn, user_id, integration, Result.SUCCESS, SyncType.INCREMENTAL, Trigger.SCHEDULED
-            )
-            # before the first incremental poll: the first (full) sync, the same requests
-            or metrics.recent_calls(
-                conn, user_id, integration, Result.SUCCESS, SyncType.FULL, Trigger.SCHEDULED
-            )
-        ),
+        recent_calls_per_failure=None if failure_mean is None else float(failure_mean),
+        recent_poll_calls=metrics.poll_calls(polls),
         first_attempt_at=_moment(first),
         previous_attempt_at=_moment(previous),
         mass_delete_held=bool(held),
