@@ -387,8 +387,9 @@ class Orchestrator:
         if session is not None and session.credentials_refreshed:
             update = replace(update, refreshed=_refreshed(session))
         with transaction(db) as tx:
-            current = state_store.schedule_mark(tx, state.user_id, state.integration)
-            state_store.save_attempt(tx, keep_notification(update, state.mark, current))
+            current, exists = state_store.schedule_mark(tx, state.user_id, state.integration)
+            update = keep_notification(update, state.mark, current)
+            state_store.save_attempt(tx, update, pair_exists=exists)
             if lease is not None:
                 lease.release_in(tx)
         if lease is not None:

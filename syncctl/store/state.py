@@ -88,16 +88,21 @@ def _stamp(moment: datetime | None) -> str | None:
 
 def schedule_mark(
     conn: sqlite3.Connection, user_id: str, integration: Integration
-) -> ScheduleMark | None:
-    """The pair's schedule mark now (None when the pair is not scheduled)."""
+) -> tuple[ScheduleMark | None, bool]:
+    """The pair's schedule mark now (None when the pair is not scheduled) and whether the pair
+    still exists (its user has the integration), in one statement: what an attempt's save
+    reads under the write lock."""
     row = conn.execute(
-        "SELECT next_sync_at, pending_trigger FROM sync_schedule"
-        " WHERE user_id = ? AND integration_type = ?",
+        "SELECT s.next_sync_at, s.pending_trigger, s.user_id IS NOT NULL,"
+        " EXISTS (SELECT 1 FROM user_integrations"
+        " WHERE user_id = p.user_id AND integration_type = p.integration_type)"
+        " FROM (SELECT ? AS user_id, ? AS integration_type) p LEFT JOIN sync_schedule s"
+        " ON s.user_id = p.user_id AND s.integration_type = p.integration_type",
         [user_id, integration.value],
     ).fetchone()
-    if row is None:
-        return None
-    return ScheduleMark(_due_time(row[0]), _trigger(row[1]) if row[1] else None)
+    next_at, pending, scheduled, exists = row
+    mark = ScheduleMark(_due_time(next_at), _trigger(pending) if pending else None)
+    return (mark if scheduled else None), bool(exists)
 
 
 def due_pairs(
@@ -233,14 +238,14 @@ def load_pair_state(conn: sqlite3.Connection, user_id: str, integration: Integra
     )
 
 
-def save_attempt(conn: sqlite3.Connection, update: PairUpdate) -> None:
+def save_attempt(conn: sqlite3.Connection, update: PairUpdate, *, pair_exists: bool) -> None:
     """Write one attempt's decisions (inside the caller's transaction): the metrics row always;
-    the pair's state only while the pair still exists (a `user remove` that ran meanwhile is not
-    undone)."""
+    the pair's state only while the pair still exists (`schedule_mark`'s answer, read in the same
+    transaction: a `user remove` that ran meanwhile is not undone)."""
     record = update.attempt
     user_id, integration = record.user_id, record.integration_type
     metrics.insert_attempt(conn, record)
-    if integration not in user_store.user_integrations(conn, user_id):
+    if not pair_exists:
         return
     if update.refreshed is not None:
         save_refreshed_token(conn, user_id, update.refreshed)
