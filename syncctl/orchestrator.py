@@ -155,15 +155,19 @@ class Orchestrator:
         probe: bool = False,
         allow_mass_delete: bool = False,
         only: Collection[str] | None = None,
+        first_look: tuple[TokenStatus, BreakerRecord, bool] | None = None,
     ) -> tuple[AttemptRecord, list[Evidence]]:
         """An attempt, and what it found at each Google API it sent requests to (the fleet
-        breaker's evidence). A `probe` (the fleet breaker's) is sent without retries."""
+        breaker's evidence). A `probe` (the fleet breaker's) is sent without retries.
+        `first_look`: the gate's inputs as run-due listed them (token status, breaker, held),
+        in place of reading them first."""
         db = self.db()
         now = self.clock()
         started = time.monotonic()
-        # A first look at what the gate decides on (one statement); the whole state is read
-        # for a skip's record, or under the lease for the attempt.
-        first = state_store.load_gate_state(db.conn, user_id, integration)
+        # A first look at what the gate decides on (one statement, or the listing's); the whole
+        # state is read for a skip's record, or under the lease for the attempt, and decided on
+        # again, so a first look that is out of date changes nothing but which read comes first.
+        first = first_look or state_store.load_gate_state(db.conn, user_id, integration)
         if not self._gate(*first, now, full=full, allow_mass_delete=allow_mass_delete).allowed:
             state = state_store.load_pair_state(db.conn, user_id, integration)
             decision = self._gate_of(state, now, full=full, allow_mass_delete=allow_mass_delete)
@@ -387,11 +391,11 @@ class Orchestrator:
         if session is not None and session.credentials_refreshed:
             update = replace(update, refreshed=_refreshed(session))
         with transaction(db) as tx:
-            current, exists = state_store.schedule_mark(tx, state.user_id, state.integration)
-            update = keep_notification(update, state.mark, current)
-            state_store.save_attempt(tx, update, pair_exists=exists)
+            now_stored = state_store.load_save_point(tx, state.user_id, state.integration)
+            update = keep_notification(update, state.mark, now_stored.mark)
+            state_store.save_attempt(tx, update, pair_exists=now_stored.pair_exists)
             if lease is not None:
-                lease.release_in(tx)
+                lease.release_in(tx, now_stored.lease)
         if lease is not None:
             lease.released = True  # committed
         return update.attempt

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from syncctl.clock import from_iso, to_iso
 from syncctl.config import MAX_INTERVAL_SECONDS, MAX_STORED_INTERVAL_SECONDS
@@ -20,6 +21,7 @@ from syncctl.model import (
     BreakerState,
     DuePair,
     Integration,
+    Lease,
     Notice,
     PairState,
     PairUpdate,
@@ -86,23 +88,35 @@ def _stamp(moment: datetime | None) -> str | None:
     return to_iso(moment) if moment else None
 
 
-def schedule_mark(
-    conn: sqlite3.Connection, user_id: str, integration: Integration
-) -> tuple[ScheduleMark | None, bool]:
-    """The pair's schedule mark now (None when the pair is not scheduled) and whether the pair
-    still exists (its user has the integration), in one statement: what an attempt's save
-    reads under the write lock."""
+class SavePoint(NamedTuple):
+    """What an attempt's save reads under the write lock, in one statement."""
+
+    mark: ScheduleMark | None  # the pair's schedule mark now (None: the pair is not scheduled)
+    pair_exists: bool  # its user still has the integration
+    lease: Lease | None  # the pair's lease row now, expired or not
+
+
+def load_save_point(conn: sqlite3.Connection, user_id: str, integration: Integration) -> SavePoint:
+    """The pair's schedule mark, whether the pair still exists, and its lease, read in the
+    save's own transaction."""
     row = conn.execute(
         "SELECT s.next_sync_at, s.pending_trigger, s.user_id IS NOT NULL,"
         " EXISTS (SELECT 1 FROM user_integrations"
-        " WHERE user_id = p.user_id AND integration_type = p.integration_type)"
-        " FROM (SELECT ? AS user_id, ? AS integration_type) p LEFT JOIN sync_schedule s"
-        " ON s.user_id = p.user_id AND s.integration_type = p.integration_type",
+        " WHERE user_id = p.user_id AND integration_type = p.integration_type),"
+        " l.holder, l.expires_at"
+        " FROM (SELECT ? AS user_id, ? AS integration_type) p"
+        " LEFT JOIN sync_schedule s"
+        " ON s.user_id = p.user_id AND s.integration_type = p.integration_type"
+        " LEFT JOIN sync_leases l"
+        " ON l.user_id = p.user_id AND l.integration_type = p.integration_type",
         [user_id, integration.value],
     ).fetchone()
-    next_at, pending, scheduled, exists = row
+    next_at, pending, scheduled, exists, holder, expires_at = row
     mark = ScheduleMark(_due_time(next_at), _trigger(pending) if pending else None)
-    return (mark if scheduled else None), bool(exists)
+    lease = None
+    if holder is not None:
+        lease = Lease(user_id, integration.value, holder, from_iso(expires_at))
+    return SavePoint(mark if scheduled else None, bool(exists), lease)
 
 
 def due_pairs(
@@ -240,8 +254,8 @@ def load_pair_state(conn: sqlite3.Connection, user_id: str, integration: Integra
 
 def save_attempt(conn: sqlite3.Connection, update: PairUpdate, *, pair_exists: bool) -> None:
     """Write one attempt's decisions (inside the caller's transaction): the metrics row always;
-    the pair's state only while the pair still exists (`schedule_mark`'s answer, read in the same
-    transaction: a `user remove` that ran meanwhile is not undone)."""
+    the pair's state only while the pair still exists (`load_save_point`'s answer, read in the
+    same transaction: a `user remove` that ran meanwhile is not undone)."""
     record = update.attempt
     user_id, integration = record.user_id, record.integration_type
     metrics.insert_attempt(conn, record)
