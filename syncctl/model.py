@@ -265,6 +265,8 @@ class PairState:
     mass_delete_held: bool = False  # the guard held the pair's last sync; not yet acted on
     mass_delete_notice_open: bool = False  # the user has an unresolved mass-delete notice
     mirrored_calendars: int | None = None  # a calendar pair's mirrored calendars (else None)
+    # When a calendar pair's calendar list was last listed (its sync token stored), else None.
+    calendar_list_listed_at: datetime | None = None
 
 
 @dataclass(frozen=True)

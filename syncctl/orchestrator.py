@@ -28,7 +28,7 @@ from syncctl.config import Settings
 from syncctl.connections import ConnectionPool
 from syncctl.engines import SyncOutcome
 from syncctl.engines import channels as channel_upkeep
-from syncctl.engines.calendar import CALENDAR_LIST_SCOPE, sync_calendar
+from syncctl.engines.calendar import sync_calendar
 from syncctl.engines.contacts import sync_contacts
 from syncctl.engines.guard import MassDeleteHeld
 from syncctl.google.errors import AuthError, GoogleError, UnexpectedResponse
@@ -59,7 +59,7 @@ from syncctl.store import DatabaseError, transaction
 from syncctl.store import state as state_store
 from syncctl.store import users as user_store
 from syncctl.store.metrics import last_success_at
-from syncctl.store.sync_tokens import sync_token_updated_at
+from syncctl.store.sync_tokens import CALENDAR_LIST_SCOPE, sync_token_updated_at
 
 log = logging.getLogger("syncctl.orchestrator")
 
@@ -296,9 +296,7 @@ class Orchestrator:
         listing = only is None and (
             state.integration is not Integration.CALENDAR
             or lists_calendar_list(
-                sync_token_updated_at(
-                    db.conn, state.user_id, state.integration, CALENDAR_LIST_SCOPE
-                ),
+                state.calendar_list_listed_at,
                 now,
                 self.settings,
                 trigger=trigger,

@@ -36,6 +36,7 @@ from syncctl.model import (
 )
 from syncctl.store import holds, metrics
 from syncctl.store import users as user_store
+from syncctl.store.sync_tokens import CALENDAR_LIST_SCOPE
 
 
 def _moment(text: str | None) -> datetime | None:
@@ -202,7 +203,9 @@ _PAIR_STATE_SQL = (
     " ORDER BY created_at DESC, id DESC LIMIT 1),"
     " (SELECT count(*) FROM calendars WHERE user_id = p.user_id),"
     f" {metrics.recent_mean_sql('p.user_id', 'p.integration_type')},"
-    f" {metrics.recent_poll_calls_sql('p.user_id', 'p.integration_type')}"
+    f" {metrics.recent_poll_calls_sql('p.user_id', 'p.integration_type')},"
+    " (SELECT updated_at FROM sync_tokens WHERE user_id = p.user_id"
+    " AND integration_type = p.integration_type AND scope = ?7)"
     " FROM (SELECT ?3 AS user_id, ?4 AS integration_type, ?5 AS reconnect, ?6 AS held) p"
     " LEFT JOIN sync_schedule s"
     " ON s.user_id = p.user_id AND s.integration_type = p.integration_type"
@@ -226,12 +229,13 @@ def load_pair_state(conn: sqlite3.Connection, user_id: str, integration: Integra
             integration.value,
             RECONNECT_NOTICE,
             MASS_DELETE_NOTICE,
+            CALENDAR_LIST_SCOPE,
         ],
     ).fetchone()
     scheduled, *schedule_row = row[:7]
     status, *breaker_row = row[7:14]
     held, kinds, reconnect_open, held_open, first, previous, calendars = row[14:21]
-    failure_mean, polls = row[21:]
+    failure_mean, polls, listed = row[21:]
     schedule, mark = _schedule_and_mark(schedule_row) if scheduled else (None, None)
     return PairState(
         user_id=user_id,
@@ -249,6 +253,7 @@ def load_pair_state(conn: sqlite3.Connection, user_id: str, integration: Integra
         mass_delete_held=bool(held),
         mass_delete_notice_open=bool(held_open),
         mirrored_calendars=calendars if integration is Integration.CALENDAR else None,
+        calendar_list_listed_at=_moment(listed) if integration is Integration.CALENDAR else None,
     )
 
 
