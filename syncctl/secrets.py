@@ -172,8 +172,7 @@ def current_keyring(env: Mapping[str, str] | None = None, *, create: bool = Fals
         except OSError as exc:
             raise SecretsError(f"cannot create the secret key file {path}: {exc.strerror}") from exc
     try:
-        with open(path, "rb") as handle:
-            content = handle.read()
+        content = _key_file_content(path)
     except FileNotFoundError:
         raise SecretsError(
             f"no secret key: {Env.SECRET_KEY} is unset and {path} does not exist"
@@ -184,10 +183,29 @@ def current_keyring(env: Mapping[str, str] | None = None, *, create: bool = Fals
     return _file_keyring(str(path), content)
 
 
+# The key file's bytes as last read, by path, with the stat they were read under.
+_KEY_FILE_READS: dict[str, tuple[tuple[int, ...], bytes]] = {}
+
+
+def _key_file_content(path: Path) -> bytes:
+    """The key file's bytes, read again whenever its stat changes (device, inode, size, mtime,
+    ctime: a replaced, edited, moved or re-permissioned file): every credential load asks, and
+    a stat is one system call (one GIL hand-off) where open, read and close are five."""
+    info = os.stat(path)
+    stamp = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+    known = _KEY_FILE_READS.get(str(path))
+    if known is not None and known[0] == stamp:
+        return known[1]
+    with open(path, "rb") as handle:
+        content = handle.read()
+    _KEY_FILE_READS[str(path)] = (stamp, content)
+    return content
+
+
 @functools.lru_cache(maxsize=16)
 def _file_keyring(path: str, content: bytes) -> Keyring:
-    # Every credential load asks for the keyring: the key file is read each time (so a rotated
-    # or edited key takes effect at once), the Fernet keys are built once per content.
+    # Every credential load asks for the keyring: the key file is looked at each time (so a
+    # rotated or edited key takes effect at once), the Fernet keys are built once per content.
     try:
         text = content.decode("ascii")
     except UnicodeDecodeError as exc:
