@@ -5,22 +5,27 @@ Run: python benchmarks/bench_fleet.py [--users 12000] [--seconds 30] [--latency 
 
 The fake Google runs in its own process (spawned) with `--users` calendar-only users of one
 calendar and 5 events each. Both processes are pinned to the first `--cores` CPUs. A first
-run-due at concurrency 64 and no latency does every user's full sync (not timed); then the fake
-answers every request after `--latency` seconds and, for each concurrency K, the first
-`K / (2 x latency) x seconds` pairs (capped at --users: enough to last `--seconds` even at the
-latency bound) are made due and run by one `fleet.run_due` at concurrency K: incremental
-syncs (calendarList + events, 2 requests each), tokens fresh, quota budget on (raised to
-1,000,000 a minute so it is spent from, not waited on).
+run-due at concurrency 64 and no latency does every user's full sync (not timed), and a second
+one over a few hundred pairs measures the requests an incremental sync sends (one since the
+calendar list has its own 24 h cadence: events.list of the one calendar). Then the fake answers
+every request after `--latency` seconds and, for each concurrency K, rounds of `fleet.run_due`
+at concurrency K run until `--seconds` have passed: each round makes the first pairs due
+(sized to last the time still wanted at the rate measured so far, the latency bound
+`K / (requests per sync x latency)` for the first; at most --users) and runs them, incremental
+syncs with tokens fresh and the quota budget on (raised to 1,000,000 a minute so it is spent
+from, not waited on).
 
-Printed per K: syncs, seconds, Google requests and requests/s (counted by the fake), and where
-the time went: syncctl CPU per request (this process's CPU time over the run / requests), the
-SQLite write time per request (wall time threads spent waiting for and holding the write lock,
-summed over threads), the fake's CPU per request (its own process CPU time), and the host's
-1-minute load average after the run (other processes on the same cores lower every figure).
+Printed per K, summed over its rounds: rounds, syncs, seconds, Google requests and requests/s
+(counted by the fake), syncs/s, and where the time went: syncctl CPU per request and per sync
+(this process's CPU time over the rounds, run-due's own listing included), the SQLite write time
+per request (wall time threads spent waiting for and holding the write lock, summed over
+threads), the fake's CPU per request (its own process CPU time), and the host's 1-minute load
+average after the rounds (other processes on the same cores lower every figure).
 
---profile N profiles N sequential attempts on the main thread with no latency (pyinstrument,
-`pip install pyinstrument`: wall time) and prints the call tree; --cpu-profile N does the same
-with cProfile timed by this process's CPU clock (where syncctl's CPU per request goes).
+--profile N profiles N sequential scheduled attempts on the main thread with no latency
+(pyinstrument, `pip install pyinstrument`: wall time) and prints the call tree; --cpu-profile N
+does the same with cProfile timed by this process's CPU clock (where syncctl's CPU per request
+goes).
 """
 
 from __future__ import annotations
@@ -49,7 +54,7 @@ from syncctl.store import open_database, transaction
 from syncctl.store.users import UserGrant
 from syncctl.users import parse_credentials, save_grants
 
-REQUESTS_PER_SYNC = 2  # calendarList.list + events.list of the one calendar
+WARM_UP_SYNCS = 500  # incremental syncs that measure the requests each one sends
 
 
 class WriteTimer:
@@ -98,9 +103,10 @@ def make_due(db: Any, count: int) -> None:
         )
 
 
-def run_at(
+def run_round(
     settings: Settings, db: Any, fake: FakeProcess, timer: WriteTimer, syncs: int, workers: int
 ) -> dict[str, float]:
+    """One run-due at concurrency `workers` over the first `syncs` pairs, made due first."""
     make_due(db, syncs)
     requests_before, fake_cpu_before = fake.ask("count"), fake.ask("cpu")
     timer.reset()
@@ -112,21 +118,62 @@ def run_at(
         runner.close()
     elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu_before
     wait, held, _ = timer.reset()
-    requests = fake.ask("count") - requests_before
-    fake_cpu = fake.ask("cpu") - fake_cpu_before
     if summary is None or summary.failed or len(summary.attempts) != syncs:
         raise SystemExit(f"run-due at concurrency {workers} did not sync every pair")
     return {
+        "rounds": 1,
         "syncs": syncs,
         "seconds": elapsed,
-        "requests": requests,
-        "rate": requests / elapsed,
-        "cpu_ms": 1000 * cpu / requests,
-        "write_wait_ms": 1000 * wait / requests,
-        "write_held_ms": 1000 * held / requests,
-        "held_share": 100 * held / elapsed,
-        "fake_cpu_ms": 1000 * fake_cpu / requests,
+        "requests": fake.ask("count") - requests_before,
+        "cpu": cpu,
+        "wait": wait,
+        "held": held,
+        "fake_cpu": fake.ask("cpu") - fake_cpu_before,
     }
+
+
+def run_at(
+    settings: Settings,
+    db: Any,
+    fake: FakeProcess,
+    timer: WriteTimer,
+    *,
+    workers: int,
+    users: int,
+    seconds: float,
+    first_syncs: int,
+) -> dict[str, float]:
+    """Rounds of run-due at concurrency `workers` until `seconds` have passed, summed."""
+    total: dict[str, float] = {}
+    syncs = min(users, first_syncs)
+    while True:
+        row = run_round(settings, db, fake, timer, syncs, workers)
+        total = {key: total.get(key, 0) + value for key, value in row.items()}
+        left = seconds - total["seconds"]
+        if left <= 0:
+            break
+        rate = total["syncs"] / total["seconds"]
+        syncs = min(users, max(workers * 4, math.ceil(rate * left * 1.05)))
+    requests, elapsed = total["requests"], total["seconds"]
+    return {
+        **total,
+        "rate": requests / elapsed,
+        "sync_rate": total["syncs"] / elapsed,
+        "cpu_ms": 1000 * total["cpu"] / requests,
+        "cpu_sync_ms": 1000 * total["cpu"] / total["syncs"],
+        "write_wait_ms": 1000 * total["wait"] / requests,
+        "write_held_ms": 1000 * total["held"] / requests,
+        "held_share": 100 * total["held"] / elapsed,
+        "fake_cpu_ms": 1000 * total["fake_cpu"] / requests,
+    }
+
+
+def requests_per_sync(
+    settings: Settings, db: Any, fake: FakeProcess, timer: WriteTimer, syncs: int
+) -> float:
+    """The Google requests one incremental sync sends, measured (no latency)."""
+    row = run_round(settings, db, fake, timer, syncs, 16)
+    return row["requests"] / row["syncs"]
 
 
 def profile_attempts(runner: Orchestrator, user_ids: list[str], *, cpu: bool) -> None:
@@ -138,7 +185,7 @@ def profile_attempts(runner: Orchestrator, user_ids: list[str], *, cpu: bool) ->
         profile = cProfile.Profile(time.process_time)
         profile.enable()
         for user_id in user_ids:
-            runner.attempt(user_id, Integration.CALENDAR, Trigger.MANUAL)
+            runner.attempt(user_id, Integration.CALENDAR, Trigger.SCHEDULED)
         profile.disable()
         stats = pstats.Stats(profile)
         print(f"CPU profile of {len(user_ids)} sequential attempts (cProfile, process time)")
@@ -150,7 +197,7 @@ def profile_attempts(runner: Orchestrator, user_ids: list[str], *, cpu: bool) ->
     profiler = Profiler(interval=0.0005)
     profiler.start()
     for user_id in user_ids:
-        runner.attempt(user_id, Integration.CALENDAR, Trigger.MANUAL)
+        runner.attempt(user_id, Integration.CALENDAR, Trigger.SCHEDULED)
     profiler.stop()
     print(profiler.output_text(unicode=False, color=False, show_all=False))
 
@@ -196,27 +243,38 @@ def main() -> None:
             if args.profile or args.cpu_profile:
                 count = args.profile or args.cpu_profile
                 profile_attempts(runner, list(fake.fleet)[:count], cpu=bool(args.cpu_profile))
+            per_sync = requests_per_sync(settings, db, fake, timer, min(args.users, WARM_UP_SYNCS))
             fake.ask("latency", args.latency)
             print(
                 f"\n{args.latency * 1000:.0f} ms latency; incremental calendar syncs"
-                f" ({REQUESTS_PER_SYNC} requests each)"
+                f" ({per_sync:.2f} requests each, measured); rounds of run-due until"
+                f" {args.seconds:.0f} s have passed"
             )
             header = (
-                f"{'K':>4} {'syncs':>6} {'seconds':>8} {'requests':>9} {'req/s':>7} {'bound':>6}"
-                f" {'cpu ms/req':>10} {'sqlite wait':>11} {'sqlite held':>11} {'fake cpu':>9}"
-                f" {'load':>5}"
+                f"{'K':>4} {'rounds':>6} {'syncs':>7} {'seconds':>7} {'requests':>9}"
+                f" {'req/s':>6} {'bound':>5} {'syncs/s':>7} {'cpu ms/req':>10} {'ms/sync':>7}"
+                f" {'sqlite wait':>11} {'sqlite held':>11} {'fake cpu':>8} {'load':>5}"
             )
-            print(header + "\n" + " " * 53 + "(ms/req)    (ms/req, % wall)  (ms/req)")
+            print(header + "\n" + " " * 84 + "(ms/req)    (ms/req, % wall) (ms/req)")
             for workers in args.concurrency:
-                bound = workers / args.latency
-                syncs = min(args.users, math.ceil(bound / REQUESTS_PER_SYNC * args.seconds))
-                row = run_at(settings, db, fake, timer, syncs, workers)
+                bound = workers / args.latency / per_sync
+                row = run_at(
+                    settings,
+                    db,
+                    fake,
+                    timer,
+                    workers=workers,
+                    users=args.users,
+                    seconds=args.seconds,
+                    first_syncs=math.ceil(bound * args.seconds),
+                )
                 print(
-                    f"{workers:>4} {row['syncs']:>6,.0f} {row['seconds']:>8.1f}"
-                    f" {row['requests']:>9,.0f} {row['rate']:>7.0f} {bound:>6.0f}"
-                    f" {row['cpu_ms']:>10.3f} {row['write_wait_ms']:>11.3f}"
+                    f"{workers:>4} {row['rounds']:>6.0f} {row['syncs']:>7,.0f}"
+                    f" {row['seconds']:>7.1f} {row['requests']:>9,.0f} {row['rate']:>6.0f}"
+                    f" {bound * per_sync:>5.0f} {row['sync_rate']:>7.0f} {row['cpu_ms']:>10.3f}"
+                    f" {row['cpu_sync_ms']:>7.3f} {row['write_wait_ms']:>11.3f}"
                     f" {row['write_held_ms']:>6.3f} {row['held_share']:>3.0f}%"
-                    f" {row['fake_cpu_ms']:>9.3f} {os.getloadavg()[0]:>5.1f}",
+                    f" {row['fake_cpu_ms']:>8.3f} {os.getloadavg()[0]:>5.1f}",
                     flush=True,
                 )
             runner.close()

@@ -202,6 +202,7 @@ def _gated_attempt(runner: Orchestrator, gates: RunGates, pair: DuePair) -> Atte
             pair.integration,
             pair.trigger,
             probe=admission.gate in (FleetGate.PROBE, FleetGate.SINGLE),
+            first_look=(pair.token_status, pair.breaker, pair.mass_delete_held),
         )
     except UserRemoved:  # `user remove` ran after this run-due listed the pair
         log.info("%s was removed during the run; not synced", pair.user_id)

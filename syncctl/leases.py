@@ -20,7 +20,7 @@ from datetime import datetime
 import sqlite_utils
 
 from syncctl.config import Settings
-from syncctl.model import Integration
+from syncctl.model import Integration, Lease
 from syncctl.policy import leases as lease_policy
 from syncctl.store import leases as lease_store
 from syncctl.store import transaction
@@ -116,9 +116,11 @@ class HeldLease:
     holder: str
     released: bool = False
 
-    def release_in(self, tx: sqlite3.Connection) -> None:
-        """Delete the lease in the caller's transaction, if this holder still has it."""
-        _release(tx, self.user_id, self.integration, self.holder)
+    def release_in(self, tx: sqlite3.Connection, current: Lease | None) -> None:
+        """Delete the lease in the caller's transaction, if this holder still has it (`current`:
+        the pair's lease as read in that transaction)."""
+        if lease_policy.may_release(current, self.holder):
+            lease_store.delete_lease(tx, self.user_id, self.integration.value)
 
 
 @contextmanager

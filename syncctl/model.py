@@ -254,7 +254,6 @@ class PairState:
     mark: ScheduleMark | None
     user_integrations: tuple[Integration, ...]
     reconnect_notice_open: bool
-    recent_calls_per_sync: float | None  # mean calls of recent successful incremental syncs
     recent_calls_per_failure: float | None  # mean calls of recent failed attempts
     # Calls of the pair's recent scheduled incremental successes and whether each skipped the
     # calendar list (what one naive poll sends: policy.savings.poll_equivalent).
@@ -266,6 +265,8 @@ class PairState:
     mass_delete_held: bool = False  # the guard held the pair's last sync; not yet acted on
     mass_delete_notice_open: bool = False  # the user has an unresolved mass-delete notice
     mirrored_calendars: int | None = None  # a calendar pair's mirrored calendars (else None)
+    # When a calendar pair's calendar list was last listed (its sync token stored), else None.
+    calendar_list_listed_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from syncctl.config import Settings
 from syncctl.connections import ConnectionPool
 from syncctl.engines import SyncOutcome
 from syncctl.engines import channels as channel_upkeep
-from syncctl.engines.calendar import CALENDAR_LIST_SCOPE, sync_calendar
+from syncctl.engines.calendar import sync_calendar
 from syncctl.engines.contacts import sync_contacts
 from syncctl.engines.guard import MassDeleteHeld
 from syncctl.google.errors import AuthError, GoogleError, UnexpectedResponse
@@ -59,7 +59,7 @@ from syncctl.store import DatabaseError, transaction
 from syncctl.store import state as state_store
 from syncctl.store import users as user_store
 from syncctl.store.metrics import last_success_at
-from syncctl.store.sync_tokens import sync_token_updated_at
+from syncctl.store.sync_tokens import CALENDAR_LIST_SCOPE, sync_token_updated_at
 
 log = logging.getLogger("syncctl.orchestrator")
 
@@ -155,15 +155,19 @@ class Orchestrator:
         probe: bool = False,
         allow_mass_delete: bool = False,
         only: Collection[str] | None = None,
+        first_look: tuple[TokenStatus, BreakerRecord, bool] | None = None,
     ) -> tuple[AttemptRecord, list[Evidence]]:
         """An attempt, and what it found at each Google API it sent requests to (the fleet
-        breaker's evidence). A `probe` (the fleet breaker's) is sent without retries."""
+        breaker's evidence). A `probe` (the fleet breaker's) is sent without retries.
+        `first_look`: the gate's inputs as run-due listed them (token status, breaker, held),
+        in place of reading them first."""
         db = self.db()
         now = self.clock()
         started = time.monotonic()
-        # A first look at what the gate decides on (one statement); the whole state is read
-        # for a skip's record, or under the lease for the attempt.
-        first = state_store.load_gate_state(db.conn, user_id, integration)
+        # A first look at what the gate decides on (one statement, or the listing's); the whole
+        # state is read for a skip's record, or under the lease for the attempt, and decided on
+        # again, so a first look that is out of date changes nothing but which read comes first.
+        first = first_look or state_store.load_gate_state(db.conn, user_id, integration)
         if not self._gate(*first, now, full=full, allow_mass_delete=allow_mass_delete).allowed:
             state = state_store.load_pair_state(db.conn, user_id, integration)
             decision = self._gate_of(state, now, full=full, allow_mass_delete=allow_mass_delete)
@@ -292,9 +296,7 @@ class Orchestrator:
         listing = only is None and (
             state.integration is not Integration.CALENDAR
             or lists_calendar_list(
-                sync_token_updated_at(
-                    db.conn, state.user_id, state.integration, CALENDAR_LIST_SCOPE
-                ),
+                state.calendar_list_listed_at,
                 now,
                 self.settings,
                 trigger=trigger,
@@ -387,10 +389,11 @@ class Orchestrator:
         if session is not None and session.credentials_refreshed:
             update = replace(update, refreshed=_refreshed(session))
         with transaction(db) as tx:
-            current = state_store.schedule_mark(tx, state.user_id, state.integration)
-            state_store.save_attempt(tx, keep_notification(update, state.mark, current))
+            now_stored = state_store.load_save_point(tx, state.user_id, state.integration)
+            update = keep_notification(update, state.mark, now_stored.mark)
+            state_store.save_attempt(tx, update, pair_exists=now_stored.pair_exists)
             if lease is not None:
-                lease.release_in(tx)
+                lease.release_in(tx, now_stored.lease)
         if lease is not None:
             lease.released = True  # committed
         return update.attempt

@@ -23,6 +23,8 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from syncctl.config import Env
 
 KEY_FILE_NAME = "secret.key"
+# Secrets a keyring has opened, by ciphertext, kept in memory only (see Keyring.decrypt).
+OPENED_SECRETS_MAX = 100_000
 
 
 class SecretsError(Exception):
@@ -47,6 +49,7 @@ class Keyring:
             raise ValueError("a keyring needs at least one key")
         self._keys = tuple(keys)
         self._fernet = MultiFernet([Fernet(key) for key in self._keys])
+        self._opened: dict[str, str] = {}
         self.source = source
 
     def __repr__(self) -> str:
@@ -63,12 +66,25 @@ class Keyring:
 
     def decrypt(self, token: str) -> str:
         """The secret a Fernet token holds; SecretsError when no key of this keyring opens it."""
+        # Every attempt loads its user's grant: three Fernet decryptions (an HMAC and an AES
+        # pass each) were a tenth of an attempt's CPU. A token opened once by this keyring is
+        # remembered by its ciphertext, in this process's memory only (never logged or
+        # written): a reconnect, a refreshed access token or a key rotation stores new
+        # ciphertext (Fernet's IV is random), so a changed secret is never served stale, and
+        # another key has its own Keyring and must open the token itself.
+        secret = self._opened.get(token)
+        if secret is not None:
+            return secret
         try:
-            return self._fernet.decrypt(token.encode("ascii")).decode("utf-8")
+            secret = self._fernet.decrypt(token.encode("ascii")).decode("utf-8")
         except (InvalidToken, UnicodeError) as exc:
             raise SecretsError(
                 f"the secret key from {self.source} does not open this database's secrets"
             ) from exc
+        if len(self._opened) >= OPENED_SECRETS_MAX:
+            self._opened.clear()  # bounded: a fleet's grants are opened again as they come
+        self._opened[token] = secret
+        return secret
 
     def reencrypt(self, token: str, old: Keyring) -> str:
         """A token of `old`'s key encrypted again with this keyring's key (MultiFernet.rotate)."""
@@ -156,8 +172,7 @@ def current_keyring(env: Mapping[str, str] | None = None, *, create: bool = Fals
         except OSError as exc:
             raise SecretsError(f"cannot create the secret key file {path}: {exc.strerror}") from exc
     try:
-        with open(path, "rb") as handle:
-            content = handle.read()
+        content = _key_file_content(path)
     except FileNotFoundError:
         raise SecretsError(
             f"no secret key: {Env.SECRET_KEY} is unset and {path} does not exist"
@@ -168,10 +183,29 @@ def current_keyring(env: Mapping[str, str] | None = None, *, create: bool = Fals
     return _file_keyring(str(path), content)
 
 
+# The key file's bytes as last read, by path, with the stat they were read under.
+_KEY_FILE_READS: dict[str, tuple[tuple[int, ...], bytes]] = {}
+
+
+def _key_file_content(path: Path) -> bytes:
+    """The key file's bytes, read again whenever its stat changes (device, inode, size, mtime,
+    ctime: a replaced, edited, moved or re-permissioned file): every credential load asks, and
+    a stat is one system call (one GIL hand-off) where open, read and close are five."""
+    info = os.stat(path)
+    stamp = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+    known = _KEY_FILE_READS.get(str(path))
+    if known is not None and known[0] == stamp:
+        return known[1]
+    with open(path, "rb") as handle:
+        content = handle.read()
+    _KEY_FILE_READS[str(path)] = (stamp, content)
+    return content
+
+
 @functools.lru_cache(maxsize=16)
 def _file_keyring(path: str, content: bytes) -> Keyring:
-    # Every credential load asks for the keyring: the key file is read each time (so a rotated
-    # or edited key takes effect at once), the Fernet keys are built once per content.
+    # Every credential load asks for the keyring: the key file is looked at each time (so a
+    # rotated or edited key takes effect at once), the Fernet keys are built once per content.
     try:
         text = content.decode("ascii")
     except UnicodeDecodeError as exc:

@@ -92,7 +92,7 @@ def test_a_live_process_of_this_host_keeps_its_lease(db):
 def test_a_lease_released_in_a_transaction_that_rolled_back_is_released_at_the_end(db):
     with pair_lease(db, "u1", CAL, now=utcnow(), settings=SETTINGS) as lease:
         with pytest.raises(ZeroDivisionError), transaction(db) as tx:
-            lease.release_in(tx)
+            lease.release_in(tx, lease_store.load_lease(tx, "u1", CAL.value))
             1 / 0  # noqa: B018
         assert [held.holder for held in lease_store.list_leases(db.conn)] == [lease.holder]
     assert lease_store.list_leases(db.conn) == []

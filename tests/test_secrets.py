@@ -317,3 +317,16 @@ def test_the_readme_quick_start_keeps_credential_files_out_of_the_checkout():
     for directory in directories:
         assert directory.startswith('"$') or directory.strip("./") + "/" in ignored
     assert "creds/" in ignored
+
+
+def test_a_secret_a_keyring_opened_before_is_still_refused_by_another_key():
+    # GIVEN a token the right keyring has opened (and so remembers)
+    right = Keyring([Fernet.generate_key()], KeySource())
+    token = right.encrypt("refresh-token-1")
+    assert right.decrypt(token) == "refresh-token-1"
+
+    # WHEN another key is asked for the same token, THEN it does not open it
+    with pytest.raises(SecretsError):
+        Keyring([Fernet.generate_key()], KeySource()).decrypt(token)
+    # and the right keyring opens a new secret's token as the new secret
+    assert right.decrypt(right.encrypt("refresh-token-2")) == "refresh-token-2"

@@ -50,9 +50,8 @@ from syncctl.store import calendar as store
 from syncctl.store.calendar import CalendarRow, EventRow
 from syncctl.store.db import transaction
 from syncctl.store.mirror import ChangeCounts
-from syncctl.store.sync_tokens import events_scope
+from syncctl.store.sync_tokens import CALENDAR_LIST_SCOPE, events_scope
 
-CALENDAR_LIST_SCOPE = "calendar_list"
 SYNCED_ACCESS_ROLES = frozenset({"owner", "writer", "reader"})
 EVENT_PARAMS: dict[str, Any] = {"maxResults": 2500}
 

@@ -68,7 +68,8 @@ def maintain_channels(
     """Give each of a user's calendars a current watch channel, with the fewest Google calls."""
     report = ChannelReport()
     address = settings.webhook_url
-    calendars = channel_store.calendar_ids(db.conn, user_id)
+    # Without an address every live channel is stopped, whatever calendars are mirrored.
+    calendars = channel_store.calendar_ids(db.conn, user_id) if address else []
     rows = {row.channel_id: row for row in channel_store.open_channels(db.conn, user_id)}
     plan = channel_policy.plan_channels(
         [_state(row) for row in rows.values()], set(calendars), address, now, settings
@@ -100,8 +101,10 @@ def coverage(
     settings: Settings,
 ) -> tuple[bool, datetime | None]:
     """Whether every mirrored calendar has a current channel, and when to renew the first."""
+    if address is None:
+        return False, None
     calendars = channel_store.calendar_ids(conn, user_id)
-    if address is None or not calendars:
+    if not calendars:
         return False, None
     margin = now + timedelta(seconds=settings.webhook_renew_before_seconds)
     longest: dict[str, datetime] = {}

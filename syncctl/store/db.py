@@ -135,8 +135,10 @@ def transaction(db: sqlite_utils.Database) -> Iterator[sqlite3.Connection]:
             _check_still_there(db)
             yield conn
         return
+    # The file check (a system call, so a GIL hand-off) comes before the lock: at 64 threads
+    # every hand-off made while holding the write lock keeps the other writers waiting.
+    _check_still_there(db)
     with lock, _immediate(db.conn) as conn:
-        _check_still_there(db)
         yield conn
 
 

@@ -10,6 +10,8 @@ from syncctl.model import AttemptRecord, ErrorClass, Integration, Result, SyncTy
 
 # How many of a pair's latest attempts its recent mean cost is taken over.
 RECENT_ATTEMPTS = 10
+# How many of a pair's latest polls its typical poll is taken from (policy.savings).
+RECENT_POLLS = 10
 
 
 COLUMNS = tuple(AttemptRecord.__dataclass_fields__)
@@ -59,27 +61,34 @@ def average_calls(
     return None if row is None or row[0] is None else float(row[0])
 
 
-def recent_calls(
-    conn: sqlite3.Connection,
-    user_id: str,
-    integration: Integration,
-    result: Result,
-    sync_type: SyncType | None = None,
-    trigger: Trigger | None = None,
-    *,
-    recent: int = 10,
-) -> list[tuple[int, bool]]:
-    """api_calls_made less their channel upkeep and token refreshes, and calendar_list_skipped,
-    of the pair's recent attempts with this result (and sync type and trigger), newest first,
-    single probes (half-open trials, fleet probes) left out."""
-    rows = conn.execute(
-        "SELECT api_calls_made - overhead_calls, calendar_list_skipped FROM sync_metrics"
-        " WHERE user_id = ? AND integration_type = ? AND result = ? AND breaker_trial = 0"
-        " AND (? IS NULL OR sync_type = ?) AND (? IS NULL OR trigger = ?)"
-        " ORDER BY created_at DESC, id DESC LIMIT ?",
-        [user_id, integration.value, result.value, sync_type, sync_type, trigger, trigger, recent],
-    ).fetchall()
-    return [(int(row[0]), bool(row[1])) for row in rows]
+def recent_poll_calls_sql(user_column: str, integration_column: str) -> str:
+    """The one definition of a pair's recent polls, as a scalar subquery: `calls:skipped` of
+    its latest scheduled successful incremental syncs (before the first of those: its full
+    ones, the same requests), newest first and comma-separated, NULL when there is none;
+    calls are api_calls_made less channel upkeep and token refreshes, skipped is
+    calendar_list_skipped, and single probes (half-open trials) are left out. Read it with
+    `poll_calls`."""
+
+    def polls(sync_type: SyncType) -> str:
+        return (
+            "(SELECT group_concat(calls || ':' || skipped) FROM (SELECT"
+            " m.api_calls_made - m.overhead_calls AS calls, m.calendar_list_skipped AS skipped"
+            f" FROM sync_metrics m WHERE m.user_id = {user_column}"
+            f" AND m.integration_type = {integration_column}"
+            f" AND m.result = '{Result.SUCCESS.value}' AND m.breaker_trial = 0"
+            f" AND m.sync_type = '{sync_type.value}' AND m.trigger = '{Trigger.SCHEDULED.value}'"
+            f" ORDER BY m.created_at DESC, m.id DESC LIMIT {RECENT_POLLS}))"
+        )
+
+    return f"coalesce({polls(SyncType.INCREMENTAL)}, {polls(SyncType.FULL)})"
+
+
+def poll_calls(text: str | None) -> tuple[tuple[int, bool], ...]:
+    """The (calls, calendar list skipped) pairs of a `recent_poll_calls_sql` value."""
+    if not text:
+        return ()
+    pairs = (item.partition(":") for item in text.split(","))
+    return tuple((int(calls), skipped == "1") for calls, _, skipped in pairs)
 
 
 def last_success_at(

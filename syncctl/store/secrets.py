@@ -84,9 +84,15 @@ def writing_keyring(conn: sqlite3.Connection) -> secrets.Keyring:
     return keyring
 
 
-def reading_keyring(conn: sqlite3.Connection) -> secrets.Keyring:
-    """The key to decrypt stored secrets with; each decryption checks it."""
-    if secrets_state(conn) == SecretsState.PLAINTEXT:
+# A column to read with the secrets: true when the database's secrets are encrypted (it has a
+# key check), saving reading_keyring a statement of its own.
+ENCRYPTED_SQL = "EXISTS (SELECT 1 FROM secret_key_check)"
+
+
+def reading_keyring(conn: sqlite3.Connection, *, encrypted: bool = False) -> secrets.Keyring:
+    """The key to decrypt stored secrets with; each decryption checks it. `encrypted`: the
+    ENCRYPTED_SQL column, read in the same statement as the secrets."""
+    if not encrypted and secrets_state(conn) == SecretsState.PLAINTEXT:
         raise plaintext_error()
     return secrets.current_keyring()
 

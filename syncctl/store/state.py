@@ -10,6 +10,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from syncctl.clock import from_iso, to_iso
 from syncctl.config import MAX_INTERVAL_SECONDS, MAX_STORED_INTERVAL_SECONDS
@@ -20,6 +21,7 @@ from syncctl.model import (
     BreakerState,
     DuePair,
     Integration,
+    Lease,
     Notice,
     PairState,
     PairUpdate,
@@ -34,6 +36,7 @@ from syncctl.model import (
 )
 from syncctl.store import holds, metrics
 from syncctl.store import users as user_store
+from syncctl.store.sync_tokens import CALENDAR_LIST_SCOPE
 
 
 def _moment(text: str | None) -> datetime | None:
@@ -86,18 +89,35 @@ def _stamp(moment: datetime | None) -> str | None:
     return to_iso(moment) if moment else None
 
 
-def schedule_mark(
-    conn: sqlite3.Connection, user_id: str, integration: Integration
-) -> ScheduleMark | None:
-    """The pair's schedule mark now (None when the pair is not scheduled)."""
+class SavePoint(NamedTuple):
+    """What an attempt's save reads under the write lock, in one statement."""
+
+    mark: ScheduleMark | None  # the pair's schedule mark now (None: the pair is not scheduled)
+    pair_exists: bool  # its user still has the integration
+    lease: Lease | None  # the pair's lease row now, expired or not
+
+
+def load_save_point(conn: sqlite3.Connection, user_id: str, integration: Integration) -> SavePoint:
+    """The pair's schedule mark, whether the pair still exists, and its lease, read in the
+    save's own transaction."""
     row = conn.execute(
-        "SELECT next_sync_at, pending_trigger FROM sync_schedule"
-        " WHERE user_id = ? AND integration_type = ?",
+        "SELECT s.next_sync_at, s.pending_trigger, s.user_id IS NOT NULL,"
+        " EXISTS (SELECT 1 FROM user_integrations"
+        " WHERE user_id = p.user_id AND integration_type = p.integration_type),"
+        " l.holder, l.expires_at"
+        " FROM (SELECT ? AS user_id, ? AS integration_type) p"
+        " LEFT JOIN sync_schedule s"
+        " ON s.user_id = p.user_id AND s.integration_type = p.integration_type"
+        " LEFT JOIN sync_leases l"
+        " ON l.user_id = p.user_id AND l.integration_type = p.integration_type",
         [user_id, integration.value],
     ).fetchone()
-    if row is None:
-        return None
-    return ScheduleMark(_due_time(row[0]), _trigger(row[1]) if row[1] else None)
+    next_at, pending, scheduled, exists, holder, expires_at = row
+    mark = ScheduleMark(_due_time(next_at), _trigger(pending) if pending else None)
+    lease = None
+    if holder is not None:
+        lease = Lease(user_id, integration.value, holder, from_iso(expires_at))
+    return SavePoint(mark if scheduled else None, bool(exists), lease)
 
 
 def due_pairs(
@@ -163,9 +183,10 @@ def load_gate_state(
 
 
 # One statement for what load_pair_state reads of the pair's own rows (schedule, token status,
-# breaker, hold, notices, integrations, the accounted stretch): each statement is a GIL hand-off
-# and, with other connections writing, a fresh page-cache read, so at 64 threads twelve small
-# statements cost several times what one does.
+# breaker, hold, notices, integrations, the accounted stretch, recent costs): each statement is
+# a GIL hand-off and, with other connections writing, a fresh page-cache read, so at 64 threads
+# twelve small statements cost several times what one does. Parameters are numbered: ?1 and ?2
+# are recent_mean_sql's (result, sync type).
 _PAIR_STATE_SQL = (
     "SELECT s.user_id IS NOT NULL, s.default_frequency_seconds, s.current_frequency_seconds,"
     " s.consecutive_no_changes, s.last_sync_at, s.next_sync_at, s.pending_trigger,"
@@ -180,8 +201,12 @@ _PAIR_STATE_SQL = (
     " (SELECT created_at FROM sync_metrics WHERE user_id = p.user_id"
     " AND integration_type = p.integration_type AND trigger != 'manual'"
     " ORDER BY created_at DESC, id DESC LIMIT 1),"
-    " (SELECT count(*) FROM calendars WHERE user_id = p.user_id)"
-    " FROM (SELECT ? AS user_id, ? AS integration_type, ? AS reconnect, ? AS held) p"
+    " (SELECT count(*) FROM calendars WHERE user_id = p.user_id),"
+    f" {metrics.recent_mean_sql('p.user_id', 'p.integration_type')},"
+    f" {metrics.recent_poll_calls_sql('p.user_id', 'p.integration_type')},"
+    " (SELECT updated_at FROM sync_tokens WHERE user_id = p.user_id"
+    " AND integration_type = p.integration_type AND scope = ?7)"
+    " FROM (SELECT ?3 AS user_id, ?4 AS integration_type, ?5 AS reconnect, ?6 AS held) p"
     " LEFT JOIN sync_schedule s"
     " ON s.user_id = p.user_id AND s.integration_type = p.integration_type"
     " LEFT JOIN token_health t"
@@ -196,11 +221,21 @@ _PAIR_STATE_SQL = (
 def load_pair_state(conn: sqlite3.Connection, user_id: str, integration: Integration) -> PairState:
     """Everything one attempt decides on, read once: gate state, schedule, recent costs."""
     row = conn.execute(
-        _PAIR_STATE_SQL, [user_id, integration.value, RECONNECT_NOTICE, MASS_DELETE_NOTICE]
+        _PAIR_STATE_SQL,
+        [
+            Result.FAILURE.value,  # recent_mean_sql: the mean of recent failed attempts
+            None,
+            user_id,
+            integration.value,
+            RECONNECT_NOTICE,
+            MASS_DELETE_NOTICE,
+            CALENDAR_LIST_SCOPE,
+        ],
     ).fetchone()
     scheduled, *schedule_row = row[:7]
     status, *breaker_row = row[7:14]
-    held, kinds, reconnect_open, held_open, first, previous, calendars = row[14:]
+    held, kinds, reconnect_open, held_open, first, previous, calendars = row[14:21]
+    failure_mean, polls, listed = row[21:]
     schedule, mark = _schedule_and_mark(schedule_row) if scheduled else (None, None)
     return PairState(
         user_id=user_id,
@@ -211,35 +246,25 @@ def load_pair_state(conn: sqlite3.Connection, user_id: str, integration: Integra
         mark=mark,
         user_integrations=user_store.integrations_of((kinds or "").split(",")),
         reconnect_notice_open=bool(reconnect_open),
-        recent_calls_per_sync=metrics.average_calls(
-            conn, user_id, integration, Result.SUCCESS, SyncType.INCREMENTAL
-        ),
-        recent_calls_per_failure=metrics.average_calls(conn, user_id, integration, Result.FAILURE),
-        recent_poll_calls=tuple(
-            metrics.recent_calls(
-                conn, user_id, integration, Result.SUCCESS, SyncType.INCREMENTAL, Trigger.SCHEDULED
-            )
-            # before the first incremental poll: the first (full) sync, the same requests
-            or metrics.recent_calls(
-                conn, user_id, integration, Result.SUCCESS, SyncType.FULL, Trigger.SCHEDULED
-            )
-        ),
+        recent_calls_per_failure=None if failure_mean is None else float(failure_mean),
+        recent_poll_calls=metrics.poll_calls(polls),
         first_attempt_at=_moment(first),
         previous_attempt_at=_moment(previous),
         mass_delete_held=bool(held),
         mass_delete_notice_open=bool(held_open),
         mirrored_calendars=calendars if integration is Integration.CALENDAR else None,
+        calendar_list_listed_at=_moment(listed) if integration is Integration.CALENDAR else None,
     )
 
 
-def save_attempt(conn: sqlite3.Connection, update: PairUpdate) -> None:
+def save_attempt(conn: sqlite3.Connection, update: PairUpdate, *, pair_exists: bool) -> None:
     """Write one attempt's decisions (inside the caller's transaction): the metrics row always;
-    the pair's state only while the pair still exists (a `user remove` that ran meanwhile is not
-    undone)."""
+    the pair's state only while the pair still exists (`load_save_point`'s answer, read in the
+    same transaction: a `user remove` that ran meanwhile is not undone)."""
     record = update.attempt
     user_id, integration = record.user_id, record.integration_type
     metrics.insert_attempt(conn, record)
-    if integration not in user_store.user_integrations(conn, user_id):
+    if not pair_exists:
         return
     if update.refreshed is not None:
         save_refreshed_token(conn, user_id, update.refreshed)

@@ -14,6 +14,7 @@ from syncctl.clock import from_iso, to_iso
 from syncctl.model import Integration
 
 EVENTS_SCOPE_PREFIX = "events:"
+CALENDAR_LIST_SCOPE = "calendar_list"
 
 
 def events_scope(calendar_id: str) -> str:

@@ -292,14 +292,14 @@ def integrations_of(stored: Iterable[str]) -> tuple[Integration, ...]:
 def load_credentials(conn: sqlite3.Connection, user_id: str) -> UserCredentials | None:
     """The stored grant of a user (decrypted), or None for an unknown user."""
     row = conn.execute(
-        "SELECT client_id, client_secret, refresh_token, access_token, token_expiry, scopes"
-        " FROM credentials WHERE user_id = ?",
+        "SELECT client_id, client_secret, refresh_token, access_token, token_expiry, scopes,"
+        f" {secret_store.ENCRYPTED_SQL} FROM credentials WHERE user_id = ?",
         [user_id],
     ).fetchone()
     if row is None:
         return None
-    client_id, client_secret, refresh_token, access_token, token_expiry, scopes = row
-    keyring = secret_store.reading_keyring(conn)
+    client_id, client_secret, refresh_token, access_token, token_expiry, scopes, encrypted = row
+    keyring = secret_store.reading_keyring(conn, encrypted=bool(encrypted))
     return UserCredentials(
         client_id=client_id,
         client_secret=keyring.decrypt(client_secret),
