@@ -6,6 +6,11 @@ Method.
   database, with a virtual clock shared by the fake and the sync code. `run-due` runs at every
   step (cron's cadence, default 30 minutes) with one worker, so a seed reproduces the figures.
   Each run checks that it made exactly the same changes (`script_fingerprint`).
+- `naive` runs as shards over disjoint users when there are several workers (each shard's fake
+  holds the whole fleet and plays the whole script; only its own users are polled), and the
+  shards' counts are added up: naive polls share no state between users, so the sum is what
+  one run over the fleet measures. The orchestrated policies are never sharded (the fleet
+  breaker and the quota budget are fleet-wide).
 - API calls are what the fake Google counted: every HTTP request, token refreshes, retries,
   watch and stop calls included. Nothing is estimated on this side.
 - `naive` is the counterfactual of SPEC 3.4: every pair synced at its default interval on a fixed

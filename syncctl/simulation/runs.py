@@ -125,7 +125,7 @@ class Measures:
     reconnect_users: set[str]
     client_refusals: int
     notifications: dict[str, int]
-    seconds: float
+    seconds: float  # wall time, added up over shards
 
     def merge(self, other: Measures) -> None:
         """Add a shard that replayed the same script for other users."""
@@ -384,10 +384,9 @@ def naive_poll(
     integration: Integration,
     *,
     pool: KeepAlivePool | None = None,
-    grants: NaiveGrants | None = None,
+    grants: NaiveGrants,
 ) -> Result:
     """One naive poll: an incremental (or first full) sync, the token refreshed when needed."""
-    grants = grants or NaiveGrants(stage)
     session = GoogleSession(
         grants.get(user_id),
         stage.settings,
