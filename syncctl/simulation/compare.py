@@ -6,6 +6,11 @@ Method.
   database, with a virtual clock shared by the fake and the sync code. `run-due` runs at every
   step (cron's cadence, default 30 minutes) with one worker, so a seed reproduces the figures.
   Each run checks that it made exactly the same changes (`script_fingerprint`).
+- `naive` runs as shards over disjoint users when there are several workers (each shard's fake
+  holds the whole fleet and plays the whole script; only its own users are polled), and the
+  shards' counts are added up: naive polls share no state between users, so the sum is what
+  one run over the fleet measures. The orchestrated policies are never sharded (the fleet
+  breaker and the quota budget are fleet-wide).
 - API calls are what the fake Google counted: every HTTP request, token refreshes, retries,
   watch and stop calls included. Nothing is estimated on this side.
 - `naive` is the counterfactual of SPEC 3.4: every pair synced at its default interval on a fixed
@@ -66,7 +71,14 @@ from typing import Any
 from syncctl.config import Settings
 from syncctl.model import Integration, SavedBy, TokenStatus
 from syncctl.simulation.oracle import Oracle, ratio
-from syncctl.simulation.runs import PolicyRun, run_naive, run_orchestrated
+from syncctl.simulation.runs import (
+    Measures,
+    PolicyRun,
+    naive_shard,
+    run_naive,
+    run_orchestrated,
+    summarize,
+)
 from syncctl.simulation.scenario import Scenario, make_scenario
 from syncctl.simulation.stage import Stage, scratch_directory
 from syncctl.store import state as state_store
@@ -74,6 +86,9 @@ from syncctl.store import transaction
 
 UNREACHABLE = 10**9  # a threshold no simulated run reaches: the mechanism never acts
 SIMULATION_START = datetime(2026, 1, 5, tzinfo=UTC)  # fixed, so a seed reproduces every figure
+# Naive polling shares nothing between users, so it runs as this many shards a worker: they
+# fill the workers evenly around the longer policies (see runs.naive_shard).
+NAIVE_SHARDS_PER_WORKER = 4
 DEFAULT_DROP_SHARE = 0.01  # Google does not promise delivery: 1% of notifications never arrive
 
 
@@ -162,6 +177,22 @@ def run_policy(policy: Policy, scenario: Scenario, base: Settings, workdir: Path
     )
 
 
+def run_naive_shard(
+    scenario: Scenario, base: Settings, workdir: Path, shard: int, shards: int
+) -> Measures:
+    """Naive polling of every `shards`-th user from the `shard`-th (a process-pool task)."""
+    users = None if shards == 1 else [user.user_id for user in scenario.users[shard::shards]]
+    return naive_shard(scenario, base, workdir / f"{NAIVE.name}-{shard}.db", users)
+
+
+def merged(parts: list[Measures]) -> Measures:
+    """The measures of one run from those of its shards."""
+    total, *rest = parts
+    for part in rest:
+        total.merge(part)
+    return total
+
+
 def webhooks_unavailable() -> str | None:
     """Why the webhook policy cannot run in this build (None when it can)."""
     try:
@@ -191,13 +222,26 @@ def simulate(
     else:
         unavailable[WEBHOOKS.name] = reason
     workers = max(1, min(len(policies), workers or os.cpu_count() or 1))
+    shards = 1 if workers == 1 else min(len(scenario.users), NAIVE_SHARDS_PER_WORKER * workers)
     runs: dict[str, PolicyRun] = {}
     with scratch_directory("syncctl-sim-") as workdir, _executor(workers) as pool:
-        futures: dict[Future[PolicyRun], Policy] = {
-            pool.submit(run_policy, policy, scenario, base, workdir): policy for policy in policies
+        # The longest tasks first, then naive's shards fill the workers up evenly.
+        futures: dict[Future[Any], Policy] = {
+            pool.submit(run_policy, policy, scenario, base, workdir): policy
+            for policy in policies
+            if policy is not NAIVE
         }
+        for shard in range(shards):
+            futures[pool.submit(run_naive_shard, scenario, base, workdir, shard, shards)] = NAIVE
+        naive_parts: list[Measures] = []
         for future in as_completed(futures):
-            run = future.result()
+            if futures[future] is NAIVE:
+                naive_parts.append(future.result())
+                if len(naive_parts) < shards:
+                    continue
+                run = summarize(NAIVE.name, scenario, merged(naive_parts), None)
+            else:
+                run = future.result()
             runs[run.policy] = run
             if on_done is not None:
                 on_done(run)

@@ -4,10 +4,11 @@ report claimed, and how long each change at Google took to reach SQLite."""
 from __future__ import annotations
 
 import bisect
+import math
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -22,7 +23,7 @@ from syncctl.fleet import RunSummary
 from syncctl.google.errors import GoogleError
 from syncctl.google.session import GoogleSession
 from syncctl.google.transport import KeepAlivePool
-from syncctl.model import ALL_INTEGRATIONS, ErrorClass, Integration, Result
+from syncctl.model import ALL_INTEGRATIONS, ErrorClass, Integration, Result, UserCredentials
 from syncctl.orchestrator import Orchestrator
 from syncctl.receiver import make_receiver, notified_sync
 from syncctl.report import build_report, nearest_rank
@@ -30,7 +31,6 @@ from syncctl.simulation.clock import VirtualClock
 from syncctl.simulation.oracle import Oracle, oracle_bound
 from syncctl.simulation.scenario import Scenario
 from syncctl.simulation.stage import Change, Stage, staged
-from syncctl.store import transaction
 from syncctl.store import users as user_store
 from syncctl.store.metrics import count_attempts
 from syncctl.store.report_queries import open_reconnect_notices
@@ -102,6 +102,45 @@ class _Tally:
         self.saved[pair[0]] += saved
         if result is Result.SUCCESS:
             self.successes.setdefault(pair, []).append(at)
+
+    def merge(self, other: _Tally) -> None:
+        """Add another tally of disjoint users (a shard of the same run)."""
+        self.attempts.update(other.attempts)
+        self.saved.update(other.saved)
+        for pair, times in other.successes.items():
+            self.successes.setdefault(pair, []).extend(times)
+
+
+@dataclass
+class Measures:
+    """What a run (or one shard of the naive run) measured, before it is summed up. Shards of
+    one run hold disjoint users and the same changes, so their measures add up (`merge`)."""
+
+    counts: Counter[tuple[str | None, str]]  # the fake's requests by (user or None, endpoint)
+    requests: int
+    tally: _Tally
+    changes: list[Change]
+    script_fingerprint: str
+    window_calls: int | None
+    reconnect_users: set[str]
+    client_refusals: int
+    notifications: dict[str, int]
+    seconds: float  # wall time, added up over shards
+
+    def merge(self, other: Measures) -> None:
+        """Add a shard that replayed the same script for other users."""
+        if other.script_fingerprint != self.script_fingerprint:
+            raise RuntimeError("the shards did not replay the same changes")
+        self.counts.update(other.counts)
+        self.requests += other.requests
+        self.tally.merge(other.tally)
+        if other.window_calls is not None:
+            self.window_calls = (self.window_calls or 0) + other.window_calls
+        self.reconnect_users |= other.reconnect_users
+        self.client_refusals += other.client_refusals
+        for key, value in other.notifications.items():
+            self.notifications[key] = self.notifications.get(key, 0) + value
+        self.seconds += other.seconds
 
 
 @dataclass
@@ -190,9 +229,8 @@ def run_orchestrated(
             **report["api_calls"]["total"],
             "counterfactual": report["api_calls"]["counterfactual"],
         }
-        return _measured(
-            name, stage, tally, claimed, started, dispatcher.dispatched if dispatcher else 0
-        )
+        measures = _measures(stage, tally, started, dispatcher.dispatched if dispatcher else 0)
+        return summarize(name, scenario, measures, claimed)
 
 
 def _dispatcher(stage: Stage, runner: Orchestrator, tally: _Tally) -> VirtualDispatcher:
@@ -260,39 +298,101 @@ def _quiet(line: str) -> None:
 def run_naive(scenario: Scenario, base: Settings, db_path: Path) -> PolicyRun:
     """Replay the scenario with the naive poller: every pair synced at its default interval on a
     fixed grid, through the engines with a GoogleSession, with no gate, breaker or back-off."""
+    return summarize("naive", scenario, naive_shard(scenario, base, db_path), None)
+
+
+def naive_shard(
+    scenario: Scenario, base: Settings, db_path: Path, users: Collection[str] | None = None
+) -> Measures:
+    """The naive poller over `users` (default: the whole fleet); the fake still holds the whole
+    fleet and plays the whole script, so every user's data and changes are those of the full run.
+
+    Naive polls share nothing between users (no gate, breaker, quota budget or webhooks; the
+    fake answers each user from that user's own state, and the clock stands still within a
+    step), so shards over disjoint users measure, added up, exactly what one run over the fleet
+    does."""
     started = time.perf_counter()
     tally = _Tally()
-    with staged(scenario, base, db_path) as stage:
+    polled = None if users is None else frozenset(users)
+    with staged(scenario, base, db_path, users=polled) as stage:
         interval = {i: stage.settings.interval_for(i) for i in ALL_INTEGRATIONS}
         due: dict[Pair, float] = {
             (user.user_id, i): scenario.start.timestamp()
             for user in scenario.users
+            if polled is None or user.user_id in polled
             for i in ALL_INTEGRATIONS
         }
+        grants = NaiveGrants(stage)
+        next_due = min(due.values(), default=math.inf)
         connections = KeepAlivePool()  # one keep-alive connection for every poll, as run-due
         try:
             for moment in scenario.steps():
                 stage.play_until(moment)
                 now = moment.timestamp()
+                if next_due > now:
+                    continue  # no pair is due at this step
                 for pair in sorted(p for p, at in due.items() if at <= now):
-                    result = naive_poll(stage, *pair, pool=connections)
+                    result = naive_poll(stage, *pair, pool=connections, grants=grants)
                     tally.add(pair, result, moment)
                     while due[pair] <= now:
                         due[pair] += interval[pair[1]]
+                next_due = min(due.values())
         finally:
             connections.close()
-        return _measured("naive", stage, tally, None, started)
+        return _measures(stage, tally, started)
+
+
+class NaiveGrants:
+    """The naive poller's grants, held in memory as a poller's own process would: each user's
+    read from the database once, a refreshed access token kept, all read again after the fleet
+    is re-imported (which replaces every stored grant)."""
+
+    def __init__(self, stage: Stage) -> None:
+        self._stage = stage
+        self._imports = stage.imports
+        self._grants: dict[str, UserCredentials] = {}
+
+    def get(self, user_id: str) -> UserCredentials:
+        """The user's grant as the database holds it, with the latest refreshed token."""
+        if self._imports != self._stage.imports:
+            self._grants.clear()
+            self._imports = self._stage.imports
+        grant = self._grants.get(user_id)
+        if grant is None:
+            grant = user_store.load_credentials(self._stage.db.conn, user_id)
+            if grant is None:
+                raise LookupError(f"user {user_id!r} has no credentials")
+            self._grants[user_id] = grant
+        return grant
+
+    def refreshed(self, user_id: str, access_token: str | None, expiry: str | None) -> None:
+        """Keep a token the session refreshed, for the user's next poll."""
+        grant = self.get(user_id)
+        self._grants[user_id] = UserCredentials(
+            client_id=grant.client_id,
+            client_secret=grant.client_secret,
+            refresh_token=grant.refresh_token,
+            access_token=access_token,
+            token_expiry=expiry,
+            scopes=grant.scopes,
+        )
 
 
 def naive_poll(
-    stage: Stage, user_id: str, integration: Integration, *, pool: KeepAlivePool | None = None
+    stage: Stage,
+    user_id: str,
+    integration: Integration,
+    *,
+    pool: KeepAlivePool | None = None,
+    grants: NaiveGrants,
 ) -> Result:
     """One naive poll: an incremental (or first full) sync, the token refreshed when needed."""
-    credentials = user_store.load_credentials(stage.db.conn, user_id)
-    if credentials is None:
-        raise LookupError(f"user {user_id!r} has no credentials")
     session = GoogleSession(
-        credentials, stage.settings, now=stage.clock.now, sleep=stage.clock.sleep, pool=pool
+        grants.get(user_id),
+        stage.settings,
+        now=stage.clock.now,
+        sleep=stage.clock.sleep,
+        pool=pool,
     )
     try:
         NAIVE_ENGINES[integration](stage.db, session, user_id, full=False, now=stage.clock.now)
@@ -301,52 +401,59 @@ def naive_poll(
         return Result.FAILURE
     finally:
         if session.credentials_refreshed:
-            with transaction(stage.db) as tx:
-                user_store.save_access_token(
-                    tx, user_id, session.access_token, session.token_expiry
-                )
+            grants.refreshed(user_id, session.access_token, session.token_expiry)
         session.close()
 
 
-def _measured(
-    name: str,
-    stage: Stage,
-    tally: _Tally,
-    claimed: dict | None,
-    started: float,
-    dispatched: int = 0,
-) -> PolicyRun:
-    profiles = stage.scenario.profiles()
-    by_endpoint: Counter[str] = Counter()
-    by_profile: Counter[str] = Counter()
-    for (user_id, endpoint), count in stage.fake.counts().items():
-        by_endpoint[endpoint] += count
-        by_profile[profiles[user_id].value if user_id in profiles else "unattributed"] += count
-    claimed_by_profile: Counter[str] = Counter()
-    for user_id, saved in tally.saved.items():
-        claimed_by_profile[profiles[user_id].value] += saved
-    return PolicyRun(
-        policy=name,
-        api_calls=stage.fake.request_count(),
-        calls_by_endpoint=dict(sorted(by_endpoint.items())),
-        calls_by_profile=dict(sorted(by_profile.items())),
-        attempts={r.value: tally.attempts[r.value] for r in Result},
-        claimed=claimed,
-        claimed_by_profile=None if claimed is None else dict(sorted(claimed_by_profile.items())),
-        staleness=measure_staleness(stage.changes, tally.successes),
+def _measures(stage: Stage, tally: _Tally, started: float, dispatched: int = 0) -> Measures:
+    return Measures(
+        counts=Counter(stage.fake.counts()),
+        requests=stage.fake.request_count(),
+        tally=tally,
+        changes=stage.changes,
         script_fingerprint=stage.script_fingerprint,
-        wall_seconds=round(time.perf_counter() - started, 2),
         window_calls=stage.window_calls,
-        reconnect_notices=len({u for u, _ in open_reconnect_notices(stage.db.conn, None)}),
+        reconnect_users={u for u, _ in open_reconnect_notices(stage.db.conn, None)},
         client_refusals=count_attempts(stage.db.conn, error_class=ErrorClass.CLIENT),
-        oracle=oracle_bound(
-            stage.changes, token_seconds=ACCESS_TOKEN_SECONDS, cut_off=stage.scenario.cut_offs()
-        ),
         notifications={
             "sent": sum(1 for n in stage.fake.notifications_sent if n.resource_state != "sync"),
             "dropped": stage.fake.dropped_notifications,
             "dispatched": dispatched,
         },
+        seconds=time.perf_counter() - started,
+    )
+
+
+def summarize(name: str, scenario: Scenario, measures: Measures, claimed: dict | None) -> PolicyRun:
+    """The figures of one policy's run from what it (or each of its shards) measured."""
+    profiles = scenario.profiles()
+    by_endpoint: Counter[str] = Counter()
+    by_profile: Counter[str] = Counter()
+    for (user_id, endpoint), count in measures.counts.items():
+        by_endpoint[endpoint] += count
+        by_profile[profiles[user_id].value if user_id in profiles else "unattributed"] += count
+    claimed_by_profile: Counter[str] = Counter()
+    tally = measures.tally
+    for user_id, saved in tally.saved.items():
+        claimed_by_profile[profiles[user_id].value] += saved
+    return PolicyRun(
+        policy=name,
+        api_calls=measures.requests,
+        calls_by_endpoint=dict(sorted(by_endpoint.items())),
+        calls_by_profile=dict(sorted(by_profile.items())),
+        attempts={r.value: tally.attempts[r.value] for r in Result},
+        claimed=claimed,
+        claimed_by_profile=None if claimed is None else dict(sorted(claimed_by_profile.items())),
+        staleness=measure_staleness(measures.changes, tally.successes),
+        script_fingerprint=measures.script_fingerprint,
+        wall_seconds=round(measures.seconds, 2),
+        window_calls=measures.window_calls,
+        reconnect_notices=len(measures.reconnect_users),
+        client_refusals=measures.client_refusals,
+        oracle=oracle_bound(
+            measures.changes, token_seconds=ACCESS_TOKEN_SECONDS, cut_off=scenario.cut_offs()
+        ),
+        notifications=dict(measures.notifications),
     )
 
 

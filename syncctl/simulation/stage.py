@@ -55,6 +55,9 @@ class Stage:
     # Called with a later time before the clock moves to it (e.g. to run the webhook
     # dispatches that fall due before it).
     before_moving: Callable[[datetime], None] | None = None
+    # Only these users are in the database (None: the whole fleet); the fake holds every user.
+    polled: frozenset[str] | None = None
+    imports: int = 0  # how often the fleet was re-imported (every stored grant replaced)
     _cursor: int = 0
     _digest: Any = field(default_factory=hashlib.sha256)
 
@@ -116,7 +119,10 @@ class Stage:
     def _update_credentials(self) -> None:
         # What the operator does after rotating the secret: store every user's credentials
         # again with the new secret (as `syncctl user import` would).
+        self.imports += 1
         for user in self.scenario.users:
+            if self.polled is not None and user.user_id not in self.polled:
+                continue
             add_user(
                 self.db,
                 self.settings,
@@ -152,9 +158,12 @@ def _listing(description: str) -> str:
 
 
 @contextmanager
-def staged(scenario: Scenario, base: Settings, db_path: Path) -> Iterator[Stage]:
+def staged(
+    scenario: Scenario, base: Settings, db_path: Path, *, users: frozenset[str] | None = None
+) -> Iterator[Stage]:
     """Start the fake Google on the scenario's virtual clock, create the database at `db_path`
-    and add the fleet to both; stop and close everything on exit."""
+    and add the fleet to the fake and `users` of it (default: all) to the database; stop and
+    close everything on exit."""
     clock = VirtualClock(scenario.start)
     fake = FakeGoogle(clock=clock.now, seed=scenario.seed)
     base_url = fake.start()
@@ -171,6 +180,8 @@ def staged(scenario: Scenario, base: Settings, db_path: Path) -> Iterator[Stage]
                 calendars=user.calendars,
                 events_per_calendar=user.events_per_calendar,
             )
+            if users is not None and user.user_id not in users:
+                continue
             add_user(
                 db,
                 settings,
@@ -179,7 +190,7 @@ def staged(scenario: Scenario, base: Settings, db_path: Path) -> Iterator[Stage]
                 now=clock.now(),
                 email=f"{user.user_id}@example.com",
             )
-        yield Stage(scenario, clock, fake, settings, db)
+        yield Stage(scenario, clock, fake, settings, db, polled=users)
     finally:
         if db is not None:
             db.close()
