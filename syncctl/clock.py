@@ -1,5 +1,6 @@
 """The one place that reads the real time; everything else is handed `now`."""
 
+import functools
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -13,7 +14,16 @@ def utcnow() -> datetime:
 
 def to_iso(moment: datetime) -> str:
     """Format an aware datetime as the fixed-width UTC ISO-8601 string stored in SQLite."""
+    if moment.tzinfo is UTC:
+        return _utc_iso(moment)
     return moment.astimezone(UTC).isoformat(timespec="seconds")
+
+
+@functools.lru_cache(maxsize=1024)
+def _utc_iso(moment: datetime) -> str:
+    # An attempt stores the same few moments (its `now`, its next sync) a dozen times over.
+    # Only UTC datetimes are cached: they are equal exactly when they format the same.
+    return moment.isoformat(timespec="seconds")
 
 
 def from_iso(text: str) -> datetime:

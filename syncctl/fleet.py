@@ -31,7 +31,7 @@ from syncctl.policy import breaker as breaker_policy
 from syncctl.policy.fleet_breaker import API_NAMES, FleetGate
 from syncctl.policy.gate import gate
 from syncctl.policy.schedule import is_due
-from syncctl.run_gates import RunGates
+from syncctl.run_gates import RunGates, changed_rows
 from syncctl.runlock import run_due_lock
 from syncctl.store import fleet_breaker as fleet_breaker_store
 from syncctl.store import state as state_store
@@ -142,6 +142,9 @@ def run_due(
         if on_start:
             on_start(len(pairs))
         summary = RunSummary()
+        if not pairs:  # nothing to start: the fleet breakers are neither read nor written
+            runner.quota.release()
+            return summary
         gates = RunGates(load_fleet_breakers(conn), now=runner.clock(), settings=runner.settings)
 
         def attempt_pairs(user_pairs: Sequence[DuePair]) -> list[AttemptRecord]:
@@ -182,8 +185,11 @@ def run_due(
         finally:
             runner.pool.close_finished_threads()
             runner.quota.release()  # the run's unspent grants go back to the budget
-            with transaction(runner.db()) as tx:
-                fleet_breaker_store.save_fleet_breakers(tx, gates.rows())
+            # Most runs change no fleet breaker: those write nothing (no transaction at all).
+            changed = changed_rows(gates.stored, gates.rows())
+            if changed:
+                with transaction(runner.db()) as tx:
+                    fleet_breaker_store.save_fleet_breakers(tx, changed)
         summary.held = dict(gates.held)
         summary.notes = _run_notes(gates)
         return summary

@@ -31,6 +31,7 @@ class RunGates:
         self._lock = threading.Lock()
         self.now = now  # the run's start: when each open breaker's probe is due is judged at it
         self.settings = settings
+        self.stored = rows  # as loaded: rows() is saved only where it differs (changed_rows)
         self.records: dict[Api, FleetRecord] = {api: FleetRecord(api) for api in Api}
         for row in rows:
             record = record_from_row(row)
@@ -106,6 +107,13 @@ class RunGates:
         """The fleet breakers as rows to store."""
         with self._lock:
             return [record_to_row(record) for record in self.records.values()]
+
+
+def changed_rows(stored: list[dict], rows: list[dict]) -> list[dict]:
+    """The rows that differ from the stored row of their API (or have none): saving only those
+    leaves the table as saving every row would."""
+    by_api = {row.get("api"): row for row in stored}
+    return [row for row in rows if by_api.get(row["api"]) != row]
 
 
 _TIMES = ("window_started_at", "opened_at", "last_probe_at", "last_evidence_at")

@@ -62,7 +62,11 @@ class Keyring:
 
     def encrypt(self, text: str) -> str:
         """Ciphertext (a Fernet token, ASCII) of a secret."""
-        return self._fernet.encrypt(text.encode("utf-8")).decode("ascii")
+        token = self._fernet.encrypt(text.encode("utf-8")).decode("ascii")
+        # A refreshed access token is stored and loaded again by the pair's next attempt: it
+        # is remembered as if opened, so that load decrypts nothing (see decrypt).
+        self._remember(token, text)
+        return token
 
     def decrypt(self, token: str) -> str:
         """The secret a Fernet token holds; SecretsError when no key of this keyring opens it."""
@@ -81,10 +85,13 @@ class Keyring:
             raise SecretsError(
                 f"the secret key from {self.source} does not open this database's secrets"
             ) from exc
+        self._remember(token, secret)
+        return secret
+
+    def _remember(self, token: str, secret: str) -> None:
         if len(self._opened) >= OPENED_SECRETS_MAX:
             self._opened.clear()  # bounded: a fleet's grants are opened again as they come
         self._opened[token] = secret
-        return secret
 
     def reencrypt(self, token: str, old: Keyring) -> str:
         """A token of `old`'s key encrypted again with this keyring's key (MultiFernet.rotate)."""

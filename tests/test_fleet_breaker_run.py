@@ -15,6 +15,7 @@ from test_orchestrator import CALENDAR, World, make_world
 from syncctl import fleet as fleet_loops
 from syncctl.fleet import RunSummary
 from syncctl.model import ErrorClass, Result, Trigger
+from syncctl.run_gates import changed_rows
 
 FIVE_MINUTES = timedelta(minutes=5)
 
@@ -210,3 +211,33 @@ def test_the_dry_run_names_the_probe_and_the_pairs_it_holds(world):
     assert [p.action for p in plans] == ["sync"] + ["hold"] * (len(plans) - 1)
     assert plans[0].reason.endswith("(the fleet breaker's probe of Google OAuth)")
     assert len(plans) == 21
+
+
+CLOSED_PEOPLE = {"api": "people", "state": "closed", "attempts": 0}
+
+
+@pytest.mark.parametrize(
+    ("stored", "rows", "changed"),
+    [
+        ([], [CLOSED_PEOPLE], [CLOSED_PEOPLE]),  # never stored: saved
+        ([CLOSED_PEOPLE], [CLOSED_PEOPLE], []),  # as stored: nothing to write
+        ([CLOSED_PEOPLE], [{**CLOSED_PEOPLE, "attempts": 1}], [{**CLOSED_PEOPLE, "attempts": 1}]),
+        ([{**CLOSED_PEOPLE, "attempts": "x"}], [CLOSED_PEOPLE], [CLOSED_PEOPLE]),  # unreadable
+        ([{"api": "gone", "state": "open"}, CLOSED_PEOPLE], [CLOSED_PEOPLE], []),
+    ],
+)
+def test_changed_rows_are_those_that_differ_from_the_stored_row_of_their_api(stored, rows, changed):
+    assert changed_rows(stored, rows) == changed
+
+
+def test_a_run_that_changes_no_fleet_breaker_writes_no_fleet_breaker_row(world):
+    add_users(world, 2)
+    run(world)
+    statements: list[str] = []
+    world.orchestrator.db().conn.set_trace_callback(statements.append)
+
+    summary = run(world)  # nothing is due a moment later
+
+    assert summary.attempts == []
+    assert not [s for s in statements if "fleet_breaker" in s or s.startswith("BEGIN")]
+    assert set(fleet(world)) == {"people", "calendar", "oauth"}

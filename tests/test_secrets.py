@@ -9,7 +9,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from cryptography.fernet import Fernet
+from cryptography.fernet import Fernet, MultiFernet
 from typer.testing import CliRunner
 
 from syncctl.cli import app
@@ -330,3 +330,14 @@ def test_a_secret_a_keyring_opened_before_is_still_refused_by_another_key():
         Keyring([Fernet.generate_key()], KeySource()).decrypt(token)
     # and the right keyring opens a new secret's token as the new secret
     assert right.decrypt(right.encrypt("refresh-token-2")) == "refresh-token-2"
+
+
+def test_a_keyring_opens_a_token_it_encrypted_without_decrypting_it_again(monkeypatch):
+    keyring = Keyring([Fernet.generate_key()], KeySource())
+    token = keyring.encrypt("access-token-1")
+
+    def refuse(*_):
+        raise AssertionError("decrypted again")
+
+    monkeypatch.setattr(MultiFernet, "decrypt", refuse)
+    assert keyring.decrypt(token) == "access-token-1"

@@ -73,14 +73,16 @@ def require_key(conn: sqlite3.Connection) -> secrets.Keyring | None:
 def writing_keyring(conn: sqlite3.Connection) -> secrets.Keyring:
     """The key to encrypt new secrets with (in the caller's transaction): checked against the
     database, or for a database without secrets generated if need be and recorded."""
-    state = secrets_state(conn)
-    if state == SecretsState.PLAINTEXT:
+    # The key check is read once for both questions (is it encrypted, is this the key): every
+    # refreshed access token is saved through here.
+    check = conn.execute("SELECT token FROM secret_key_check").fetchone()
+    if check is None and secrets_state(conn) == SecretsState.PLAINTEXT:
         raise plaintext_error()
-    keyring = secrets.current_keyring(create=state == SecretsState.EMPTY)
-    if state == SecretsState.EMPTY:
+    keyring = secrets.current_keyring(create=check is None)
+    if check is None:
         _save_key_check(conn, keyring)
-    else:
-        check_key(conn, keyring)
+    elif keyring.decrypt(check[0]) != KEY_CHECK_TEXT:
+        raise secrets.SecretsError(f"the secret key from {keyring.source} is not this database's")
     return keyring
 
 
