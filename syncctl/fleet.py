@@ -31,7 +31,7 @@ from syncctl.policy import breaker as breaker_policy
 from syncctl.policy.fleet_breaker import API_NAMES, FleetGate
 from syncctl.policy.gate import gate
 from syncctl.policy.schedule import is_due
-from syncctl.run_gates import RunGates, changed_rows
+from syncctl.run_gates import RunGates
 from syncctl.runlock import run_due_lock
 from syncctl.store import fleet_breaker as fleet_breaker_store
 from syncctl.store import state as state_store
@@ -186,7 +186,7 @@ def run_due(
             runner.pool.close_finished_threads()
             runner.quota.release()  # the run's unspent grants go back to the budget
             # Most runs change no fleet breaker: those write nothing (no transaction at all).
-            changed = changed_rows(gates.stored, gates.rows())
+            changed = gates.changed()
             if changed:
                 with transaction(runner.db()) as tx:
                     fleet_breaker_store.save_fleet_breakers(tx, changed)

@@ -31,7 +31,7 @@ class RunGates:
         self._lock = threading.Lock()
         self.now = now  # the run's start: when each open breaker's probe is due is judged at it
         self.settings = settings
-        self.stored = rows  # as loaded: rows() is saved only where it differs (changed_rows)
+        self._stored = rows  # as loaded: only rows that differ are saved (changed)
         self.records: dict[Api, FleetRecord] = {api: FleetRecord(api) for api in Api}
         for row in rows:
             record = record_from_row(row)
@@ -107,6 +107,10 @@ class RunGates:
         """The fleet breakers as rows to store."""
         with self._lock:
             return [record_to_row(record) for record in self.records.values()]
+
+    def changed(self) -> list[dict]:
+        """The rows to save at the end of the run: those that differ from the stored ones."""
+        return changed_rows(self._stored, self.rows())
 
 
 def changed_rows(stored: list[dict], rows: list[dict]) -> list[dict]:

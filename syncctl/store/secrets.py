@@ -48,10 +48,18 @@ def plaintext_error() -> secrets.SecretsError:
 
 def check_key(conn: sqlite3.Connection, keyring: secrets.Keyring) -> None:
     """SecretsError unless the keyring opens the database's key check (none yet: passes)."""
+    check = _key_check(conn)
+    if check is not None:
+        _verify_key_check(keyring, check)
+
+
+def _key_check(conn: sqlite3.Connection) -> str | None:
     row = conn.execute("SELECT token FROM secret_key_check").fetchone()
-    if row is None:
-        return
-    if keyring.decrypt(row[0]) != KEY_CHECK_TEXT:
+    return None if row is None else str(row[0])
+
+
+def _verify_key_check(keyring: secrets.Keyring, check: str) -> None:
+    if keyring.decrypt(check) != KEY_CHECK_TEXT:
         raise secrets.SecretsError(f"the secret key from {keyring.source} is not this database's")
 
 
@@ -75,14 +83,14 @@ def writing_keyring(conn: sqlite3.Connection) -> secrets.Keyring:
     database, or for a database without secrets generated if need be and recorded."""
     # The key check is read once for both questions (is it encrypted, is this the key): every
     # refreshed access token is saved through here.
-    check = conn.execute("SELECT token FROM secret_key_check").fetchone()
+    check = _key_check(conn)
     if check is None and secrets_state(conn) == SecretsState.PLAINTEXT:
         raise plaintext_error()
     keyring = secrets.current_keyring(create=check is None)
     if check is None:
         _save_key_check(conn, keyring)
-    elif keyring.decrypt(check[0]) != KEY_CHECK_TEXT:
-        raise secrets.SecretsError(f"the secret key from {keyring.source} is not this database's")
+    else:
+        _verify_key_check(keyring, check)
     return keyring
 
 
