@@ -30,6 +30,8 @@ MAX_HEADERS = 100
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"})
 REASONS = {status.value: status.phrase for status in HTTPStatus}
 ANY = "*"
+# One compact encoder for every reply (json.dumps with options builds a new one per call).
+_to_json = json.JSONEncoder(separators=(",", ":")).encode
 # (method, path segments with ANY wildcards, endpoint name, handler)
 ROUTES: tuple[tuple[str, tuple[str, ...], str, Handler], ...] = (
     ("GET", ("o", "oauth2", "auth"), "oauth.authorize", oauth_api.authorize),
@@ -87,18 +89,65 @@ def route(method: str, segments: list[str]) -> tuple[str, Handler | None]:
     return "unknown", None
 
 
+class BadRequest(Exception):
+    """A request the fake refuses to read further (400 or 431), closing the connection."""
+
+    def __init__(self, status: int, phrase: str) -> None:
+        super().__init__(status, phrase)
+        self.status = status
+        self.phrase = phrase
+
+
+def split_request_line(line: str) -> tuple[str, str, str]:
+    """The method, target and version of a request line (with or without its line break)."""
+    parts = line.split()
+    if len(line) > MAX_LINE_BYTES or len(parts) != 3 or not parts[2].startswith("HTTP/"):
+        raise BadRequest(400, "Bad Request")
+    return parts[0], parts[1], parts[2]
+
+
+def add_field(fields: dict[str, str], line: str) -> None:
+    """Add one header line to the fields by lower-cased name (a repeated name: the last wins)."""
+    if len(line) > MAX_LINE_BYTES or len(fields) >= MAX_HEADERS:
+        raise BadRequest(431, "Request Header Fields Too Large")
+    name, colon, value = line.partition(":")
+    if not colon:
+        raise BadRequest(400, "Bad Request")
+    fields[name.strip().lower()] = value.strip()
+
+
+def parse_request_head(head: bytes) -> tuple[str, str, str, dict[str, str]]:
+    """Method, target, version and header fields of a request head that ends in a blank line."""
+    request_line, *lines = head.decode("latin-1").split("\n")
+    method, target, version = split_request_line(request_line)
+    fields: dict[str, str] = {}
+    for line in lines:
+        if line == "\r" or not line:
+            break
+        add_field(fields, line)
+    return method, target, version, fields
+
+
+def split_target(target: str) -> tuple[str, str]:
+    """The path and query of a request target, as urlsplit reads them."""
+    if target.startswith("/") and not target.startswith("//"):
+        # The usual origin form: no scheme or authority to find, and the request line's split
+        # left no whitespace for urlsplit to strip.
+        path, _, query = target.partition("#")[0].partition("?")
+        return path, query
+    split = urlsplit(target)
+    return split.path, split.query
+
+
 def dispatch(
-    state: FakeState, method: str, target: str, headers: Mapping[str, str], body: bytes
+    state: FakeState, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes
 ) -> Reply:
     """Answer one Google API request: count it, delay it, maybe fail it, else serve it."""
-    split = urlsplit(target)
     # Split before decoding, so an encoded `/` inside a calendar id stays inside its segment.
-    segments = [unquote(part) for part in split.path.split("/")[1:]]
+    segments = [unquote(part) for part in path.split("/")[1:]]
     if segments and segments[-1] == "":
         segments.pop()
-    request = ApiRequest(
-        method, segments, parse_qs(split.query, keep_blank_values=True), headers, body
-    )
+    request = ApiRequest(method, segments, parse_qs(query, keep_blank_values=True), headers, body)
     endpoint, handler = route(method, segments)
     with state.lock:
         user_id = state.attribute(endpoint, request)
@@ -210,49 +259,61 @@ class _RequestHandler(BaseHTTPRequestHandler):
             self.close_connection = True
 
     def _one_request(self) -> None:
-        line = self.rfile.readline(MAX_LINE_BYTES + 1)
-        if not line:
+        try:
+            fields = self._read_head()
+        except BadRequest as refused:
+            self._send_plain(refused.status, refused.phrase, close=True)
+            return
+        if fields is None:
             self.close_connection = True
             return
-        parts = line.decode("latin-1").split()
-        if len(line) > MAX_LINE_BYTES or len(parts) != 3 or not parts[2].startswith("HTTP/"):
-            self._send_plain(400, "Bad Request", close=True)
-            return
-        self.command, self.path, self.request_version = parts
-        fields: dict[str, str] = {}
-        readline = self.rfile.readline
-        while True:
-            header = readline(MAX_LINE_BYTES + 1)
-            if header == b"\r\n" or header == b"\n" or not header:
-                break
-            if len(header) > MAX_LINE_BYTES or len(fields) >= MAX_HEADERS:
-                self._send_plain(431, "Request Header Fields Too Large", close=True)
-                return
-            name, colon, value = header.decode("latin-1").partition(":")
-            if not colon:
-                self._send_plain(400, "Bad Request", close=True)
-                return
-            fields[name.strip().lower()] = value.strip()
         headers = _Headers()
         dict.update(headers, fields)  # the names are lower-cased already
         self.headers = headers  # type: ignore[assignment]
-        connection = headers.get("Connection", "").lower()
+        connection = fields.get("connection", "").lower()
         self.close_connection = connection == "close" or (
             self.request_version == "HTTP/1.0" and connection != "keep-alive"
         )
         if self.command not in METHODS:
             self._send_plain(501, "Not Implemented", close=self.close_connection)
             return
-        self._handle()
+        length = int(fields.get("content-length") or 0)
+        self._handle(self.rfile.read(length) if length > 0 else b"")
 
-    def _handle(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length > 0 else b""
-        if urlsplit(self.path).path.startswith("/_fake/"):
+    def _read_head(self) -> dict[str, str] | None:
+        """Request line and header fields of the next request (None at EOF), or BadRequest."""
+        rfile = self.rfile
+        buffered = rfile.peek(MAX_LINE_BYTES)  # what one read brought, without taking it
+        if not buffered:
+            return None
+        end = buffered.find(b"\r\n\r\n") + 4
+        bare_lf_blank_line_before = (
+            buffered.find(b"\n\n", 0, end) >= 0 or buffered.find(b"\n\r\n", 0, end - 2) >= 0
+        )
+        if 3 < end <= MAX_LINE_BYTES and not bare_lf_blank_line_before:
+            # The usual case: the whole head came in one read; split it in one go (no line in it
+            # can be over the limit).
+            head = rfile.read(end)
+            self.command, self.path, self.request_version, fields = parse_request_head(head)
+            return fields
+        line = rfile.readline(MAX_LINE_BYTES + 1)
+        if not line:
+            return None
+        self.command, self.path, self.request_version = split_request_line(line.decode("latin-1"))
+        fields = {}
+        while True:
+            header = rfile.readline(MAX_LINE_BYTES + 1)
+            if header == b"\r\n" or header == b"\n" or not header:
+                return fields
+            add_field(fields, header.decode("latin-1"))
+
+    def _handle(self, body: bytes) -> None:
+        path, query = split_target(self.path)
+        if path.startswith("/_fake/"):
             reply = control(self.server.fake, self.command, self.path, body)
         else:
             try:
-                reply = dispatch(self.server.state, self.command, self.path, self.headers, body)
+                reply = dispatch(self.server.state, self.command, path, query, self.headers, body)
             except Exception:  # a bug in the fake: answer 500 and show it, never hang the client
                 traceback.print_exc(file=sys.stderr)
                 reply = Reply(
@@ -262,9 +323,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
         self._send(reply)
 
     def _send(self, reply: Reply) -> None:
-        payload = (
-            b"" if reply.body is None else json.dumps(reply.body, separators=(",", ":")).encode()
-        )
+        payload = b"" if reply.body is None else _to_json(reply.body).encode()
         phrase = REASONS.get(reply.status, "Unknown")
         lines = [f"HTTP/1.1 {reply.status} {phrase}", f"Server: {self.server_version}"]
         if reply.body is not None:
@@ -275,7 +334,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             lines.append("Connection: close")
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
         # One write: headers and body in a single segment.
-        self.wfile.write(head if self.command == "HEAD" else head + payload)
+        self.connection.sendall(head if self.command == "HEAD" else head + payload)
 
     def _send_plain(self, status: int, phrase: str, *, close: bool) -> None:
         self.close_connection = close
@@ -284,7 +343,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             f"HTTP/1.1 {status} {phrase}\r\nContent-Type: text/plain\r\n"
             f"Content-Length: {len(body)}\r\n" + ("Connection: close\r\n" if close else "") + "\r\n"
         )
-        self.wfile.write(head.encode("latin-1") + body)
+        self.connection.sendall(head.encode("latin-1") + body)
 
 
 class _Headers(dict[str, str]):
