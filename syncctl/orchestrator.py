@@ -50,6 +50,7 @@ from syncctl.model import (
 from syncctl.policy import token_health
 from syncctl.policy.attempt import Verdict, conclude, keep_notification
 from syncctl.policy.calendar_list import lists_calendar_list
+from syncctl.policy.channels import upkeep_needed
 from syncctl.policy.fleet_breaker import DATA_API, Api, Evidence, evidence_of
 from syncctl.policy.gate import Gate, gate
 from syncctl.policy.mass_delete import Deletions, hold_deletions
@@ -323,7 +324,9 @@ class Orchestrator:
             )
             channels = None
             before_upkeep = session.calls_made
-            if state.integration is Integration.CALENDAR:  # on the same session: its calls count
+            if state.integration is Integration.CALENDAR and upkeep_needed(
+                self.settings.webhook_url, state.open_channels
+            ):  # on the same session: its calls count
                 channels = channel_upkeep.maintain_channels(
                     db, session, state.user_id, settings=self.settings, now=now
                 )

@@ -183,7 +183,8 @@ def load_gate_state(
 
 
 # One statement for what load_pair_state reads of the pair's own rows (schedule, token status,
-# breaker, hold, notices, integrations, the accounted stretch, recent costs): each statement is
+# breaker, hold, notices, integrations, the accounted stretch, recent costs, open watch
+# channels): each statement is
 # a GIL hand-off and, with other connections writing, a fresh page-cache read, so at 64 threads
 # twelve small statements cost several times what one does. Parameters are numbered: ?1 and ?2
 # are recent_mean_sql's (result, sync type).
@@ -205,7 +206,8 @@ _PAIR_STATE_SQL = (
     f" {metrics.recent_mean_sql('p.user_id', 'p.integration_type')},"
     f" {metrics.recent_poll_calls_sql('p.user_id', 'p.integration_type')},"
     " (SELECT updated_at FROM sync_tokens WHERE user_id = p.user_id"
-    " AND integration_type = p.integration_type AND scope = ?7)"
+    " AND integration_type = p.integration_type AND scope = ?7),"
+    " EXISTS (SELECT 1 FROM webhook_channels WHERE user_id = p.user_id AND stopped_at IS NULL)"
     " FROM (SELECT ?3 AS user_id, ?4 AS integration_type, ?5 AS reconnect, ?6 AS held) p"
     " LEFT JOIN sync_schedule s"
     " ON s.user_id = p.user_id AND s.integration_type = p.integration_type"
@@ -235,7 +237,7 @@ def load_pair_state(conn: sqlite3.Connection, user_id: str, integration: Integra
     scheduled, *schedule_row = row[:7]
     status, *breaker_row = row[7:14]
     held, kinds, reconnect_open, held_open, first, previous, calendars = row[14:21]
-    failure_mean, polls, listed = row[21:]
+    failure_mean, polls, listed, channels_open = row[21:]
     schedule, mark = _schedule_and_mark(schedule_row) if scheduled else (None, None)
     return PairState(
         user_id=user_id,
@@ -254,6 +256,7 @@ def load_pair_state(conn: sqlite3.Connection, user_id: str, integration: Integra
         mass_delete_notice_open=bool(held_open),
         mirrored_calendars=calendars if integration is Integration.CALENDAR else None,
         calendar_list_listed_at=_moment(listed) if integration is Integration.CALENDAR else None,
+        open_channels=bool(channels_open) and integration is Integration.CALENDAR,
     )
 
 
