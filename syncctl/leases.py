@@ -64,10 +64,9 @@ def take_lease(
     settings: Settings,
 ) -> lease_policy.LeaseDecision:
     """Decide and store the pair's lease under the write lock (one winner among processes)."""
-    with transaction(db) as tx:
-        current = lease_store.load_lease(tx, user_id, integration.value)
-        alive = holder_alive(current.holder) if current and current.holder != holder else None
-        decision = lease_policy.acquire(
+
+    def decide(current: Lease | None, alive: bool | None) -> lease_policy.LeaseDecision:
+        return lease_policy.acquire(
             current,
             user_id=user_id,
             integration_type=integration.value,
@@ -76,8 +75,19 @@ def take_lease(
             settings=settings,
             holder_alive=alive,
         )
-        if decision.granted and decision.lease is not None:
-            lease_store.save_lease(tx, decision.lease)
+
+    current = None
+    with transaction(db) as tx:
+        # Most pairs have no lease row (its last holder released it): what the policy grants a
+        # free pair is stored if the row is indeed absent, and only a row that is there is read.
+        decision = decide(None, None)
+        lease = decision.lease if decision.granted else None
+        if lease is None or not lease_store.save_lease_if_free(tx, lease):
+            current = lease_store.load_lease(tx, user_id, integration.value)
+            alive = holder_alive(current.holder) if current and current.holder != holder else None
+            decision = decide(current, alive)
+            if decision.granted and decision.lease is not None:
+                lease_store.save_lease(tx, decision.lease)
     if decision.verdict in (
         lease_policy.LeaseVerdict.EXPIRED,
         lease_policy.LeaseVerdict.HOLDER_GONE,

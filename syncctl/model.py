@@ -267,6 +267,7 @@ class PairState:
     mirrored_calendars: int | None = None  # a calendar pair's mirrored calendars (else None)
     # When a calendar pair's calendar list was last listed (its sync token stored), else None.
     calendar_list_listed_at: datetime | None = None
+    open_channels: bool = False  # a calendar pair's user has a watch channel not yet stopped
 
 
 @dataclass(frozen=True)

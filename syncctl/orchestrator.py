@@ -50,6 +50,7 @@ from syncctl.model import (
 from syncctl.policy import token_health
 from syncctl.policy.attempt import Verdict, conclude, keep_notification
 from syncctl.policy.calendar_list import lists_calendar_list
+from syncctl.policy.channels import upkeep_needed
 from syncctl.policy.fleet_breaker import DATA_API, Api, Evidence, evidence_of
 from syncctl.policy.gate import Gate, gate
 from syncctl.policy.mass_delete import Deletions, hold_deletions
@@ -262,8 +263,7 @@ class Orchestrator:
                 allow_mass_delete=allow_mass_delete,
                 only=only,
             )
-            verdict = replace(verdict, fleet_probe=probe)
-            record = self._save(db, state, verdict, now, started, session, lease=lease)
+            record = self._save(db, state, verdict, now, started, session, lease=lease, probe=probe)
             return record, _evidence(state.integration, session, verdict)
         finally:
             session.close()  # the thread's keep-alive connections stay in the pool
@@ -323,7 +323,9 @@ class Orchestrator:
             )
             channels = None
             before_upkeep = session.calls_made
-            if state.integration is Integration.CALENDAR:  # on the same session: its calls count
+            if state.integration is Integration.CALENDAR and upkeep_needed(
+                self.settings.webhook_url, state.open_channels
+            ):  # on the same session: its calls count
                 channels = channel_upkeep.maintain_channels(
                     db, session, state.user_id, settings=self.settings, now=now
                 )
@@ -377,21 +379,26 @@ class Orchestrator:
         session: GoogleSession | None = None,
         *,
         lease: HeldLease | None = None,
+        probe: bool = False,
     ) -> AttemptRecord:
         """Write the attempt's record and decisions in one transaction, releasing its lease in
-        the same one (a write transaction fewer per attempt)."""
-        verdict = replace(
+        the same one (a write transaction fewer per attempt). `probe`: the session was the fleet
+        breaker's probe."""
+        refreshed = session is not None and session.credentials_refreshed
+        verdict = replace(  # what only the end of the session knows, in one copy of the verdict
             verdict,
             calls_made=session.calls_made if session else 0,
             duration_ms=int((time.monotonic() - started) * 1000),
+            fleet_probe=probe,
+            refreshed=_refreshed(session) if session is not None and refreshed else None,
         )
         update = conclude(state, verdict, now, self.settings)
-        if session is not None and session.credentials_refreshed:
-            update = replace(update, refreshed=_refreshed(session))
         with transaction(db) as tx:
             now_stored = state_store.load_save_point(tx, state.user_id, state.integration)
             update = keep_notification(update, state.mark, now_stored.mark)
-            state_store.save_attempt(tx, update, pair_exists=now_stored.pair_exists)
+            state_store.save_attempt(
+                tx, update, pair_exists=now_stored.pair_exists, stored_breaker=now_stored.breaker
+            )
             if lease is not None:
                 lease.release_in(tx, now_stored.lease)
         if lease is not None:

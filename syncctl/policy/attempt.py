@@ -21,6 +21,7 @@ from syncctl.model import (
     Notice,
     PairState,
     PairUpdate,
+    RefreshedToken,
     Result,
     ScheduleMark,
     ScheduleRecord,
@@ -71,6 +72,7 @@ class Verdict:
     failed_api: str | None = None  # the API whose request failed (GoogleError.api)
     held: Deletions | None = None  # what the mass-delete guard held (skip `mass_delete_held`)
     calendar_list_skipped: bool = False  # a calendar sync that did not request the list
+    refreshed: RefreshedToken | None = None  # the access token a refresh obtained, to store
 
     @property
     def trial(self) -> bool:
@@ -105,7 +107,7 @@ class Verdict:
 def conclude(state: PairState, verdict: Verdict, now: datetime, settings: Settings) -> PairUpdate:
     """Everything an attempt writes: its metrics row with the calls it saved, the breaker's
     transition, the schedule's move, the token-health verdict, at most one notice (reconnect, or
-    a held mass delete) and the mass-delete hold recorded or cleared."""
+    a held mass delete), the mass-delete hold recorded or cleared, and a refreshed token."""
     token, notice = _token_health(state, verdict)
     breaker = _breaker(state, verdict, now, settings)
     schedule, keep_pending = _schedule(state, verdict, breaker, now, settings)
@@ -126,6 +128,7 @@ def conclude(state: PairState, verdict: Verdict, now: datetime, settings: Settin
         keep_pending=keep_pending,
         token_health=token,
         notice=notice,
+        refreshed=verdict.refreshed,
         hold=hold,
         hold_cleared=hold_cleared,
     )

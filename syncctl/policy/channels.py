@@ -95,3 +95,9 @@ def renew_by(expirations: Sequence[datetime], settings: Settings) -> datetime | 
     if not expirations:
         return None
     return min(expirations) - timedelta(seconds=settings.webhook_renew_before_seconds)
+
+
+def upkeep_needed(address: str | None, open_channels: bool) -> bool:
+    """Upkeep has work only with a webhook address (channels to open or keep) or with channels
+    not yet stopped (to stop or forget); otherwise it makes no call and changes nothing."""
+    return address is not None or open_channels

@@ -28,6 +28,17 @@ def save_lease(conn: sqlite3.Connection, lease: Lease) -> None:
     )
 
 
+def save_lease_if_free(conn: sqlite3.Connection, lease: Lease) -> bool:
+    """Store a lease granted to a free pair, if the pair indeed has no lease row; whether it did
+    (one statement for the common case: the last holder released it)."""
+    cursor = conn.execute(
+        "INSERT INTO sync_leases (user_id, integration_type, holder, expires_at)"
+        " VALUES (?, ?, ?, ?) ON CONFLICT (user_id, integration_type) DO NOTHING",
+        [lease.user_id, lease.integration_type, lease.holder, to_iso(lease.expires_at)],
+    )
+    return cursor.rowcount == 1
+
+
 def delete_lease(conn: sqlite3.Connection, user_id: str, integration_type: str) -> None:
     """Remove the pair's lease row (the caller checked it is the holder's)."""
     conn.execute(

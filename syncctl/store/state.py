@@ -95,29 +95,33 @@ class SavePoint(NamedTuple):
     mark: ScheduleMark | None  # the pair's schedule mark now (None: the pair is not scheduled)
     pair_exists: bool  # its user still has the integration
     lease: Lease | None  # the pair's lease row now, expired or not
+    breaker: tuple | None  # the pair's breaker row now, as stored (None: no row)
 
 
 def load_save_point(conn: sqlite3.Connection, user_id: str, integration: Integration) -> SavePoint:
-    """The pair's schedule mark, whether the pair still exists, and its lease, read in the
-    save's own transaction."""
+    """The pair's schedule mark, whether the pair still exists, its lease and its stored breaker
+    row, read in the save's own transaction."""
     row = conn.execute(
         "SELECT s.next_sync_at, s.pending_trigger, s.user_id IS NOT NULL,"
         " EXISTS (SELECT 1 FROM user_integrations"
         " WHERE user_id = p.user_id AND integration_type = p.integration_type),"
-        " l.holder, l.expires_at"
+        f" l.holder, l.expires_at, b.user_id IS NOT NULL, {_BREAKER_COLUMNS}"
         " FROM (SELECT ? AS user_id, ? AS integration_type) p"
         " LEFT JOIN sync_schedule s"
         " ON s.user_id = p.user_id AND s.integration_type = p.integration_type"
         " LEFT JOIN sync_leases l"
-        " ON l.user_id = p.user_id AND l.integration_type = p.integration_type",
+        " ON l.user_id = p.user_id AND l.integration_type = p.integration_type"
+        " LEFT JOIN circuit_breaker_state b"
+        " ON b.user_id = p.user_id AND b.integration_type = p.integration_type",
         [user_id, integration.value],
     ).fetchone()
-    next_at, pending, scheduled, exists, holder, expires_at = row
+    next_at, pending, scheduled, exists, holder, expires_at, has_breaker = row[:7]
     mark = ScheduleMark(_due_time(next_at), _trigger(pending) if pending else None)
     lease = None
     if holder is not None:
         lease = Lease(user_id, integration.value, holder, from_iso(expires_at))
-    return SavePoint(mark if scheduled else None, bool(exists), lease)
+    breaker = tuple(row[7:]) if has_breaker else None
+    return SavePoint(mark if scheduled else None, bool(exists), lease, breaker)
 
 
 def due_pairs(
@@ -183,7 +187,8 @@ def load_gate_state(
 
 
 # One statement for what load_pair_state reads of the pair's own rows (schedule, token status,
-# breaker, hold, notices, integrations, the accounted stretch, recent costs): each statement is
+# breaker, hold, notices, integrations, the accounted stretch, recent costs, open watch
+# channels): each statement is
 # a GIL hand-off and, with other connections writing, a fresh page-cache read, so at 64 threads
 # twelve small statements cost several times what one does. Parameters are numbered: ?1 and ?2
 # are recent_mean_sql's (result, sync type).
@@ -205,7 +210,8 @@ _PAIR_STATE_SQL = (
     f" {metrics.recent_mean_sql('p.user_id', 'p.integration_type')},"
     f" {metrics.recent_poll_calls_sql('p.user_id', 'p.integration_type')},"
     " (SELECT updated_at FROM sync_tokens WHERE user_id = p.user_id"
-    " AND integration_type = p.integration_type AND scope = ?7)"
+    " AND integration_type = p.integration_type AND scope = ?7),"
+    " EXISTS (SELECT 1 FROM webhook_channels WHERE user_id = p.user_id AND stopped_at IS NULL)"
     " FROM (SELECT ?3 AS user_id, ?4 AS integration_type, ?5 AS reconnect, ?6 AS held) p"
     " LEFT JOIN sync_schedule s"
     " ON s.user_id = p.user_id AND s.integration_type = p.integration_type"
@@ -235,7 +241,7 @@ def load_pair_state(conn: sqlite3.Connection, user_id: str, integration: Integra
     scheduled, *schedule_row = row[:7]
     status, *breaker_row = row[7:14]
     held, kinds, reconnect_open, held_open, first, previous, calendars = row[14:21]
-    failure_mean, polls, listed = row[21:]
+    failure_mean, polls, listed, channels_open = row[21:]
     schedule, mark = _schedule_and_mark(schedule_row) if scheduled else (None, None)
     return PairState(
         user_id=user_id,
@@ -254,13 +260,21 @@ def load_pair_state(conn: sqlite3.Connection, user_id: str, integration: Integra
         mass_delete_notice_open=bool(held_open),
         mirrored_calendars=calendars if integration is Integration.CALENDAR else None,
         calendar_list_listed_at=_moment(listed) if integration is Integration.CALENDAR else None,
+        open_channels=bool(channels_open) and integration is Integration.CALENDAR,
     )
 
 
-def save_attempt(conn: sqlite3.Connection, update: PairUpdate, *, pair_exists: bool) -> None:
+def save_attempt(
+    conn: sqlite3.Connection,
+    update: PairUpdate,
+    *,
+    pair_exists: bool,
+    stored_breaker: tuple | None = None,
+) -> None:
     """Write one attempt's decisions (inside the caller's transaction): the metrics row always;
     the pair's state only while the pair still exists (`load_save_point`'s answer, read in the
-    same transaction: a `user remove` that ran meanwhile is not undone)."""
+    same transaction: a `user remove` that ran meanwhile is not undone). A breaker identical
+    to `stored_breaker` (the row as read in this transaction) is not written again."""
     record = update.attempt
     user_id, integration = record.user_id, record.integration_type
     metrics.insert_attempt(conn, record)
@@ -271,7 +285,9 @@ def save_attempt(conn: sqlite3.Connection, update: PairUpdate, *, pair_exists: b
     save_token_verdict(
         conn, user_id, update.token_health, update.notice, now=from_iso(record.created_at)
     )
-    if update.breaker is not None:
+    if update.breaker is not None and not _same_row(
+        _breaker_values(update.breaker), stored_breaker
+    ):
         save_breaker(conn, user_id, integration, update.breaker)
     if update.schedule is not None:
         save_schedule(conn, user_id, integration, update.schedule, keep_pending=update.keep_pending)
@@ -399,17 +415,28 @@ def save_breaker(
         "INSERT OR REPLACE INTO circuit_breaker_state (user_id, integration_type, state,"
         " failure_count, last_failure_at, last_failure_reason, opened_at, next_retry_at)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        [
-            user_id,
-            integration.value,
-            record.state.value,
-            record.failure_count,
-            _stamp(record.last_failure_at),
-            record.last_failure_reason,
-            _stamp(record.opened_at),
-            _stamp(record.next_retry_at),
-        ],
+        [user_id, integration.value, *_breaker_values(record)],
     )
+
+
+def _breaker_values(record: BreakerRecord) -> tuple:
+    """A breaker as its row stores it, in _BREAKER_COLUMNS order."""
+    return (
+        record.state.value,
+        record.failure_count,
+        _stamp(record.last_failure_at),
+        record.last_failure_reason,
+        _stamp(record.opened_at),
+        _stamp(record.next_retry_at),
+    )
+
+
+def _same_row(values: tuple, stored: tuple | None) -> bool:
+    """Whether a row to write equals the stored one, value for value and type for type (a
+    stored 2.0 or a hand-edited text is written again as before)."""
+    if stored is None or len(values) != len(stored):
+        return False
+    return all(type(a) is type(b) and a == b for a, b in zip(values, stored, strict=True))
 
 
 # A breaker worth an operator's look: not closed, or closed with failures counting up.
