@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 from datetime import UTC, datetime
 from typing import Any
@@ -47,12 +48,16 @@ DEFAULT_GROUP_FIELDS = frozenset({"groupType", "memberCount", "metadata", "name"
 SYSTEM_GROUP_TITLES = {"myContacts": "My Contacts", "starred": "Starred"}
 
 
+# Listings render the same records over and over; these spellings are pure functions of their
+# arguments, so each is computed once (bounded caches: a fleet's records change slowly).
+@functools.lru_cache(maxsize=65536)
 def rfc3339(moment: datetime) -> str:
     """Google's timestamp spelling: UTC, milliseconds, `Z`."""
     utc = moment.astimezone(UTC)
     return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
+@functools.lru_cache(maxsize=65536)
 def _date_time(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -61,11 +66,13 @@ def _digest(*parts: object) -> bytes:
     return hashlib.sha1(":".join(map(str, parts)).encode(), usedforsecurity=False).digest()
 
 
+@functools.lru_cache(maxsize=65536)
 def people_etag(key: str, seq: int) -> str:
     """A People-style etag that changes with every change."""
     return "%Eg" + base64.b64encode(_digest(key, seq)).decode().rstrip("=")
 
 
+@functools.lru_cache(maxsize=65536)
 def calendar_etag(key: str, seq: int) -> str:
     """A Calendar-style (quoted, numeric) etag that changes with every change."""
     return '"' + str(int.from_bytes(_digest(key, seq)[:7], "big")) + '"'
