@@ -286,7 +286,7 @@ def save_attempt(
         conn, user_id, update.token_health, update.notice, now=from_iso(record.created_at)
     )
     if update.breaker is not None and not _same_row(
-        _breaker_values(update.breaker), stored_breaker
+        user_store.breaker_values(update.breaker), stored_breaker
     ):
         save_breaker(conn, user_id, integration, update.breaker)
     if update.schedule is not None:
@@ -415,19 +415,7 @@ def save_breaker(
         "INSERT OR REPLACE INTO circuit_breaker_state (user_id, integration_type, state,"
         " failure_count, last_failure_at, last_failure_reason, opened_at, next_retry_at)"
         " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        [user_id, integration.value, *_breaker_values(record)],
-    )
-
-
-def _breaker_values(record: BreakerRecord) -> tuple:
-    """A breaker as its row stores it, in _BREAKER_COLUMNS order."""
-    return (
-        record.state.value,
-        record.failure_count,
-        _stamp(record.last_failure_at),
-        record.last_failure_reason,
-        _stamp(record.opened_at),
-        _stamp(record.next_retry_at),
+        [user_id, integration.value, *user_store.breaker_values(record)],
     )
 
 

@@ -119,7 +119,7 @@ def save_users(
         " last_checked, error_message) VALUES (?, ?, ?, NULL, NULL)",
         [(*pair, status) for pair in reset],
     )
-    breaker = _breaker_values(reconnect.breaker)
+    breaker = breaker_values(reconnect.breaker)
     conn.executemany(
         "INSERT OR REPLACE INTO circuit_breaker_state (user_id, integration_type, state,"
         " failure_count, last_failure_at, last_failure_reason, opened_at, next_retry_at)"
@@ -160,7 +160,8 @@ def _stamp(moment: datetime | None) -> str | None:
     return to_iso(moment) if moment else None
 
 
-def _breaker_values(record: BreakerRecord) -> tuple:
+def breaker_values(record: BreakerRecord) -> tuple:
+    """A breaker as its circuit_breaker_state row stores it (state .. next_retry_at)."""
     return (
         record.state.value,
         record.failure_count,
