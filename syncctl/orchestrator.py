@@ -384,13 +384,15 @@ class Orchestrator:
         """Write the attempt's record and decisions in one transaction, releasing its lease in
         the same one (a write transaction fewer per attempt). `probe`: the session was the fleet
         breaker's probe."""
-        refreshed = session is not None and session.credentials_refreshed
+        refreshed = (
+            _refreshed(session) if session is not None and session.credentials_refreshed else None
+        )
         verdict = replace(  # what only the end of the session knows, in one copy of the verdict
             verdict,
             calls_made=session.calls_made if session else 0,
             duration_ms=int((time.monotonic() - started) * 1000),
             fleet_probe=probe,
-            refreshed=_refreshed(session) if session is not None and refreshed else None,
+            refreshed=refreshed,
         )
         update = conclude(state, verdict, now, self.settings)
         with transaction(db) as tx:

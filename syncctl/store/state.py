@@ -211,7 +211,8 @@ _PAIR_STATE_SQL = (
     f" {metrics.recent_poll_calls_sql('p.user_id', 'p.integration_type')},"
     " (SELECT updated_at FROM sync_tokens WHERE user_id = p.user_id"
     " AND integration_type = p.integration_type AND scope = ?7),"
-    " EXISTS (SELECT 1 FROM webhook_channels WHERE user_id = p.user_id AND stopped_at IS NULL)"
+    " p.integration_type = 'calendar'"
+    " AND EXISTS (SELECT 1 FROM webhook_channels WHERE user_id = p.user_id AND stopped_at IS NULL)"
     " FROM (SELECT ?3 AS user_id, ?4 AS integration_type, ?5 AS reconnect, ?6 AS held) p"
     " LEFT JOIN sync_schedule s"
     " ON s.user_id = p.user_id AND s.integration_type = p.integration_type"
@@ -260,7 +261,7 @@ def load_pair_state(conn: sqlite3.Connection, user_id: str, integration: Integra
         mass_delete_notice_open=bool(held_open),
         mirrored_calendars=calendars if integration is Integration.CALENDAR else None,
         calendar_list_listed_at=_moment(listed) if integration is Integration.CALENDAR else None,
-        open_channels=bool(channels_open) and integration is Integration.CALENDAR,
+        open_channels=bool(channels_open),
     )
 
 
