@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -703,6 +704,51 @@ def test_unreachable_webhook_is_recorded_without_blocking(fake_google: FakeGoogl
 
     assert sent.status is None
     assert sent.error
+
+
+def test_notifications_reuse_one_connection_and_survive_a_receiver_closing_it(
+    fake_google: FakeGoogle,
+) -> None:
+    # A real socket receiver that answers HTTP/1.1 keep-alive, but closes its first connection
+    # right after the first answer, as a receiver closing an idle connection would.
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[int] = []
+    requests: list[bytes] = []
+
+    def serve() -> None:
+        for number in (1, 2):
+            connection, _ = listener.accept()
+            accepted.append(number)
+            with connection, connection.makefile("rb") as stream:
+                while head := _read_request_head(stream):
+                    requests.append(head)
+                    connection.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                    if number == 1:
+                        break
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    client = connect(fake_google, fake_google.add_user("u1", calendars=1))
+    address = f"http://127.0.0.1:{listener.getsockname()[1]}/hook"
+    body = {"id": "chan-keep", "type": "web_hook", "address": address}
+    client.calendar.events().watch(calendarId="primary", body=body).execute()
+    assert fake_google.flush_notifications()
+    time.sleep(0.1)  # the receiver has closed the first connection by now
+    for n in range(3):
+        fake_google.add_event("u1", "primary", summary=f"Change {n}")
+    assert fake_google.flush_notifications()
+
+    assert [sent.status for sent in fake_google.notifications_sent] == [200] * 4
+    assert accepted == [1, 2]  # the 2nd notification found the 1st connection closed
+    assert len(requests) == 4  # each notification reached the receiver once
+    listener.close()
+
+
+def _read_request_head(stream: Any) -> bytes:
+    head = b""
+    while (line := stream.readline()) not in (b"\r\n", b""):
+        head += line
+    return head
 
 
 def test_a_dropped_share_of_change_notifications_is_never_sent(

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import http.client
 import queue
 import threading
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import format_datetime
+from urllib.parse import urlsplit
 
 NOTIFY_TIMEOUT_SECONDS = 5.0  # Google waits a few seconds too; a loaded receiver must not lose one
+# A reused connection the receiver closed while it was idle fails before any answer: the
+# notification is sent again once, on a new connection.
+_CLOSED_WHILE_IDLE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
+Origin = tuple[str, str, int | None]
 
 
 @dataclass(slots=True)
@@ -81,8 +85,9 @@ class Notifier:
         self._done = threading.Condition()
         self._pending = 0
         self._thread: threading.Thread | None = None
-        # Loopback receivers must not be routed through an http_proxy from the environment.
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        # One keep-alive connection per receiver, as Google's push delivery keeps them; never
+        # through an http_proxy from the environment (receivers are often on loopback).
+        self._connections: dict[Origin, http.client.HTTPConnection] = {}
 
     def start(self) -> None:
         if self._thread is None:
@@ -96,6 +101,9 @@ class Notifier:
             self._queue.put(None)
             self._thread.join(timeout=self.timeout + 1)
             self._thread = None
+        for connection in self._connections.values():
+            connection.close()
+        self._connections.clear()
 
     def submit(self, channel: Channel, state: str) -> None:
         """Queue one notification for a channel (call with the fake's lock held)."""
@@ -145,13 +153,34 @@ class Notifier:
 
     def _post(self, delivery: _Delivery) -> tuple[int | None, str | None]:
         # The address was checked to be http(s) when the channel was created.
-        request = urllib.request.Request(  # noqa: S310
-            delivery.address, data=b"", method="POST", headers=delivery.headers
-        )
-        try:
-            with self._opener.open(request, timeout=self.timeout) as response:
-                return response.status, None
-        except urllib.error.HTTPError as exc:
-            return exc.code, None
-        except (OSError, ValueError) as exc:
-            return None, type(exc).__name__ + ": " + str(getattr(exc, "reason", exc))
+        target = urlsplit(delivery.address)
+        origin = (target.scheme, target.hostname or "", target.port)
+        path = (target.path or "/") + (f"?{target.query}" if target.query else "")
+        while True:
+            connection = self._connections.pop(origin, None)
+            reused = connection is not None
+            if connection is None:
+                connection = self._connect(origin)
+            try:
+                connection.request("POST", path, body=b"", headers=delivery.headers)
+                response = connection.getresponse()
+                response.read()
+            except _CLOSED_WHILE_IDLE as exc:
+                connection.close()
+                if reused:
+                    continue
+                return None, f"{type(exc).__name__}: {exc}"
+            except (OSError, http.client.HTTPException, ValueError) as exc:
+                connection.close()
+                return None, f"{type(exc).__name__}: {exc}"
+            if response.will_close:
+                connection.close()
+            else:
+                self._connections[origin] = connection
+            return response.status, None
+
+    def _connect(self, origin: Origin) -> http.client.HTTPConnection:
+        scheme, host, port = origin
+        if scheme == "https":
+            return http.client.HTTPSConnection(host, port, timeout=self.timeout)
+        return http.client.HTTPConnection(host, port, timeout=self.timeout)
