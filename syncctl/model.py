@@ -254,7 +254,9 @@ class PairState:
     mark: ScheduleMark | None
     user_integrations: tuple[Integration, ...]
     reconnect_notice_open: bool
-    recent_calls_per_failure: float | None  # mean calls of recent failed attempts
+    # Mean calls of recent failed attempts; read only while the breaker is not closed (only a
+    # circuit_open skip is priced with it).
+    recent_calls_per_failure: float | None
     # Calls of the pair's recent scheduled incremental successes and whether each skipped the
     # calendar list (what one naive poll sends: policy.savings.poll_equivalent).
     recent_poll_calls: tuple[tuple[int, bool], ...] = ()

@@ -48,7 +48,9 @@ class Keyring:
         if not keys:
             raise ValueError("a keyring needs at least one key")
         self._keys = tuple(keys)
-        self._fernet = MultiFernet([Fernet(key) for key in self._keys])
+        fernets = [Fernet(key) for key in self._keys]
+        self._primary = fernets[0]  # MultiFernet encrypts with its first key: asked directly
+        self._fernet = MultiFernet(fernets)
         self._opened: dict[str, str] = {}
         self.source = source
 
@@ -62,7 +64,7 @@ class Keyring:
 
     def encrypt(self, text: str) -> str:
         """Ciphertext (a Fernet token, ASCII) of a secret."""
-        token = self._fernet.encrypt(text.encode("utf-8")).decode("ascii")
+        token = self._primary.encrypt(text.encode("utf-8")).decode("ascii")
         # A refreshed access token is stored and loaded again by the pair's next attempt: it
         # is remembered as if opened, so that load decrypts nothing (see decrypt).
         self._remember(token, text)

@@ -5,11 +5,13 @@ from __future__ import annotations
 import re
 import socket
 from collections.abc import Iterator
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
 from syncctl.fakegoogle import FakeGoogle
-from syncctl.fakegoogle.httpd import BadRequest, parse_request_head, split_target
+from syncctl.fakegoogle.httpd import BadRequest, parse_request_head, path_segments, split_target
+from syncctl.fakegoogle.state import parse_query
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +136,50 @@ def test_parse_request_head_refuses(head, status):
     ],
 )
 def test_split_target_reads_a_target_as_urlsplit_does(target):
-    from urllib.parse import urlsplit
-
     split = urlsplit(target)
     assert split_target(target) == (split.path, split.query)
+
+
+QUERIES = [
+    "",
+    "&",
+    "a=1",
+    "a=1&a=2&b=3",
+    "a=&b",
+    "=x&=",
+    "a==b&c=d=e",
+    "personFields=names%2CemailAddresses&pageSize=1000&requestSyncToken=true&alt=json",
+    "syncToken=CKabc-_9&showDeleted=true&maxResults=250&alt=json",
+    "q=a+b%2Bc&name+x=%E2%82%AC%zz%",
+    "a=%ff%fe&%C3%A9=caf%C3%A9",
+    "&&a=1&&",
+]
+
+
+@pytest.mark.parametrize("query", QUERIES)
+@pytest.mark.parametrize("keep_blank", [True, False])
+def test_parse_query_reads_a_query_as_parse_qs_does(query, keep_blank):
+    assert parse_query(query, keep_blank=keep_blank) == parse_qs(
+        query, keep_blank_values=keep_blank
+    )
+
+
+@pytest.mark.parametrize(
+    ("path", "segments"),
+    [
+        ("/", ()),
+        ("", ()),
+        ("/token", ("token",)),
+        ("/v1/people/me/connections/", ("v1", "people", "me", "connections")),
+        (
+            "/calendar/v3/calendars/a%40b.c/events",
+            ("calendar", "v3", "calendars", "a@b.c", "events"),
+        ),
+        ("/calendar/v3/calendars/a%2Fb/events", ("calendar", "v3", "calendars", "a/b", "events")),
+        ("/x//y", ("x", "", "y")),
+    ],
+)
+def test_path_segments_decode_each_segment_after_splitting(path, segments):
+    assert path_segments(path) == segments
+    parts = [unquote(part) for part in path.split("/")[1:]]
+    assert path_segments(path) == tuple(parts[:-1] if parts and parts[-1] == "" else parts)

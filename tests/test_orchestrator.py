@@ -368,6 +368,27 @@ def test_a_sync_asked_for_while_open_is_skipped_with_circuit_open(world):
     assert world.fake.request_count(user_id="ann") == before
 
 
+def test_a_circuit_open_skip_saves_the_mean_calls_of_the_pairs_recent_failures(world):
+    # GIVEN an open breaker whose three failures each sent a refresh and a retried request
+    world.add_user("ann")
+    world.fake.fail_next(503, count=15, user_id="ann")  # data requests only: the refresh works
+    for failure in range(3):
+        if failure:
+            world.clock.advance(2 * HOUR)  # past the access token's hour: each one refreshes
+        assert outcomes(world.run_due(), "ann") == [("calendar", "failure", None)]
+    assert world.breaker("ann")["state"] == "open"
+    failed = [row[5] for row in world.metrics("ann") if row[2] == "failure"]
+    assert len(failed) == 3
+    assert sum(failed) / 3 != world.settings.retry_max_attempts  # not the no-history fallback
+
+    # WHEN a manual sync is asked for while it is open
+    attempt = world.orchestrator.attempt("ann", CALENDAR, Trigger.MANUAL)
+
+    # THEN the naive poll it avoided is priced at those failures' mean (a manual N = 1)
+    assert attempt.skip_reason is SkipReason.CIRCUIT_OPEN
+    assert attempt.api_calls_saved == round(sum(failed) / 3)
+
+
 def test_the_trial_runs_exactly_one_hour_after_the_breaker_opened(world):
     world.add_user("ann")
     opened_at = open_breaker(world)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import queue
 import socket
@@ -13,13 +14,13 @@ from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import unquote, urlsplit
 
 from syncctl.fakegoogle import calendar_api, errors, oauth_api, people_api
 from syncctl.fakegoogle.control import control
 from syncctl.fakegoogle.errors import ApiError, Reply
 from syncctl.fakegoogle.faults import family
-from syncctl.fakegoogle.state import ApiRequest, FakeState
+from syncctl.fakegoogle.state import ApiRequest, FakeState, parse_query
 
 if TYPE_CHECKING:
     from syncctl.fakegoogle.fake import FakeGoogle
@@ -79,7 +80,8 @@ _ROUTES_BY_LENGTH: dict[int, tuple[tuple[str, tuple[str, ...], str, Handler], ..
 }
 
 
-def route(method: str, segments: list[str]) -> tuple[str, Handler | None]:
+@functools.lru_cache(maxsize=16384)
+def route(method: str, segments: tuple[str, ...]) -> tuple[str, Handler | None]:
     """The endpoint name and handler for a request (`unknown`, None when nothing matches)."""
     for route_method, pattern, endpoint, handler in _ROUTES_BY_LENGTH.get(len(segments), ()):
         if all(
@@ -124,7 +126,11 @@ def parse_request_head(head: bytes) -> tuple[str, str, str, dict[str, str]]:
     for line in lines:
         if line == "\r" or not line:
             break
-        add_field(fields, line)
+        # add_field's work, inlined for the usual line; add_field itself raises the refusals.
+        name, colon, value = line.partition(":")
+        if not colon or len(fields) >= MAX_HEADERS or len(line) > MAX_LINE_BYTES:
+            add_field(fields, line)
+        fields[name.strip().lower()] = value.strip()
     return method, target, version, fields
 
 
@@ -139,15 +145,23 @@ def split_target(target: str) -> tuple[str, str]:
     return split.path, split.query
 
 
+# A fleet asks the same few paths over and over (a user's calendars, the token endpoint).
+@functools.lru_cache(maxsize=16384)
+def path_segments(path: str) -> tuple[str, ...]:
+    """The URL-decoded segments of a request path (a trailing slash adds none)."""
+    # Split before decoding, so an encoded `/` inside a calendar id stays inside its segment.
+    parts = path.split("/")[1:]
+    if parts and parts[-1] == "":
+        parts.pop()
+    return tuple(unquote(part) for part in parts)
+
+
 def dispatch(
     state: FakeState, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes
 ) -> Reply:
     """Answer one Google API request: count it, delay it, maybe fail it, else serve it."""
-    # Split before decoding, so an encoded `/` inside a calendar id stays inside its segment.
-    segments = [unquote(part) for part in path.split("/")[1:]]
-    if segments and segments[-1] == "":
-        segments.pop()
-    request = ApiRequest(method, segments, parse_qs(query, keep_blank_values=True), headers, body)
+    segments = path_segments(path)
+    request = ApiRequest(method, segments, parse_query(query, keep_blank=True), headers, body)
     endpoint, handler = route(method, segments)
     with state.lock:
         user_id = state.attribute(endpoint, request)

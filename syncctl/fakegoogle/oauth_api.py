@@ -8,7 +8,7 @@ import binascii
 import hashlib
 import hmac
 from datetime import timedelta
-from urllib.parse import parse_qs, unquote, urlencode, urlsplit
+from urllib.parse import unquote, urlencode, urlsplit
 
 from syncctl.fakegoogle.errors import Reply, oauth_error
 from syncctl.fakegoogle.state import ApiRequest, FakeState
@@ -90,7 +90,7 @@ def _redirect(redirect_uri: str, **params: str) -> Reply:
 def token(state: FakeState, request: ApiRequest) -> Reply:
     """Exchange an authorization code or a refresh token for an access token valid 3599 s by the
     injected clock."""
-    form = {k: v[-1] for k, v in parse_qs(request.body.decode("utf-8", "replace")).items()}
+    form = {k: v[-1] for k, v in request.form.items()}
     grant_type = form.get("grant_type", "")
     if grant_type not in ("refresh_token", "authorization_code"):
         raise oauth_error(400, "unsupported_grant_type", f"Invalid grant_type: {grant_type}")
@@ -195,7 +195,7 @@ def tokeninfo(state: FakeState, request: ApiRequest) -> Reply:
     """Describe a live access token; 400 invalid_token for unknown, expired or revoked ones."""
     value = request.param("access_token")
     if value is None and request.body:
-        value = (parse_qs(request.body.decode("utf-8", "replace")).get("access_token") or [""])[-1]
+        value = (request.form.get("access_token") or [""])[-1]
     with state.lock:
         access = state.access_tokens.get(value or "")
         now = state.now()

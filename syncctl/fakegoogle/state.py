@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import unquote
 
 from syncctl.clock import Clock
 from syncctl.fakegoogle import errors
@@ -48,15 +49,44 @@ EVENTS_SCOPES = frozenset(
 ALL_SCOPES: tuple[str, ...] = (SCOPE + "contacts.readonly", SCOPE + "calendar.readonly")
 
 
+def _unquote_plus(text: str) -> str:
+    if "+" in text:
+        text = text.replace("+", " ")
+    return unquote(text) if "%" in text else text
+
+
+def parse_query(query: str, *, keep_blank: bool = False) -> dict[str, list[str]]:
+    """What `parse_qs(query, keep_blank_values=keep_blank)` reads from a str, read faster."""
+    # parse_qs pays for bytes support and an unquote call per name and value; most of the
+    # fake's queries and forms have nothing to unquote.
+    fields: dict[str, list[str]] = {}
+    for pair in query.split("&"):
+        name, _, value = pair.partition("=")
+        if not pair or not (value or keep_blank):
+            continue
+        name, value = _unquote_plus(name), _unquote_plus(value)
+        values = fields.get(name)
+        if values is None:
+            fields[name] = [value]
+        else:
+            values.append(value)
+    return fields
+
+
 @dataclass
 class ApiRequest:
     """One parsed HTTP request."""
 
     method: str
-    segments: list[str]  # URL-decoded path segments
+    segments: Sequence[str]  # URL-decoded path segments
     query: dict[str, list[str]]
     headers: Mapping[str, str]
     body: bytes
+
+    @functools.cached_property
+    def form(self) -> dict[str, list[str]]:
+        """The body read as a form (read once: attribution and the endpoint both ask)."""
+        return parse_query(self.body.decode("utf-8", "replace"))
 
     def param(self, name: str) -> str | None:
         """The last value of a query parameter; empty counts as absent."""
@@ -152,7 +182,7 @@ class FakeState:
     def attribute(self, endpoint: str, request: ApiRequest) -> str | None:
         """The user a request belongs to, by the refresh or access token it carries."""
         if endpoint == "oauth.token":
-            form = parse_qs(request.body.decode("utf-8", "replace"))
+            form = request.form
             grant = self.refresh_grants.get((form.get("refresh_token") or [""])[-1])
             if grant is None:
                 code = self.authorization_codes.get((form.get("code") or [""])[-1])

@@ -117,15 +117,15 @@ def observe(
 ) -> FleetRecord:
     """Add one attempt's evidence to the window (a new window once the old one has passed);
     the breaker opens when the window holds enough attempts and enough of them failed."""
-    window = settings.fleet_breaker_window_seconds
-    if record.window_started_at is None or now >= record.window_started_at + timedelta(
-        seconds=window
-    ):
-        record = replace(record, window_started_at=now, attempts=0, transient_failures=0)
-    record = replace(
+    started = record.window_started_at
+    attempts, failures = record.attempts, record.transient_failures
+    if started is None or now >= started + timedelta(seconds=settings.fleet_breaker_window_seconds):
+        started, attempts, failures = now, 0, 0  # a new window
+    record = replace(  # one copy of the record per evidence: every attempt adds some
         record,
-        attempts=record.attempts + 1,
-        transient_failures=record.transient_failures + int(evidence.transient_failure),
+        window_started_at=started,
+        attempts=attempts + 1,
+        transient_failures=failures + int(evidence.transient_failure),
         last_failure_reason=evidence.reason
         if evidence.transient_failure
         else record.last_failure_reason,
@@ -189,19 +189,23 @@ def looks_like_an_outage(record: FleetRecord, now: datetime, settings: Settings)
     attempts, at least the failure ratio of them failing."""
     if record.is_open:
         return False
-    window = timedelta(seconds=settings.fleet_breaker_window_seconds)
+    # The counts are asked first: every due pair is gated, and most records count no failure.
     least = settings.fleet_breaker_single_after
+    window = settings.fleet_breaker_window_seconds
     if (
-        record.last_evidence_at is not None
-        and now - record.last_evidence_at <= window
-        and record.consecutive_failures >= least
+        record.consecutive_failures >= least
+        and record.last_evidence_at is not None
+        and now - record.last_evidence_at <= timedelta(seconds=window)
     ):
         return True
-    if record.window_started_at is None or now >= record.window_started_at + window:
-        return False  # the window has passed: its evidence is forgotten at the next attempt
     if record.attempts < least:
         return False
-    return record.transient_failures >= settings.fleet_breaker_failure_ratio * record.attempts
+    if record.transient_failures < settings.fleet_breaker_failure_ratio * record.attempts:
+        return False
+    # the window has passed: its evidence is forgotten at the next attempt
+    return record.window_started_at is not None and now < record.window_started_at + timedelta(
+        seconds=window
+    )
 
 
 def probe_due(record: FleetRecord, now: datetime, settings: Settings) -> bool:

@@ -18,15 +18,18 @@ COLUMNS = tuple(AttemptRecord.__dataclass_fields__)
 _INSERT_SQL = (
     f"INSERT INTO sync_metrics ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 )
+# The booleans, stored as 0 or 1.
+_FLAG_INDEXES = tuple(
+    COLUMNS.index(name) for name in ("full_resync", "breaker_trial", "calendar_list_skipped")
+)
 
 
 def insert_attempt(conn: sqlite3.Connection, record: AttemptRecord) -> int:
     """Write one attempt row (inside the caller's transaction); returns its id."""
     # getattr, not dataclasses.asdict: asdict deep-copies every field (a hot path at 600/s).
     values = [getattr(record, name) for name in COLUMNS]
-    values[COLUMNS.index("full_resync")] = int(record.full_resync)
-    values[COLUMNS.index("breaker_trial")] = int(record.breaker_trial)
-    values[COLUMNS.index("calendar_list_skipped")] = int(record.calendar_list_skipped)
+    for index in _FLAG_INDEXES:
+        values[index] = int(values[index])
     cursor = conn.execute(_INSERT_SQL, values)
     return int(cursor.lastrowid or 0)
 

@@ -10,6 +10,7 @@ row with the incoming one, so re-applying an unchanged row counts as neither add
 
 from __future__ import annotations
 
+import functools
 import json
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
@@ -25,6 +26,11 @@ class ChangeCounts:
     deleted: int = 0
 
     def __add__(self, other: ChangeCounts) -> ChangeCounts:
+        # Most pages of an incremental sync change nothing: adding nothing builds no new record.
+        if not (other.added or other.updated or other.deleted):
+            return self
+        if not (self.added or self.updated or self.deleted):
+            return other
         return ChangeCounts(
             self.added + other.added, self.updated + other.updated, self.deleted + other.deleted
         )
@@ -75,6 +81,8 @@ def apply_changes(
     """
     previous_keys = previous_keys or {}
     removal_set = set(removals)
+    if not rows and not removal_set and not previous_keys:
+        return ChangeCounts()  # an empty page (most incremental syncs): no statement at all
     wanted = {row[0] for row in rows} | removal_set
     for old_keys in previous_keys.values():
         wanted.update(old_keys)
@@ -101,11 +109,13 @@ def apply_changes(
         removal_set.update(old_keys)
     removal_set -= page_keys
 
-    conn.executemany(_upsert_sql(table), [(*scope, *row, generation) for row in rows])
+    if rows:
+        conn.executemany(_upsert_sql(table), [(*scope, *row, generation) for row in rows])
     deleted = delete_keys(conn, table, scope, sorted(removal_set)) - len(consumed)
     return ChangeCounts(added, updated, deleted)
 
 
+@functools.cache  # a handful of tables, each page of each sync asks
 def _upsert_sql(table: MirrorTable) -> str:
     columns = [*table.scope_columns, table.key_column, *table.data_columns, "sync_generation"]
     names = ", ".join(f'"{c}"' for c in columns)

@@ -207,7 +207,11 @@ _PAIR_STATE_SQL = (
     " AND integration_type = p.integration_type AND trigger != 'manual'"
     " ORDER BY created_at DESC, id DESC LIMIT 1),"
     " (SELECT count(*) FROM calendars WHERE user_id = p.user_id),"
-    f" {metrics.recent_mean_sql('p.user_id', 'p.integration_type')},"
+    # The mean of recent failures prices only a circuit_open skip, which needs a breaker that is
+    # not closed: a closed one's (most attempts) is not read, since finding that a pair with no
+    # failure has none walks back through its whole history.
+    " CASE WHEN b.state != 'closed' THEN"
+    f" {metrics.recent_mean_sql('p.user_id', 'p.integration_type')} END,"
     f" {metrics.recent_poll_calls_sql('p.user_id', 'p.integration_type')},"
     " (SELECT updated_at FROM sync_tokens WHERE user_id = p.user_id"
     " AND integration_type = p.integration_type AND scope = ?7),"
@@ -281,18 +285,16 @@ def save_attempt(
     metrics.insert_attempt(conn, record)
     if not pair_exists:
         return
+    now = from_iso(record.created_at)
     if update.refreshed is not None:
         save_refreshed_token(conn, user_id, update.refreshed)
-    save_token_verdict(
-        conn, user_id, update.token_health, update.notice, now=from_iso(record.created_at)
-    )
+    save_token_verdict(conn, user_id, update.token_health, update.notice, now=now)
     if update.breaker is not None and not _same_row(
         user_store.breaker_values(update.breaker), stored_breaker
     ):
         save_breaker(conn, user_id, integration, update.breaker)
     if update.schedule is not None:
         save_schedule(conn, user_id, integration, update.schedule, keep_pending=update.keep_pending)
-    now = from_iso(record.created_at)
     if update.hold is not None:
         hold = update.hold
         holds.save_hold(
