@@ -9,9 +9,12 @@ import traceback
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
+import httplib2
 import pytest
 from freezegun import freeze_time
+from googleapiclient.discovery import build_from_document
 
 from syncctl.clock import from_iso, to_iso
 from syncctl.config import Settings
@@ -24,6 +27,7 @@ from syncctl.google import (
     TransientError,
     UnexpectedResponse,
 )
+from syncctl.google.session import _first_request, discovery_document
 from syncctl.model import UserCredentials
 
 PERSON_FIELDS = "names,emailAddresses,metadata"
@@ -612,3 +616,60 @@ def test_no_credential_appears_in_errors_or_logs(
     assert "retry 1 of 1" in caplog.text
     for secret in secrets:
         assert secret not in everything
+
+
+def _library_collection(api: str, *path: str) -> Any:
+    version = "v1" if api == "people" else "v3"
+    base = "http://127.0.0.1:1/" if api == "people" else "http://127.0.0.1:1/calendar/v3/"
+    collection = build_from_document(
+        discovery_document(api, version),
+        http=httplib2.Http(),
+        client_options={"api_endpoint": base},
+    )
+    for name in path:
+        collection = getattr(collection, name)()
+    return collection
+
+
+_EVENTS = ("calendar", "events")
+_CONNECTIONS = ("people", "people", "connections")
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        (_EVENTS, {"calendarId": "primary", "maxResults": 2500}),
+        (_EVENTS, {"calendarId": "u1@example.com", "maxResults": 2500, "syncToken": "CPD=/+ x"}),
+        (_EVENTS, {"calendarId": "c_1@group.calendar.google.com", "syncToken": "t&a=b?c#d"}),
+        (_EVENTS, {"calendarId": "ünï/cødé", "maxResults": 10, "showDeleted": True}),
+        (_EVENTS, {"calendarId": "primary", "singleEvents": True, "syncToken": "x" * 300}),
+        (
+            _CONNECTIONS,
+            {
+                "resourceName": "people/me",
+                "personFields": PERSON_FIELDS,
+                "pageSize": 1000,
+                "requestSyncToken": True,
+                "syncToken": "EgYI/+ü=",
+            },
+        ),
+        (_CONNECTIONS, {"resourceName": "people/me", "personFields": "names", "pageSize": 5}),
+        (("calendar", "calendarList"), {"maxResults": 250, "syncToken": "abc"}),
+    ],
+)
+def test_a_first_page_request_is_the_one_the_library_builds(path: tuple, params: dict) -> None:
+    """The derived request (a copy of a kept template with the sync token swapped in) asks for
+    the same resource with the same parameters as `collection.list(**params)`, twice running."""
+    collection = _library_collection(*path)
+    built = collection.list(**params)
+    for _ in range(2):
+        derived = _first_request(collection, params)
+        assert urlsplit(derived.uri)[:3] == urlsplit(built.uri)[:3]
+        assert parse_qs(urlsplit(derived.uri).query) == parse_qs(urlsplit(built.uri).query)
+        assert (derived.method, derived.body, derived.methodId) == (
+            built.method,
+            built.body,
+            built.methodId,
+        )
+        assert derived.headers == built.headers
+        assert derived.headers is not built.headers

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import logging
@@ -19,6 +20,7 @@ import httplib2
 from google.auth import exceptions as auth_exceptions
 from google.oauth2.credentials import Credentials
 from googleapiclient import errors as api_errors
+from googleapiclient._helpers import update_query_params
 from googleapiclient.discovery import build_from_document
 from googleapiclient.discovery_cache import get_static_doc
 from tenacity import (
@@ -81,6 +83,8 @@ T = TypeVar("T")
 # built on an unauthenticated placeholder http and each request is executed with the session's
 # own authorized http, so no user's credentials outlive their session in the cache.
 _COLLECTIONS = threading.local()
+# First-page requests kept a thread (see GoogleSession._first_request); past this, start over.
+REQUEST_TEMPLATES_PER_THREAD = 4096
 
 
 @functools.cache
@@ -372,7 +376,7 @@ class GoogleSession:
     ) -> Iterator[Page]:
         # list_next re-uses the first request's URI and only swaps pageToken, so every page
         # repeats the first call's parameters, as People and Calendar require.
-        request = collection.list(**params)
+        request = _first_request(collection, params)
         while request is not None:
             response = _expect_dict(self._call(label, api, self._executor(request)), api)
             items = response.get(items_key) or []
@@ -466,6 +470,27 @@ class GoogleSession:
         if message != exc.message:
             exc.args = (message,)
         return exc
+
+
+def _first_request(collection: Any, params: dict[str, Any]) -> Any:
+    """The request for a listing's first page. The library builds it once per collection and
+    fixed parameters a thread (validation and URI templating cost more than the rest of the
+    request's preparation); each call gets a copy with its sync token swapped into the URI, the
+    way the library's own list_next swaps in the page token."""
+    sync_token = params.get("syncToken")
+    fixed = {name: value for name, value in params.items() if name != "syncToken"}
+    templates: dict[tuple, Any] = _COLLECTIONS.__dict__.setdefault("templates", {})
+    key = (collection, tuple(sorted(fixed.items())))
+    template = templates.get(key)
+    if template is None:
+        if len(templates) >= REQUEST_TEMPLATES_PER_THREAD:
+            templates.clear()
+        template = templates[key] = collection.list(**fixed)
+    request = copy.copy(template)
+    request.headers = dict(template.headers)  # execute may add to them
+    if sync_token:
+        request.uri = update_query_params(template.uri, {"syncToken": sync_token})
+    return request
 
 
 @dataclass(frozen=True)
