@@ -13,14 +13,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self, TypeVar
-from urllib.parse import urlencode
+from urllib.parse import quote_plus, urlencode
 
 import google_auth_httplib2
 import httplib2
 from google.auth import exceptions as auth_exceptions
 from google.oauth2.credentials import Credentials
 from googleapiclient import errors as api_errors
-from googleapiclient._helpers import update_query_params
 from googleapiclient.discovery import build_from_document
 from googleapiclient.discovery_cache import get_static_doc
 from tenacity import (
@@ -474,23 +473,35 @@ class GoogleSession:
 
 def _first_request(collection: Any, params: dict[str, Any]) -> Any:
     """The request for a listing's first page. The library builds it once per collection and
-    fixed parameters a thread (validation and URI templating cost more than the rest of the
-    request's preparation); each call gets a copy with its sync token swapped into the URI, the
-    way the library's own list_next swaps in the page token."""
-    sync_token = params.get("syncToken")
-    fixed = {name: value for name, value in params.items() if name != "syncToken"}
+    parameters a thread (validation and URI templating cost more than the rest of the request's
+    preparation), with an empty sync token where there is one; each call gets a copy with its
+    sync token set in the URI, the way the library's own list_next swaps in the page token."""
+    shape = {name: "" if name == "syncToken" else value for name, value in params.items()}
     templates: dict[tuple, Any] = _COLLECTIONS.__dict__.setdefault("templates", {})
-    key = (collection, tuple(sorted(fixed.items())))
+    key = (collection, tuple(shape.items()))
     template = templates.get(key)
     if template is None:
         if len(templates) >= REQUEST_TEMPLATES_PER_THREAD:
             templates.clear()
-        template = templates[key] = collection.list(**fixed)
+        template = templates[key] = collection.list(**shape)
     request = copy.copy(template)
     request.headers = dict(template.headers)  # execute may add to them
-    if sync_token:
-        request.uri = update_query_params(template.uri, {"syncToken": sync_token})
+    if "syncToken" in params:
+        request.uri = with_query_value(template.uri, "syncToken", str(params["syncToken"]))
     return request
+
+
+def with_query_value(uri: str, name: str, value: str) -> str:
+    """`uri` with the value of its query parameter `name` set to `value`, encoded as the client
+    library's urlencode encodes it, every other byte unchanged."""
+    base, mark, query = uri.partition("?")
+    prefix = f"{quote_plus(name)}="
+    fields = query.split("&") if mark else []
+    for index, field in enumerate(fields):
+        if field.startswith(prefix):
+            fields[index] = prefix + quote_plus(value)
+            return f"{base}?{'&'.join(fields)}"
+    raise ValueError(f"the URI has no {name} parameter to set")
 
 
 @dataclass(frozen=True)
