@@ -10,8 +10,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httplib2
 import pytest
 from freezegun import freeze_time
+from googleapiclient.discovery import build_from_document
 
 from syncctl.clock import from_iso, to_iso
 from syncctl.config import Settings
@@ -24,6 +26,7 @@ from syncctl.google import (
     TransientError,
     UnexpectedResponse,
 )
+from syncctl.google.session import _first_request, discovery_document, with_query_value
 from syncctl.model import UserCredentials
 
 PERSON_FIELDS = "names,emailAddresses,metadata"
@@ -612,3 +615,117 @@ def test_no_credential_appears_in_errors_or_logs(
     assert "retry 1 of 1" in caplog.text
     for secret in secrets:
         assert secret not in everything
+
+
+def _library_collection(api: str, *path: str) -> Any:
+    version = "v1" if api == "people" else "v3"
+    base = "http://127.0.0.1:1/" if api == "people" else "http://127.0.0.1:1/calendar/v3/"
+    collection = build_from_document(
+        discovery_document(api, version),
+        http=httplib2.Http(),
+        client_options={"api_endpoint": base},
+    )
+    for name in path:
+        collection = getattr(collection, name)()
+    return collection
+
+
+_EVENTS = ("calendar", "events")
+_CONNECTIONS = ("people", "people", "connections")
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        (_EVENTS, {"calendarId": "primary", "maxResults": 2500}),
+        (_EVENTS, {"calendarId": "u1@example.com", "maxResults": 2500, "syncToken": "CPD=/+ x"}),
+        (_EVENTS, {"calendarId": "c_1@group.calendar.google.com", "syncToken": "t&a=b?c#d"}),
+        (_EVENTS, {"calendarId": "ünï/cødé", "maxResults": 10, "showDeleted": True}),
+        (_EVENTS, {"calendarId": "primary", "singleEvents": True, "syncToken": "x" * 300}),
+        (
+            _CONNECTIONS,
+            {
+                "resourceName": "people/me",
+                "personFields": PERSON_FIELDS,
+                "pageSize": 1000,
+                "requestSyncToken": True,
+                "syncToken": "EgYI/+ü=",
+            },
+        ),
+        (_CONNECTIONS, {"resourceName": "people/me", "personFields": "names", "pageSize": 5}),
+        (("calendar", "calendarList"), {"maxResults": 250, "syncToken": "abc"}),
+        (("calendar", "calendarList"), {"syncToken": "first", "maxResults": 250}),
+        (("people", "contactGroups"), {"pageSize": 1000, "groupFields": "name,memberCount"}),
+        (("people", "contactGroups"), {"pageSize": 3, "syncToken": "g~1 2%3"}),
+    ],
+)
+def test_a_first_page_request_is_the_one_the_library_builds(path: tuple, params: dict) -> None:
+    """The derived request (a copy of a kept template with the sync token swapped in) asks for
+    byte for byte the URI `collection.list(**params)` builds, twice running."""
+    collection = _library_collection(*path)
+    built = collection.list(**params)
+    for _ in range(2):
+        derived = _first_request(collection, params)
+        assert derived.uri == built.uri
+        assert (derived.method, derived.body, derived.methodId) == (
+            built.method,
+            built.body,
+            built.methodId,
+        )
+        assert derived.headers == built.headers
+        assert derived.headers is not built.headers
+
+
+@pytest.mark.parametrize(
+    ("uri", "name", "value", "expected"),
+    [
+        (
+            "http://h/p?a=1&syncToken=&alt=json",
+            "syncToken",
+            "t",
+            "http://h/p?a=1&syncToken=t&alt=json",
+        ),
+        (
+            "http://h/p?syncToken=old&alt=json",
+            "syncToken",
+            "new",
+            "http://h/p?syncToken=new&alt=json",
+        ),
+        (
+            "http://h/p?a=1&syncToken=",
+            "syncToken",
+            "a+b/c=d&e",
+            "http://h/p?a=1&syncToken=a%2Bb%2Fc%3Dd%26e",
+        ),
+        (
+            "http://h/p?syncToken=&alt=json",
+            "syncToken",
+            "ü x",
+            "http://h/p?syncToken=%C3%BC+x&alt=json",
+        ),
+        (
+            "http://h/p?xsyncToken=1&syncToken=&alt=json",
+            "syncToken",
+            "t",
+            "http://h/p?xsyncToken=1&syncToken=t&alt=json",
+        ),
+        (
+            "http://h/p?q=syncToken%3D&syncToken=",
+            "syncToken",
+            "t",
+            "http://h/p?q=syncToken%3D&syncToken=t",
+        ),
+    ],
+)
+def test_a_query_value_is_set_in_place_and_encoded_as_urlencode_does(
+    uri: str, name: str, value: str, expected: str
+) -> None:
+    assert with_query_value(uri, name, value) == expected
+
+
+@pytest.mark.parametrize(
+    "uri", ["http://h/p", "http://h/p?a=1&alt=json", "http://h/p?xsyncToken=1"]
+)
+def test_setting_a_query_value_the_uri_lacks_is_refused(uri: str) -> None:
+    with pytest.raises(ValueError, match="no syncToken parameter"):
+        with_query_value(uri, "syncToken", "t")
