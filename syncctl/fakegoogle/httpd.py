@@ -126,11 +126,7 @@ def parse_request_head(head: bytes) -> tuple[str, str, str, dict[str, str]]:
     for line in lines:
         if line == "\r" or not line:
             break
-        # add_field's work, inlined for the usual line; add_field itself raises the refusals.
-        name, colon, value = line.partition(":")
-        if not colon or len(fields) >= MAX_HEADERS or len(line) > MAX_LINE_BYTES:
-            add_field(fields, line)
-        fields[name.strip().lower()] = value.strip()
+        add_field(fields, line)
     return method, target, version, fields
 
 
