@@ -49,16 +49,20 @@ EVENTS_SCOPES = frozenset(
 ALL_SCOPES: tuple[str, ...] = (SCOPE + "contacts.readonly", SCOPE + "calendar.readonly")
 
 
+def _unquoted(text: str) -> str:
+    return unquote_plus(text) if "%" in text or "+" in text else text
+
+
 def parse_query(query: str, *, keep_blank: bool = False) -> dict[str, list[str]]:
     """What `parse_qs(query, keep_blank_values=keep_blank)` reads from a str, read faster."""
-    # parse_qs first builds a list of pairs through parse_qsl, with its bytes and separator
-    # handling; a str is read here in one pass.
+    # parse_qs builds a list of pairs first and unquotes every name and value; most of the
+    # fake's fields have nothing to unquote, and are taken as they are.
     fields: dict[str, list[str]] = {}
     for pair in query.split("&"):
         name, _, value = pair.partition("=")
         if not pair or not (value or keep_blank):
             continue
-        name, value = unquote_plus(name), unquote_plus(value)
+        name, value = _unquoted(name), _unquoted(value)
         values = fields.get(name)
         if values is None:
             fields[name] = [value]
