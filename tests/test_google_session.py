@@ -26,7 +26,13 @@ from syncctl.google import (
     TransientError,
     UnexpectedResponse,
 )
-from syncctl.google.session import _first_request, discovery_document, with_query_value
+from syncctl.google.session import (
+    _COLLECTIONS,
+    _first_request,
+    discovery_document,
+    with_path_segment,
+    with_query_value,
+)
 from syncctl.model import UserCredentials
 
 PERSON_FIELDS = "names,emailAddresses,metadata"
@@ -641,6 +647,8 @@ _CONNECTIONS = ("people", "people", "connections")
         (_EVENTS, {"calendarId": "u1@example.com", "maxResults": 2500, "syncToken": "CPD=/+ x"}),
         (_EVENTS, {"calendarId": "c_1@group.calendar.google.com", "syncToken": "t&a=b?c#d"}),
         (_EVENTS, {"calendarId": "ünï/cødé", "maxResults": 10, "showDeleted": True}),
+        (_EVENTS, {"calendarId": "a b+c%d#e?f&g=h/../x", "maxResults": 2500, "syncToken": "t"}),
+        (_EVENTS, {"calendarId": "syncctl-calendar-id-slot", "maxResults": 2500}),
         (_EVENTS, {"calendarId": "primary", "singleEvents": True, "syncToken": "x" * 300}),
         (
             _CONNECTIONS,
@@ -674,6 +682,44 @@ def test_a_first_page_request_is_the_one_the_library_builds(path: tuple, params:
         )
         assert derived.headers == built.headers
         assert derived.headers is not built.headers
+
+
+def test_one_kept_request_serves_every_calendar_id() -> None:
+    """Users' calendars differ only in the calendar id: after the first, no request is built by
+    the library again, and each asks for its own calendar."""
+    collection = _library_collection(*_EVENTS)
+    ids = ["u1@example.com", "u2@example.com", "c_9@group.calendar.google.com", "é è"]
+    _first_request(collection, {"calendarId": ids[0], "maxResults": 2500, "syncToken": "s"})
+    kept = dict(_COLLECTIONS.templates)
+    for calendar_id in ids:
+        params = {"calendarId": calendar_id, "maxResults": 2500, "syncToken": f"s-{calendar_id}"}
+        assert _first_request(collection, params).uri == collection.list(**params).uri
+    assert _COLLECTIONS.templates == kept
+
+
+@pytest.mark.parametrize(
+    ("uri", "slot", "value", "expected"),
+    [
+        (
+            "http://h/c/v3/calendars/S/events?a=1",
+            "S",
+            "x@y.com",
+            "http://h/c/v3/calendars/x%40y.com/events?a=1",
+        ),
+        ("http://h/calendars/S/events", "S", "a/b c", "http://h/calendars/a%2Fb%20c/events"),
+        ("http://h/calendars/S/events?q=/S/", "S", "v", "http://h/calendars/v/events?q=/S/"),
+    ],
+)
+def test_a_path_segment_is_set_and_encoded_as_the_uri_template_does(
+    uri: str, slot: str, value: str, expected: str
+) -> None:
+    assert with_path_segment(uri, slot, value) == expected
+
+
+@pytest.mark.parametrize("uri", ["http://h/calendars/x/events", "http://h/p?q=/S/"])
+def test_setting_a_path_segment_the_uri_lacks_is_refused(uri: str) -> None:
+    with pytest.raises(ValueError, match="no S path segment"):
+        with_path_segment(uri, "S", "v")
 
 
 @pytest.mark.parametrize(

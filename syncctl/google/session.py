@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Self, TypeVar
-from urllib.parse import quote_plus, urlencode
+from urllib.parse import quote, quote_plus, urlencode
 
 import google_auth_httplib2
 import httplib2
@@ -84,6 +84,10 @@ T = TypeVar("T")
 _COLLECTIONS = threading.local()
 # First-page requests kept a thread (see GoogleSession._first_request); past this, start over.
 REQUEST_TEMPLATES_PER_THREAD = 4096
+# A kept first-page request holds these in place of each call's own values (one template serves
+# every user's calendars); the slot is all unreserved characters, so it expands as it is.
+_CALENDAR_ID_SLOT = "syncctl-calendar-id-slot"
+_TEMPLATE_VALUES = {"syncToken": "", "calendarId": _CALENDAR_ID_SLOT}
 
 
 @functools.cache
@@ -474,9 +478,10 @@ class GoogleSession:
 def _first_request(collection: Any, params: dict[str, Any]) -> Any:
     """The request for a listing's first page. The library builds it once per collection and
     parameters a thread (validation and URI templating cost more than the rest of the request's
-    preparation), with an empty sync token where there is one; each call gets a copy with its
-    sync token set in the URI, the way the library's own list_next swaps in the page token."""
-    shape = {name: "" if name == "syncToken" else value for name, value in params.items()}
+    preparation), with an empty sync token where there is one and a placeholder calendar id;
+    each call gets a copy with its own calendar id set in the path and its sync token in the
+    query, the way the library's own list_next swaps in the page token."""
+    shape = {name: _TEMPLATE_VALUES.get(name, value) for name, value in params.items()}
     templates: dict[tuple, Any] = _COLLECTIONS.__dict__.setdefault("templates", {})
     key = (collection, tuple(shape.items()))
     template = templates.get(key)
@@ -486,9 +491,23 @@ def _first_request(collection: Any, params: dict[str, Any]) -> Any:
         template = templates[key] = collection.list(**shape)
     request = copy.copy(template)
     request.headers = dict(template.headers)  # execute may add to them
+    uri = template.uri
+    if "calendarId" in params:
+        uri = with_path_segment(uri, _CALENDAR_ID_SLOT, str(params["calendarId"]))
     if "syncToken" in params:
-        request.uri = with_query_value(template.uri, "syncToken", str(params["syncToken"]))
+        uri = with_query_value(uri, "syncToken", str(params["syncToken"]))
+    request.uri = uri
     return request
+
+
+def with_path_segment(uri: str, slot: str, value: str) -> str:
+    """`uri` with the path segment `slot` replaced by `value`, percent-encoded as the client
+    library's URI template expands a path parameter (every byte but unreserved ones)."""
+    path, mark, query = uri.partition("?")
+    segment = f"/{slot}/"
+    if segment not in path:
+        raise ValueError(f"the URI has no {slot} path segment to set")
+    return path.replace(segment, f"/{quote(value, safe='')}/", 1) + mark + query
 
 
 def with_query_value(uri: str, name: str, value: str) -> str:
