@@ -13,7 +13,8 @@ at concurrency K run until `--seconds` have passed: each round makes the first p
 (sized to last the time still wanted at the rate measured so far, the latency bound
 `K / (requests per sync x latency)` for the first; at most --users) and runs them, incremental
 syncs with tokens fresh and the quota budget on (raised to 1,000,000 a minute so it is spent
-from, not waited on).
+from, not waited on). Each round starts cold as a cron-started run-due does: no secret opened
+yet, new threads.
 
 Printed per K, summed over its rounds: rounds, syncs, seconds, Google requests and requests/s
 (counted by the fake), syncs/s, and where the time went: syncctl CPU per request and per sync
@@ -49,6 +50,7 @@ from syncctl.clock import to_iso, utcnow
 from syncctl.config import Settings, load_settings
 from syncctl.model import Integration, Trigger
 from syncctl.orchestrator import Orchestrator
+from syncctl.secrets import forget_keys
 from syncctl.store import db as store_db
 from syncctl.store import open_database, transaction
 from syncctl.store.users import UserGrant
@@ -108,6 +110,7 @@ def run_round(
 ) -> dict[str, float]:
     """One run-due at concurrency `workers` over the first `syncs` pairs, made due first."""
     make_due(db, syncs)
+    forget_keys()  # each round opens its users' secrets again, as a cron-started run-due does
     requests_before, fake_cpu_before = fake.ask("count"), fake.ask("cpu")
     timer.reset()
     cpu_before, started = time.process_time(), time.perf_counter()

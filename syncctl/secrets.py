@@ -229,6 +229,14 @@ def _env_keyring(value: str) -> Keyring:
     return Keyring([parse_key(value, source)], source)
 
 
+def forget_keys() -> None:
+    """Forget the keyrings built so far and every secret they opened, as a new process would
+    start (benchmarks/bench_fleet.py times each run-due as cron starts one)."""
+    _file_keyring.cache_clear()
+    _env_keyring.cache_clear()
+    _KEY_FILE_READS.clear()
+
+
 def configured_keyring(env: Mapping[str, str] | None = None) -> Keyring | None:
     """The configured key (environment or key file), or None when there is none; SecretsError
     when it is malformed or unreadable."""
