@@ -1,10 +1,13 @@
 """Sustained Google requests per second of one host: run-due over thousands of syncs.
 
 Run: python benchmarks/bench_fleet.py [--users 12000] [--seconds 30] [--latency 0.1]
-     [--concurrency 16 32 64 128] [--cores 2] [--profile 300]
+     [--concurrency 16 32 64 128] [--cores 2] [--layouts shared split] [--profile 300]
 
 The fake Google runs in its own process (spawned) with `--users` calendar-only users of one
-calendar and 5 events each. Both processes are pinned to the first `--cores` CPUs. A first
+calendar and 5 events each. Both processes run on the first `--cores` CPUs, laid out two ways
+in turn: `shared`, both processes on every one of them (the scheduler moves syncctl's threads
+and the fake's across the cores), and `split`, syncctl on the first half and the fake on the
+other (as a host whose Google is elsewhere keeps its cores to itself). A first
 run-due at concurrency 64 and no latency does every user's full sync (not timed), and a second
 one over a few hundred pairs measures the requests an incremental sync sends (one since the
 calendar list has its own 24 h cadence: events.list of the one calendar). Then the fake answers
@@ -16,12 +19,12 @@ syncs with tokens fresh and the quota budget on (raised to 1,000,000 a minute so
 from, not waited on). Each round starts cold as a cron-started run-due does: no secret opened
 yet, new threads.
 
-Printed per K, summed over its rounds: rounds, syncs, seconds, Google requests and requests/s
-(counted by the fake), syncs/s, and where the time went: syncctl CPU per request and per sync
-(this process's CPU time over the rounds, run-due's own listing included), the SQLite write time
-per request (wall time threads spent waiting for and holding the write lock, summed over
-threads), the fake's CPU per request (its own process CPU time), and the host's 1-minute load
-average after the rounds (other processes on the same cores lower every figure).
+Printed per layout and K, summed over its rounds: rounds, syncs, seconds, Google requests and
+requests/s (counted by the fake), syncs/s, and where the time went: syncctl CPU per request
+and per sync (this process's CPU time over the rounds, run-due's own listing included), the
+SQLite write time per request (wall time threads spent waiting for and holding the write lock,
+summed over threads), the fake's CPU per request (its own process CPU time), and the host's
+1-minute load average after the rounds (other processes on the same cores lower every figure).
 
 --profile N profiles N sequential scheduled attempts on the main thread with no latency
 (pyinstrument, `pip install pyinstrument`: wall time) and prints the call tree; --cpu-profile N
@@ -32,6 +35,7 @@ goes).
 from __future__ import annotations
 
 import argparse
+import itertools
 import math
 import os
 import tempfile
@@ -92,6 +96,25 @@ class WriteTimer:
             self.wait = self.held = 0.0
             self.count = 0
         return figures
+
+
+def pin(pid: int | str, cpus: set[int]) -> None:
+    """Every thread of process `pid` ("self": this one) onto `cpus` (threads started later
+    inherit it from their creator)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            os.sched_setaffinity(int(task.name), cpus)
+        except ProcessLookupError:
+            continue  # a thread that ended meanwhile
+
+
+def layout_cpus(layout: str, cpus: list[int]) -> tuple[set[int], set[int]]:
+    """(syncctl's CPUs, the fake's): all of them shared, or split in two halves, as a host
+    whose Google is elsewhere keeps its cores to itself."""
+    if layout == "shared" or len(cpus) < 2:
+        return set(cpus), set(cpus)
+    half = len(cpus) // 2
+    return set(cpus[:half]), set(cpus[half:])
 
 
 def make_due(db: Any, count: int) -> None:
@@ -212,6 +235,9 @@ def main() -> None:
     parser.add_argument("--latency", type=float, default=0.1)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[16, 32, 64, 128])
     parser.add_argument("--cores", type=int, default=2)
+    parser.add_argument(
+        "--layouts", nargs="+", choices=["shared", "split"], default=["shared", "split"]
+    )
     parser.add_argument("--profile", type=int, default=0, metavar="N")
     parser.add_argument("--cpu-profile", type=int, default=0, metavar="N")
     args = parser.parse_args()
@@ -254,12 +280,15 @@ def main() -> None:
                 f" {args.seconds:.0f} s have passed"
             )
             header = (
-                f"{'K':>4} {'rounds':>6} {'syncs':>7} {'seconds':>7} {'requests':>9}"
+                f"{'cpus':>6} {'K':>4} {'rounds':>6} {'syncs':>7} {'seconds':>7} {'requests':>9}"
                 f" {'req/s':>6} {'bound':>5} {'syncs/s':>7} {'cpu ms/req':>10} {'ms/sync':>7}"
                 f" {'sqlite wait':>11} {'sqlite held':>11} {'fake cpu':>8} {'load':>5}"
             )
-            print(header + "\n" + " " * 84 + "(ms/req)    (ms/req, % wall) (ms/req)")
-            for workers in args.concurrency:
+            print(header + "\n" + " " * 91 + "(ms/req)    (ms/req, % wall) (ms/req)")
+            for layout, workers in itertools.product(args.layouts, args.concurrency):
+                ours, theirs = layout_cpus(layout, cpus)
+                pin("self", ours)
+                pin(fake.pid, theirs)
                 bound = workers / args.latency / per_sync
                 row = run_at(
                     settings,
@@ -272,7 +301,7 @@ def main() -> None:
                     first_syncs=math.ceil(bound * args.seconds),
                 )
                 print(
-                    f"{workers:>4} {row['rounds']:>6.0f} {row['syncs']:>7,.0f}"
+                    f"{layout:>6} {workers:>4} {row['rounds']:>6.0f} {row['syncs']:>7,.0f}"
                     f" {row['seconds']:>7.1f} {row['requests']:>9,.0f} {row['rate']:>6.0f}"
                     f" {bound * per_sync:>5.0f} {row['sync_rate']:>7.0f} {row['cpu_ms']:>10.3f}"
                     f" {row['cpu_sync_ms']:>7.3f} {row['write_wait_ms']:>11.3f}"

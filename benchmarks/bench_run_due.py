@@ -203,6 +203,11 @@ class FakeProcess:
         self._worker.start()
         self.base_url, self.fleet = self._conn.recv()
 
+    @property
+    def pid(self) -> int | None:
+        """The fake's process id (None when it runs in a thread)."""
+        return getattr(self._worker, "pid", None)
+
     def ask(self, command: str, argument: Any = None) -> Any:
         self._conn.send((command, argument))
         return self._conn.recv()
