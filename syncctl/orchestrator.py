@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Collection, Iterator
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
@@ -60,7 +60,12 @@ from syncctl.store import DatabaseError, transaction
 from syncctl.store import state as state_store
 from syncctl.store import users as user_store
 from syncctl.store.metrics import last_success_at
-from syncctl.store.sync_tokens import CALENDAR_LIST_SCOPE, sync_token_updated_at
+from syncctl.store.sync_tokens import (
+    CALENDAR_LIST_SCOPE,
+    PendingToken,
+    save_pending_tokens,
+    sync_token_updated_at,
+)
 
 log = logging.getLogger("syncctl.orchestrator")
 
@@ -251,6 +256,7 @@ class Orchestrator:
         single = decision.trial or probe
         settings = replace(self.settings, retry_max_attempts=1) if single else self.settings
         session = self.session(credentials, settings, now)
+        pending: list[PendingToken] = []  # tokens that cover no data, stored with the record
         try:
             verdict = self._run_session(
                 db,
@@ -262,8 +268,11 @@ class Orchestrator:
                 full=full,
                 allow_mass_delete=allow_mass_delete,
                 only=only,
+                pending=pending,
             )
-            record = self._save(db, state, verdict, now, started, session, lease=lease, probe=probe)
+            record = self._save(
+                db, state, verdict, now, started, session, lease=lease, probe=probe, tokens=pending
+            )
             return record, _evidence(state.integration, session, verdict)
         finally:
             session.close()  # the thread's keep-alive connections stay in the pool
@@ -290,6 +299,7 @@ class Orchestrator:
         full: bool,
         allow_mass_delete: bool,
         only: Collection[str] | None = None,
+        pending: list[PendingToken] | None = None,
     ) -> Verdict:
         credentials = session.credentials
         admitted = decision.breaker
@@ -315,7 +325,9 @@ class Orchestrator:
             if action is TokenAction.REFRESH:
                 session.refresh_token()
             engine = self.engines[state.integration]
-            scope: dict = {} if only is None else {"only": only}
+            scope: dict = {"pending": pending}
+            if only is not None:
+                scope["only"] = only
             if not listing:
                 scope["list_calendars"] = False
             outcome = engine(
@@ -380,10 +392,11 @@ class Orchestrator:
         *,
         lease: HeldLease | None = None,
         probe: bool = False,
+        tokens: Sequence[PendingToken] = (),
     ) -> AttemptRecord:
-        """Write the attempt's record and decisions in one transaction, releasing its lease in
-        the same one (a write transaction fewer per attempt). `probe`: the session was the fleet
-        breaker's probe."""
+        """Write the attempt's record and decisions in one transaction, releasing its lease and
+        storing the sync's `tokens` that cover no data in the same one (write transactions
+        fewer per attempt). `probe`: the session was the fleet breaker's probe."""
         refreshed = (
             _refreshed(session) if session is not None and session.credentials_refreshed else None
         )
@@ -398,6 +411,8 @@ class Orchestrator:
         with transaction(db) as tx:
             now_stored = state_store.load_save_point(tx, state.user_id, state.integration)
             update = keep_notification(update, state.mark, now_stored.mark)
+            if now_stored.pair_exists:  # a removed user's pair keeps no token
+                save_pending_tokens(tx, state.user_id, tokens)
             state_store.save_attempt(
                 tx, update, pair_exists=now_stored.pair_exists, stored_breaker=now_stored.breaker
             )

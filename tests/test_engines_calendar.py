@@ -13,7 +13,14 @@ from syncctl.engines.calendar import calendar_row, event_row, is_synced_calendar
 from syncctl.fakegoogle import FakeGoogle
 from syncctl.model import Integration, SyncType
 from syncctl.store.calendar import load_calendars, load_events
-from syncctl.store.sync_tokens import events_scope, load_sync_token, save_sync_token
+from syncctl.store.db import transaction
+from syncctl.store.sync_tokens import (
+    PendingToken,
+    events_scope,
+    load_sync_token,
+    save_pending_tokens,
+    save_sync_token,
+)
 
 USER = "carol"
 
@@ -263,3 +270,83 @@ def test_without_the_calendar_list_only_the_mirrored_calendars_events_are_listed
     sync(fake_google, db, account)
     assert fake_google.request_count(USER, "calendar.calendarList.list") == 1
     assert_mirror_is_exact(fake_google, db)
+
+
+# -- tokens that cover no data ------------------------------------------------------------------
+
+
+def write_transactions(db) -> list[str]:
+    """The write transactions `db` begins from now on (its trace, as SQLite runs them)."""
+    begun: list[str] = []
+    db.conn.set_trace_callback(lambda sql: begun.append(sql) if sql == "BEGIN IMMEDIATE" else None)
+    return begun
+
+
+def stored_tokens(db) -> dict[str, str]:
+    return dict(db.conn.execute("SELECT scope, token FROM sync_tokens WHERE user_id = ?", [USER]))
+
+
+def test_a_sync_that_finds_nothing_leaves_its_new_tokens_pending_and_writes_nothing(
+    fake_google, db, account
+):
+    sync(fake_google, db, account)
+    before = stored_tokens(db)
+    begun = write_transactions(db)
+    pending: list[PendingToken] = []
+
+    with session_for(fake_google, account) as session:
+        outcome = sync_calendar(db, session, USER, now=utcnow, pending=pending)
+
+    db.conn.set_trace_callback(None)
+    assert not outcome.changed
+    assert begun == []
+    assert stored_tokens(db) == before
+    assert sorted(p.scope for p in pending) == sorted(before)
+    assert all(p.token != before[p.scope] for p in pending)  # the fake issues a new one
+    with transaction(db) as conn:
+        save_pending_tokens(conn, USER, pending)
+    assert stored_tokens(db) == {p.scope: p.token for p in pending}
+    assert not sync(fake_google, db, account).changed  # the stored tokens are Google's latest
+
+
+@pytest.mark.parametrize(
+    ("pending", "change", "pending_scopes"),
+    [
+        (None, False, []),  # not asked for: every token is written in its page's transaction
+        ([], True, ["calendar_list", "second", "third"]),  # the first calendar's has its data
+        ([], False, ["calendar_list", "first", "second", "third"]),
+    ],
+)
+def test_only_a_token_with_nothing_to_write_waits(
+    fake_google, db, account, pending, change, pending_scopes
+):
+    sync(fake_google, db, account)
+    first, second, third = calendar_ids(fake_google)
+    names = {"calendar_list": "calendar_list"} | {
+        events_scope(c): n for c, n in ((first, "first"), (second, "second"), (third, "third"))
+    }
+    if change:
+        fake_google.add_event(USER, first, summary="Dentist")
+    before = stored_tokens(db)
+    begun = write_transactions(db)
+
+    with session_for(fake_google, account) as session:
+        sync_calendar(db, session, USER, now=utcnow, pending=pending)
+
+    db.conn.set_trace_callback(None)
+    waiting = sorted(names[p.scope] for p in pending or [])
+    assert waiting == pending_scopes
+    written = sorted(names[s] for s, token in stored_tokens(db).items() if token != before[s])
+    assert written == sorted(set(names.values()) - set(pending_scopes))
+    assert len(begun) == len(written)  # one page transaction each, none for a pending token
+    assert_mirror_is_exact(fake_google, db)
+
+
+def test_a_full_sync_never_leaves_its_tokens_pending(fake_google, db, account):
+    pending: list[PendingToken] = []
+
+    with session_for(fake_google, account) as session:
+        sync_calendar(db, session, USER, now=utcnow, pending=pending, full=True)
+
+    assert pending == []
+    assert len(stored_tokens(db)) == 4

@@ -620,6 +620,70 @@ def test_transient_failures_are_retried_after_5_then_10_minutes_not_every_run_du
     assert world.schedule("ann")["next_sync_at"] == to_iso(world.clock() + timedelta(minutes=10))
 
 
+# -- tokens that cover no data ------------------------------------------------------------------
+
+
+def write_transactions(trace: list[str]) -> list[list[str]]:
+    """The statements of each BEGIN IMMEDIATE ... COMMIT in a connection's trace."""
+    units: list[list[str]] = []
+    for sql in trace:
+        if sql == "BEGIN IMMEDIATE":
+            units.append([])
+        elif units and sql != "COMMIT":
+            units[-1].append(sql)
+    return units
+
+
+def test_an_attempt_that_finds_nothing_stores_its_new_tokens_with_its_record(world):
+    world.add_user("ann", (CONTACTS, CALENDAR))
+    world.run_due()
+    before = dict(world.rows("SELECT scope, token FROM sync_tokens"))
+    conn = world.orchestrator.db().conn
+    trace: list[str] = []
+    conn.set_trace_callback(trace.append)
+
+    for integration in (CONTACTS, CALENDAR):
+        record = world.orchestrator.attempt("ann", integration, Trigger.MANUAL)
+        assert (record.result, record.items_processed) == (Result.SUCCESS, 0)
+
+    conn.set_trace_callback(None)
+    writing_tokens = [
+        unit
+        for unit in write_transactions(trace)
+        if any(sql.startswith("INSERT INTO sync_tokens") for sql in unit)
+    ]
+    assert len(writing_tokens) == 2  # one per attempt: its record's
+    for unit in writing_tokens:
+        assert any(sql.startswith("INSERT INTO sync_metrics") for sql in unit)
+    after = dict(world.rows("SELECT scope, token FROM sync_tokens"))
+    assert sorted(after) == sorted(before)
+    assert len(after) == 4  # connections, contact_groups, calendar_list, one calendar's events
+    assert all(after[scope] != before[scope] for scope in before)  # Google's newer tokens
+
+
+def test_a_record_that_fails_to_commit_leaves_the_old_tokens_and_the_next_sync_is_exact(world):
+    world.add_user("ann")
+    world.run_due()
+    before = world.rows("SELECT scope, token FROM sync_tokens ORDER BY scope")
+    conn = world.orchestrator.db().conn
+    conn.execute(
+        "CREATE TEMP TRIGGER lose_the_record BEFORE INSERT ON sync_metrics"
+        " BEGIN SELECT RAISE(ABORT, 'the disk went away'); END"
+    )
+
+    with pytest.raises(sqlite3.DatabaseError, match="the disk went away"):
+        world.orchestrator.attempt("ann", CALENDAR, Trigger.MANUAL)
+
+    conn.execute("DROP TRIGGER lose_the_record")
+    assert world.rows("SELECT scope, token FROM sync_tokens ORDER BY scope") == before
+    calendar_id = next(iter(world.fake.calendars("ann")))
+    world.fake.add_event("ann", calendar_id, summary="Dentist")
+    record = world.orchestrator.attempt("ann", CALENDAR, Trigger.MANUAL)
+    assert (record.result, record.items_added) == (Result.SUCCESS, 1)  # from the old token
+    mirrored = world.rows("SELECT event_id FROM calendar_events WHERE user_id = 'ann'")
+    assert sorted(e for (e,) in mirrored) == sorted(world.fake.events("ann", calendar_id))
+
+
 # -- metrics and quota -----------------------------------------------------------------------
 
 

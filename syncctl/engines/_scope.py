@@ -9,6 +9,9 @@ The crash-safety argument, in one place:
   scope only on its last page. Killed midway, it leaves the old token (if any) in place: the
   next run replays the changes since that token over the partly refreshed rows, which is
   still exact. Without a token the next run is a new full sync with a newer generation.
+- an incremental listing whose last page brings nothing to write leaves its new token, when
+  the caller asks (`pending`), to the transaction of the attempt's record: a token that covers
+  no data, so a crash before that commit loses nothing the old token does not replay;
 - an expired token is deleted at once, so a crash during the fallback full sync leads to
   another full sync, never to a retry of the dead token;
 - pages are converted to rows before the transaction opens, so the write lock is held only
@@ -42,7 +45,12 @@ from syncctl.policy.mass_delete import Deletions
 from syncctl.store import mirror
 from syncctl.store.db import transaction
 from syncctl.store.mirror import ChangeCounts, MirrorTable
-from syncctl.store.sync_tokens import delete_sync_token, load_sync_token, save_sync_token
+from syncctl.store.sync_tokens import (
+    PendingToken,
+    delete_sync_token,
+    load_sync_token,
+    save_sync_token,
+)
 
 
 class PageLike(Protocol):
@@ -106,14 +114,23 @@ class ScopeResult:
 
 
 def sync_scope(
-    db: sqlite_utils.Database, user_id: str, scope: Scope, *, full: bool, now: Clock
+    db: sqlite_utils.Database,
+    user_id: str,
+    scope: Scope,
+    *,
+    full: bool,
+    now: Clock,
+    pending: list[PendingToken] | None = None,
 ) -> ScopeResult:
-    """Sync one scope incrementally from its stored token, or fully (asked, or token expired)."""
+    """Sync one scope incrementally from its stored token, or fully (asked, or token expired).
+
+    `pending`: where a new token that covers no data goes instead of a transaction of its own
+    (the caller stores it with the attempt's record)."""
     token = None if full else load_sync_token(db.conn, user_id, scope.integration, scope.name)
     if token is None:
         return _list_scope(db, user_id, scope, None, now=now)
     try:
-        return _list_scope(db, user_id, scope, token, now=now)
+        return _list_scope(db, user_id, scope, token, now=now, pending=pending)
     except SyncTokenExpired:
         with transaction(db) as conn:  # the dead token must not be retried after a crash
             delete_sync_token(conn, user_id, scope.integration, scope.name)
@@ -122,7 +139,13 @@ def sync_scope(
 
 
 def _list_scope(
-    db: sqlite_utils.Database, user_id: str, scope: Scope, token: str | None, *, now: Clock
+    db: sqlite_utils.Database,
+    user_id: str,
+    scope: Scope,
+    token: str | None,
+    *,
+    now: Clock,
+    pending: list[PendingToken] | None = None,
 ) -> ScopeResult:
     is_full = token is None
     # An incremental sync writes with the scope's current generation, looked up only once a
@@ -138,6 +161,16 @@ def _list_scope(
             kept.difference_update(row[0] for row in changes.rows)
             kept.update(changes.removed)
             changes.removed = []
+        items += len(page.items)
+        last_token = page.next_sync_token
+        if (
+            pending is not None
+            and last_token is not None
+            and _nothing_to_write(changes, kept, is_full)
+        ):
+            pending.append(PendingToken(scope.integration, scope.name, last_token, now()))
+            finished = True
+            continue
         with transaction(db) as conn:  # one page, and with the last its token and sweep
             if generation is None and changes.rows:
                 generation = scope.generation(conn, False)
@@ -149,7 +182,6 @@ def _list_scope(
                 save_sync_token(
                     conn, user_id, scope.integration, scope.name, page.next_sync_token, now=now()
                 )
-        items += len(page.items)
         counts += page_counts
     if not finished and (is_full or kept):
         # Google sent no sync token: the listing is still complete, so finish on its own.
@@ -157,6 +189,12 @@ def _list_scope(
             counts += _finish(conn, scope, kept, generation or 0, counts, is_full)
     sync_type = SyncType.FULL if is_full else SyncType.INCREMENTAL
     return ScopeResult(sync_type, items, counts)
+
+
+def _nothing_to_write(changes: PageChanges, kept: set[str], is_full: bool) -> bool:
+    """A last page with nothing to write, sweep or delete: an incremental one that brings no
+    rows and no deletions, after pages that left no guarded deletions waiting."""
+    return not is_full and not changes.rows and not changes.removed and not kept
 
 
 def _finish(

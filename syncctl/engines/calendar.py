@@ -50,7 +50,7 @@ from syncctl.store import calendar as store
 from syncctl.store.calendar import CalendarRow, EventRow
 from syncctl.store.db import transaction
 from syncctl.store.mirror import ChangeCounts
-from syncctl.store.sync_tokens import CALENDAR_LIST_SCOPE, events_scope
+from syncctl.store.sync_tokens import CALENDAR_LIST_SCOPE, PendingToken, events_scope
 
 SYNCED_ACCESS_ROLES = frozenset({"owner", "writer", "reader"})
 EVENT_PARAMS: dict[str, Any] = {"maxResults": 2500}
@@ -66,18 +66,20 @@ def sync_calendar(
     guard: DeletionGuard | None = None,
     only: Collection[str] | None = None,
     list_calendars: bool = True,
+    pending: list[PendingToken] | None = None,
 ) -> SyncOutcome:
     """Sync a user's calendar list, then the events of every synced calendar (or of `only`).
 
     Without `list_calendars` (or with `only`), the list is not requested: only the mirrored
     calendars' events are. With a `guard`, each calendar's event deletions wait for it
-    (MassDeleteHeld if held).
+    (MassDeleteHeld if held). `pending`: where new tokens that cover no data go, for the caller
+    to store with its record.
     """
     calls_before = session.calls_made
     if only is not None or not list_calendars:
         mirrored = [c for c in store.calendar_ids(db.conn, user_id) if only is None or c in only]
         results = _sync_calendars_events(
-            db, session, user_id, mirrored, full=full, now=now, guard=guard
+            db, session, user_id, mirrored, full=full, now=now, guard=guard, pending=pending
         )
         return combine(results, calls=session.calls_made - calls_before)
     listing = None
@@ -104,10 +106,10 @@ def sync_calendar(
         sweep=lambda conn, generation: store.sweep_calendars(conn, user_id, generation),
         guarded=listing,
     )
-    results = [sync_scope(db, user_id, calendars, full=full, now=now)]
+    results = [sync_scope(db, user_id, calendars, full=full, now=now, pending=pending)]
     calendar_ids = store.calendar_ids(db.conn, user_id)
     results += _sync_calendars_events(
-        db, session, user_id, calendar_ids, full=full, now=now, guard=guard
+        db, session, user_id, calendar_ids, full=full, now=now, guard=guard, pending=pending
     )
     return combine(results, calls=session.calls_made - calls_before)
 
@@ -121,12 +123,22 @@ def _sync_calendars_events(
     full: bool,
     now: Clock,
     guard: DeletionGuard | None,
+    pending: list[PendingToken] | None,
 ) -> list[ScopeResult]:
     results = []
     for calendar_id in calendar_ids:
         try:
             results.append(
-                _sync_events(db, session, user_id, calendar_id, full=full, now=now, guard=guard)
+                _sync_events(
+                    db,
+                    session,
+                    user_id,
+                    calendar_id,
+                    full=full,
+                    now=now,
+                    guard=guard,
+                    pending=pending,
+                )
             )
         except UnexpectedResponse as exc:
             if exc.status != 404:
@@ -147,6 +159,7 @@ def _sync_events(
     full: bool,
     now: Clock,
     guard: DeletionGuard | None = None,
+    pending: list[PendingToken] | None = None,
 ) -> ScopeResult:
     guarded = None
     if guard is not None:
@@ -166,7 +179,7 @@ def _sync_events(
         sweep=lambda conn, generation: store.sweep_events(conn, user_id, calendar_id, generation),
         guarded=guarded,
     )
-    return sync_scope(db, user_id, events, full=full, now=now)
+    return sync_scope(db, user_id, events, full=full, now=now, pending=pending)
 
 
 def _calendar_deletions(

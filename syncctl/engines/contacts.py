@@ -36,6 +36,7 @@ from syncctl.google import GoogleSession
 from syncctl.model import Integration
 from syncctl.store import contacts as store
 from syncctl.store.contacts import ContactRow, GroupRow
+from syncctl.store.sync_tokens import PendingToken
 
 PERSON_FIELDS = ",".join(
     (
@@ -65,10 +66,12 @@ def sync_contacts(
     full: bool = False,
     now: Clock,
     guard: DeletionGuard | None = None,
+    pending: list[PendingToken] | None = None,
 ) -> SyncOutcome:
     """Sync a user's contacts, then (only if that succeeded) their contact groups.
 
     With a `guard`, the contacts' deletions wait for it (MassDeleteHeld when it holds them).
+    `pending`: where new tokens that cover no data go, for the caller to store with its record.
     """
     calls_before = session.calls_made
     people = Scope(
@@ -101,8 +104,8 @@ def sync_contacts(
         ),
         sweep=lambda conn, generation: store.sweep_groups(conn, user_id, generation),
     )
-    results = [sync_scope(db, user_id, people, full=full, now=now)]
-    results.append(sync_scope(db, user_id, groups, full=full, now=now))
+    results = [sync_scope(db, user_id, people, full=full, now=now, pending=pending)]
+    results.append(sync_scope(db, user_id, groups, full=full, now=now, pending=pending))
     return combine(results, calls=session.calls_made - calls_before)
 
 

@@ -1,13 +1,17 @@
 """Sync tokens per (user, integration, scope): the cursor of each incremental sync.
 
 A token is saved only inside the transaction that writes the data it covers (the last page of
-a sync), so a stored token never claims data the database does not hold. Scopes: contacts
+a sync), so a stored token never claims data the database does not hold. A token that covers
+no data (an incremental listing that found nothing) may wait for the attempt's record instead
+(`PendingToken`): lost with a crash, the old token replays nothing. Scopes: contacts
 `connections` and `contact_groups`; calendar `calendar_list` and `events:<calendar_id>`.
 """
 
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 
 from syncctl.clock import from_iso, to_iso
@@ -15,6 +19,16 @@ from syncctl.model import Integration
 
 EVENTS_SCOPE_PREFIX = "events:"
 CALENDAR_LIST_SCOPE = "calendar_list"
+
+
+@dataclass(frozen=True)
+class PendingToken:
+    """A scope's new sync token that covers no data, stored with the attempt's record."""
+
+    integration: Integration
+    scope: str
+    token: str
+    issued_at: datetime
 
 
 def events_scope(calendar_id: str) -> str:
@@ -58,6 +72,16 @@ def save_sync_token(
         " DO UPDATE SET token = excluded.token, updated_at = excluded.updated_at",
         [user_id, integration.value, scope, token, to_iso(now)],
     )
+
+
+def save_pending_tokens(
+    conn: sqlite3.Connection, user_id: str, tokens: Iterable[PendingToken]
+) -> None:
+    """Store the tokens a sync left pending (inside the transaction of the attempt's record)."""
+    for pending in tokens:
+        save_sync_token(
+            conn, user_id, pending.integration, pending.scope, pending.token, now=pending.issued_at
+        )
 
 
 def delete_sync_token(
