@@ -39,7 +39,6 @@ from syncctl.store import transaction
 from syncctl.store.fleet_breaker import load_fleet_breakers
 from syncctl.store.readback import due_time
 from syncctl.store.sync_tokens import has_sync_tokens
-from syncctl.store.users import load_client_id
 
 log = logging.getLogger("syncctl.fleet")
 
@@ -198,7 +197,7 @@ def run_due(
 def _gated_attempt(runner: Orchestrator, gates: RunGates, pair: DuePair) -> AttemptRecord | None:
     """One due pair through the run's gates (refused client, fleet breakers), then the pipeline;
     None when it is held back or its user was removed meanwhile."""
-    client_id = load_client_id(runner.db().conn, pair.user_id)
+    client_id = pair.client_id
     admission = gates.admit(pair.integration, client_id)
     if admission.gate is FleetGate.HOLD:
         return None

@@ -3,6 +3,7 @@ the records that policy/ decides and store/ persists (so store/ never imports po
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -107,12 +108,18 @@ class ErrorClass(StrEnum):
 
 
 class UserCredentials:
-    """A user's Google authorized-user grant as stored; `repr` never shows a secret."""
+    """A user's Google authorized-user grant as stored; `repr` never shows a secret.
+
+    Given an `opener`, `client_secret` and `refresh_token` arrive sealed (as stored) and are
+    opened with it when either is first read: only a token refresh needs them, so most
+    attempts never decrypt them.
+    """
 
     __slots__ = (
         "client_id",
-        "client_secret",
-        "refresh_token",
+        "_client_secret",
+        "_refresh_token",
+        "_opener",
         "access_token",
         "token_expiry",
         "scopes",
@@ -127,13 +134,37 @@ class UserCredentials:
         access_token: str | None = None,
         token_expiry: str | None = None,
         scopes: tuple[str, ...] = (),
+        opener: Callable[[str], str] | None = None,
     ) -> None:
         self.client_id = client_id
-        self.client_secret = client_secret
-        self.refresh_token = refresh_token
+        self._client_secret = client_secret
+        self._refresh_token = refresh_token
+        self._opener = opener
         self.access_token = access_token
         self.token_expiry = token_expiry  # UTC ISO-8601 in the injected clock's frame
         self.scopes = scopes
+
+    @property
+    def client_secret(self) -> str:
+        self.open()
+        return self._client_secret
+
+    @property
+    def refresh_token(self) -> str:
+        self.open()
+        return self._refresh_token
+
+    @property
+    def opened(self) -> bool:
+        """Whether the client secret and refresh token are in memory in the clear."""
+        return self._opener is None
+
+    def open(self) -> None:
+        """Open the sealed secrets now (SecretsError from the opener if it cannot)."""
+        opener, self._opener = self._opener, None
+        if opener is not None:
+            self._client_secret = opener(self._client_secret)
+            self._refresh_token = opener(self._refresh_token)
 
     def __repr__(self) -> str:
         return f"UserCredentials(client_id={self.client_id!r}, secrets=<hidden>)"
@@ -185,6 +216,7 @@ class DuePair:
     breaker: BreakerRecord = BreakerRecord()
     recent_calls_per_sync: float | None = None  # filled only when asked for (the report)
     mass_delete_held: bool = False  # the mass-delete guard holds the pair for an operator
+    client_id: str | None = None  # the OAuth client of the user's grant, as listed
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,11 @@ from cryptography.fernet import Fernet, MultiFernet
 from typer.testing import CliRunner
 
 from syncctl.cli import app
+from syncctl.config import Settings
+from syncctl.engines.contacts import PERSON_FIELDS
 from syncctl.fakegoogle import FakeGoogle
-from syncctl.secrets import Keyring, KeySource, SecretsError, parse_key
+from syncctl.google import GoogleSession
+from syncctl.secrets import Keyring, KeySource, SecretsError, forget_keys, parse_key
 from syncctl.store import open_database
 from syncctl.store import users as user_store
 from syncctl.store.db import APPLICATION_ID, MIGRATIONS
@@ -341,3 +344,40 @@ def test_a_keyring_opens_a_token_it_encrypted_without_decrypting_it_again(monkey
 
     monkeypatch.setattr(MultiFernet, "decrypt", refuse)
     assert keyring.decrypt(token) == "access-token-1"
+
+
+def test_an_attempt_with_a_live_access_token_never_opens_the_refresh_token_or_client_secret(
+    fleet,
+):
+    assert fleet("user", "add", "u1", "--credentials", str(fleet.grant_file)).exit_code == 0
+    assert fleet("sync", "--user", "u1").exit_code == 0  # refreshes: a live access token stored
+    settings = Settings(google_endpoint=fleet.fake.base_url)
+    grant = fleet.credentials()
+    assert not grant.opened
+    fleet.fake.reset_counts()
+
+    with GoogleSession(grant, settings) as session:
+        pages = session.list_connections(sync_token=None, person_fields=PERSON_FIELDS)
+        people = [person for page in pages for person in page.items]
+        assert len(people) == 2
+        assert not grant.opened  # nothing read them: they are still ciphertext in memory
+        session.refresh_token()  # the one reader: opened, and Google takes them
+
+    assert grant.opened
+    assert grant.refresh_token == fleet.grant["refresh_token"]
+    assert grant.client_secret == fleet.grant["client_secret"]
+    assert fleet.fake.counts() == {("u1", "people.connections.list"): 1, ("u1", "oauth.token"): 1}
+
+
+def test_a_grant_without_an_access_token_is_opened_at_once_so_a_wrong_key_fails_before_google(
+    fleet, monkeypatch
+):
+    grant_file = fleet.tmp_path / "no-access-token.json"
+    grant_file.write_text(json.dumps(fleet.grant))
+    assert fleet("user", "add", "u1", "--credentials", str(grant_file)).exit_code == 0
+    assert fleet.credentials().opened
+
+    monkeypatch.setenv("SYNCCTL_SECRET_KEY", Fernet.generate_key().decode())
+    forget_keys()
+    with pytest.raises(SecretsError):
+        fleet.credentials()

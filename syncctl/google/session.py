@@ -105,10 +105,21 @@ class _UserCredentials(Credentials):
     for them: before each request the base class parses the URL to decide on a Regional Access
     Boundary lookup, which user credentials never make (their
     `_is_regional_access_boundary_lookup_required` is always False). At fleet scale that parse
-    was a tenth of google-auth's share of the CPU per request."""
+    was a tenth of google-auth's share of the CPU per request.
+
+    The grant's refresh token and client secret are taken from `grant` by the first refresh,
+    so an attempt that needs none never opens them (UserCredentials)."""
+
+    grant: UserCredentials
 
     def _after_refresh(self, request: Any, method: str, url: str, headers: Any) -> None:
         del request, method, url, headers
+
+    def refresh(self, request: Any) -> None:
+        if self._refresh_token is None:
+            self._refresh_token = self.grant.refresh_token
+            self._client_secret = self.grant.client_secret
+        super().refresh(request)
 
 
 @dataclass(frozen=True)
@@ -152,18 +163,14 @@ class GoogleSession:
             timeout=settings.http_timeout_seconds, token_uri=token_uri, pool=pool, spend=spend
         )
         self._credentials = credentials
-        self._initial_refresh_token = credentials.refresh_token
-        secrets = (credentials.client_secret, credentials.refresh_token, credentials.access_token)
-        self._secrets = tuple(s for s in secrets if s)
         self._creds = _UserCredentials(
             token=credentials.access_token,
-            refresh_token=credentials.refresh_token,
             token_uri=token_uri,
             client_id=credentials.client_id,
-            client_secret=credentials.client_secret,
             scopes=list(credentials.scopes) or None,
             expiry=self._to_auth_frame(credentials.token_expiry),
         )
+        self._creds.grant = credentials
         self._authed = google_auth_httplib2.AuthorizedHttp(self._creds, http=self._http)
 
     # -- state the store persists -------------------------------------------------------------
@@ -207,8 +214,8 @@ class GoogleSession:
     @property
     def new_refresh_token(self) -> str | None:
         """The refresh token if Google rotated it during this session, else None."""
-        current: str | None = self._creds.refresh_token
-        return current if current and current != self._initial_refresh_token else None
+        current: str | None = self._creds.refresh_token  # None until a refresh
+        return current if current and current != self._credentials.refresh_token else None
 
     def _to_auth_frame(self, expiry: str | None) -> datetime | None:
         if not expiry:
@@ -467,7 +474,9 @@ class GoogleSession:
 
     def _redact(self, exc: GoogleError) -> GoogleError:
         message = exc.message
-        for secret in (*self._secrets, self._creds.token, self._creds.refresh_token):
+        grant = self._credentials  # secrets never opened cannot be in any message
+        opened = (grant.client_secret, grant.refresh_token) if grant.opened else ()
+        for secret in (*opened, grant.access_token, self._creds.token, self._creds.refresh_token):
             if secret and secret in message:
                 message = message.replace(secret, "<redacted>")
         if message != exc.message:

@@ -133,19 +133,21 @@ def due_pairs(
     with_cost: bool = False,
 ) -> list[DuePair]:
     """Candidate pairs due at `now` (a range on the next_sync_at index), most overdue first, with
-    the token status and breaker the gate decides on; `with_cost` adds each pair's recent mean
-    calls per successful sync (metrics.RECENT_CALLS_PER_SYNC)."""
+    the token status and breaker the gate decides on and the user's OAuth client id (run-due's
+    refused-client gate); `with_cost` adds each pair's recent mean calls per successful sync
+    (metrics.RECENT_CALLS_PER_SYNC)."""
     cost = metrics.recent_mean_sql("s.user_id", "s.integration_type") if with_cost else "NULL"
     cost_args = [Result.SUCCESS.value, SyncType.INCREMENTAL.value] * with_cost
     rows = conn.execute(
         "SELECT s.user_id, s.integration_type, s.next_sync_at, s.pending_trigger, t.status,"
-        f" {_BREAKER_COLUMNS}, {cost}, h.user_id IS NOT NULL FROM sync_schedule s"
+        f" {_BREAKER_COLUMNS}, {cost}, h.user_id IS NOT NULL, c.client_id FROM sync_schedule s"
         " LEFT JOIN token_health t"
         " ON t.user_id = s.user_id AND t.integration_type = s.integration_type"
         " LEFT JOIN circuit_breaker_state b"
         " ON b.user_id = s.user_id AND b.integration_type = s.integration_type"
         " LEFT JOIN mass_delete_holds h"
         " ON h.user_id = s.user_id AND h.integration_type = s.integration_type"
+        " LEFT JOIN credentials c ON c.user_id = s.user_id"
         " WHERE s.next_sync_at <= ? AND (? IS NULL OR s.user_id = ?)"
         " ORDER BY s.next_sync_at, s.user_id, s.integration_type LIMIT ?",
         [*cost_args, to_iso(now), user_id, user_id, -1 if limit is None else limit],
@@ -160,8 +162,9 @@ def due_pairs(
             _breaker(row),
             mean,
             bool(held),
+            client_id,
         )
-        for user_id, kind, next_at, pending, status, *row, mean, held in rows
+        for user_id, kind, next_at, pending, status, *row, mean, held, client_id in rows
         if kind in KNOWN_INTEGRATIONS  # a row no syncctl wrote is not synced
     ]
 

@@ -291,7 +291,8 @@ def integrations_of(stored: Iterable[str]) -> tuple[Integration, ...]:
 
 
 def load_credentials(conn: sqlite3.Connection, user_id: str) -> UserCredentials | None:
-    """The stored grant of a user (decrypted), or None for an unknown user."""
+    """The stored grant of a user, or None for an unknown user: the access token decrypted, the
+    client secret and refresh token when first read (UserCredentials)."""
     row = conn.execute(
         "SELECT client_id, client_secret, refresh_token, access_token, token_expiry, scopes,"
         f" {secret_store.ENCRYPTED_SQL} FROM credentials WHERE user_id = ?",
@@ -301,14 +302,18 @@ def load_credentials(conn: sqlite3.Connection, user_id: str) -> UserCredentials 
         return None
     client_id, client_secret, refresh_token, access_token, token_expiry, scopes, encrypted = row
     keyring = secret_store.reading_keyring(conn, encrypted=bool(encrypted))
-    return UserCredentials(
+    grant = UserCredentials(
         client_id=client_id,
-        client_secret=keyring.decrypt(client_secret),
-        refresh_token=keyring.decrypt(refresh_token),
+        client_secret=client_secret,  # opened by a token refresh, the one reader of either
+        refresh_token=refresh_token,
         access_token=access_token and keyring.decrypt(access_token),
         token_expiry=token_expiry,
         scopes=tuple(json.loads(scopes)),
+        opener=keyring.decrypt,
     )
+    if access_token is None:  # a refresh comes first: a key that cannot open them fails here
+        grant.open()
+    return grant
 
 
 def save_access_token(
@@ -343,9 +348,3 @@ def remove_user(conn: sqlite3.Connection, user_id: str, *, purge: bool) -> None:
     for table in tables:
         conn.execute(f"DELETE FROM {table} WHERE user_id = ?", [user_id])
     conn.execute("DELETE FROM users WHERE id = ?", [user_id])
-
-
-def load_client_id(conn: sqlite3.Connection, user_id: str) -> str | None:
-    """The OAuth client id of a user's credentials (not a secret), None if there are none."""
-    row = conn.execute("SELECT client_id FROM credentials WHERE user_id = ?", [user_id]).fetchone()
-    return str(row[0]) if row else None
