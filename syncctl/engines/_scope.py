@@ -101,6 +101,9 @@ class Scope:
     save: Callable[[sqlite3.Connection, PageChanges, int], ChangeCounts]
     sweep: Callable[[sqlite3.Connection, int], int]
     guarded: GuardedMirror | None = None
+    # The scope's stored token as its engine read it with other rows (one statement fewer);
+    # by default sync_scope reads it. The pair's lease keeps it from changing meanwhile.
+    stored_token: Callable[[], str | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -126,7 +129,12 @@ def sync_scope(
 
     `pending`: where a new token that covers no data goes instead of a transaction of its own
     (the caller stores it with the attempt's record)."""
-    token = None if full else load_sync_token(db.conn, user_id, scope.integration, scope.name)
+    if full:
+        token = None
+    elif scope.stored_token is not None:
+        token = scope.stored_token()
+    else:
+        token = load_sync_token(db.conn, user_id, scope.integration, scope.name)
     if token is None:
         return _list_scope(db, user_id, scope, None, now=now)
     try:

@@ -77,7 +77,11 @@ def sync_calendar(
     """
     calls_before = session.calls_made
     if only is not None or not list_calendars:
-        mirrored = [c for c in store.calendar_ids(db.conn, user_id) if only is None or c in only]
+        mirrored = [
+            (calendar_id, token)
+            for calendar_id, token in store.calendars_with_tokens(db.conn, user_id)
+            if only is None or calendar_id in only
+        ]
         results = _sync_calendars_events(
             db, session, user_id, mirrored, full=full, now=now, guard=guard, pending=pending
         )
@@ -107,9 +111,9 @@ def sync_calendar(
         guarded=listing,
     )
     results = [sync_scope(db, user_id, calendars, full=full, now=now, pending=pending)]
-    calendar_ids = store.calendar_ids(db.conn, user_id)
+    calendars_now = store.calendars_with_tokens(db.conn, user_id)  # as the list left them
     results += _sync_calendars_events(
-        db, session, user_id, calendar_ids, full=full, now=now, guard=guard, pending=pending
+        db, session, user_id, calendars_now, full=full, now=now, guard=guard, pending=pending
     )
     return combine(results, calls=session.calls_made - calls_before)
 
@@ -118,15 +122,16 @@ def _sync_calendars_events(
     db: sqlite_utils.Database,
     session: GoogleSession,
     user_id: str,
-    calendar_ids: Sequence[str],
+    calendars: Sequence[tuple[str, str | None]],
     *,
     full: bool,
     now: Clock,
     guard: DeletionGuard | None,
     pending: list[PendingToken] | None,
 ) -> list[ScopeResult]:
+    """Each calendar's events, from the stored token listed with it (`calendars`)."""
     results = []
-    for calendar_id in calendar_ids:
+    for calendar_id, stored in calendars:
         try:
             results.append(
                 _sync_events(
@@ -134,6 +139,7 @@ def _sync_calendars_events(
                     session,
                     user_id,
                     calendar_id,
+                    stored,
                     full=full,
                     now=now,
                     guard=guard,
@@ -155,6 +161,7 @@ def _sync_events(
     session: GoogleSession,
     user_id: str,
     calendar_id: str,
+    stored: str | None,
     *,
     full: bool,
     now: Clock,
@@ -178,6 +185,7 @@ def _sync_events(
         ),
         sweep=lambda conn, generation: store.sweep_events(conn, user_id, calendar_id, generation),
         guarded=guarded,
+        stored_token=lambda: stored,
     )
     return sync_scope(db, user_id, events, full=full, now=now, pending=pending)
 
