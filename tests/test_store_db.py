@@ -2,12 +2,16 @@ import os
 import sqlite3
 import stat
 import threading
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from syncctl.clock import to_iso
+from syncctl.model import Integration, TokenStatus
 from syncctl.store import DatabaseError, open_database, transaction
 from syncctl.store.db import schema_version
 from syncctl.store.schema import SCHEMA_VERSION
+from syncctl.store.state import save_token_health
 
 
 def test_new_database_is_private_wal_and_versioned(tmp_path):
@@ -143,3 +147,59 @@ def test_a_second_connection_in_one_process_keeps_the_first_ones_writes_visible(
     second.close()
     first.close()
     assert seen == "1"
+
+
+@pytest.mark.parametrize(
+    ("stored", "verdict"),
+    [(None, "valid"), ("valid", "valid"), ("valid", "revoked"), ("revoked", "valid")],
+)
+def test_a_token_health_verdict_is_stored_whatever_was_there(tmp_path, stored, verdict):
+    db = open_database(tmp_path / "t.db")
+    before = datetime(2026, 12, 1, tzinfo=UTC)
+    later = before + timedelta(hours=4)
+    if stored is not None:
+        with transaction(db) as tx:
+            save_token_health(tx, "u1", [Integration.CALENDAR], TokenStatus(stored), now=before)
+
+    with transaction(db) as tx:
+        save_token_health(
+            tx, "u1", [Integration.CALENDAR], TokenStatus(verdict), now=later, error_message="m"
+        )
+
+    rows = db.conn.execute(
+        "SELECT user_id, integration_type, status, last_checked, error_message FROM token_health"
+    ).fetchall()
+    assert rows == [("u1", "google_calendar", verdict, to_iso(later), "m")]
+    by_status = db.conn.execute(
+        "SELECT count(*) FROM token_health INDEXED BY idx_token_health_status WHERE status = ?",
+        [verdict],
+    ).fetchone()
+    assert by_status == (1,)  # the status index agrees with the row
+
+
+def test_a_version_8_database_keeps_its_leases_in_a_table_without_rowid(tmp_path):
+    # GIVEN a database of schema version 8 with a lease held
+    from syncctl.store.db import APPLICATION_ID, _statements
+    from syncctl.store.schema import MIGRATIONS
+
+    path = tmp_path / "v8.db"
+    conn = sqlite3.connect(path)
+    for script in MIGRATIONS[:8]:
+        for statement in _statements(script):
+            conn.execute(statement)
+    conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    conn.execute("PRAGMA user_version = 8")
+    held = ("u1", "google_calendar", "host/42/abc", "2026-12-04T22:00:00+00:00")
+    conn.execute("INSERT INTO sync_leases VALUES (?, ?, ?, ?)", held)
+    conn.commit()
+    conn.close()
+
+    # WHEN the current syncctl opens it
+    db = open_database(path)
+
+    # THEN the lease is still held, in a table keyed by the pair alone
+    assert schema_version(db) == SCHEMA_VERSION
+    assert db.conn.execute("SELECT * FROM sync_leases").fetchall() == [held]
+    tables = {row[1]: row[4] for row in db.conn.execute("PRAGMA table_list")}
+    assert tables["sync_leases"] == 1  # WITHOUT ROWID
+    assert "sync_leases_keyed" not in tables

@@ -310,12 +310,30 @@ CALENDAR_LIST_SKIPPED_MIGRATION = """
 """
 
 
+# The leases again, keyed by their primary key alone (WITHOUT ROWID): every attempt inserts and
+# deletes its pair's row, and a rowid table writes a second b-tree (its key index) each time.
+# The rows are carried over, so a lease held across the upgrade stays held.
+LEASES_WITHOUT_ROWID_MIGRATION = """
+        CREATE TABLE sync_leases_keyed (
+            user_id TEXT NOT NULL,
+            integration_type TEXT NOT NULL,
+            holder TEXT NOT NULL,
+            expires_at TEXT NOT NULL,
+            PRIMARY KEY (user_id, integration_type)
+        ) WITHOUT ROWID;
+        INSERT INTO sync_leases_keyed (user_id, integration_type, holder, expires_at)
+            SELECT user_id, integration_type, holder, expires_at FROM sync_leases;
+        DROP TABLE sync_leases;
+        ALTER TABLE sync_leases_keyed RENAME TO sync_leases;
+"""
+
+
 # Forward-only migrations: MIGRATIONS[n] is the SQL that takes version n to n + 1.
 # v2: the hourly rollup of sync_metrics that keeps `syncctl report` fast over a year of rows.
 # v3: the key check of secrets at rest. v4: the fleet breaker per Google API. v5: the quota
 # budget's per-second counts and the mass-delete guard's held pairs. v6: leases. v7: the
 # channel-upkeep and token-refresh calls of each attempt. v8: sync_metrics.calendar_list_skipped;
-# fleet_breaker's failures in a row.
+# fleet_breaker's failures in a row. v9: the leases WITHOUT ROWID.
 MIGRATIONS: list[str] = [
     SCHEMA_V1,
     ROLLUP_MIGRATION,
@@ -325,5 +343,6 @@ MIGRATIONS: list[str] = [
     LEASES_MIGRATION,
     OVERHEAD_CALLS_MIGRATION,
     CALENDAR_LIST_SKIPPED_MIGRATION,
+    LEASES_WITHOUT_ROWID_MIGRATION,
 ]
 SCHEMA_VERSION = len(MIGRATIONS)

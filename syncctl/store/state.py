@@ -369,13 +369,24 @@ def save_token_health(
     error_message: str | None = None,
 ) -> None:
     """Store a token-health verdict for some of a user's integrations."""
-    conn.executemany(
-        "INSERT INTO token_health (user_id, integration_type, status, last_checked, error_message)"
-        " VALUES (?, ?, ?, ?, ?) ON CONFLICT(user_id, integration_type) DO UPDATE SET"
-        " status = excluded.status, last_checked = excluded.last_checked,"
-        " error_message = excluded.error_message",
-        [(user_id, i.value, status.value, to_iso(now), error_message) for i in integrations],
-    )
+    checked = to_iso(now)
+    for integration in integrations:
+        # Most verdicts repeat the stored status: updating only the other columns leaves the
+        # status index alone (a page fewer written per attempt).
+        kept = conn.execute(
+            "UPDATE token_health SET last_checked = ?, error_message = ?"
+            " WHERE user_id = ? AND integration_type = ? AND status = ?",
+            [checked, error_message, user_id, integration.value, status.value],
+        )
+        if kept.rowcount == 0:
+            conn.execute(
+                "INSERT INTO token_health"
+                " (user_id, integration_type, status, last_checked, error_message)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT(user_id, integration_type) DO UPDATE SET"
+                " status = excluded.status, last_checked = excluded.last_checked,"
+                " error_message = excluded.error_message",
+                [user_id, integration.value, status.value, checked, error_message],
+            )
 
 
 def list_token_health(conn: sqlite3.Connection, user_id: str | None = None) -> list[dict]:
