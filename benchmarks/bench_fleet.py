@@ -1,7 +1,7 @@
 """Sustained Google requests per second of one host: run-due over thousands of syncs.
 
 Run: python benchmarks/bench_fleet.py [--users 12000] [--seconds 30] [--latency 0.1]
-     [--concurrency 16 32 64 128] [--cores 2] [--layouts shared split] [--profile 300]
+     [--concurrency 16 32 64 96 128] [--cores 2] [--layouts shared split] [--profile 300]
 
 The fake Google runs in its own process (spawned) with `--users` calendar-only users of one
 calendar and 5 events each. Both processes run on the first `--cores` CPUs, laid out two ways
@@ -17,7 +17,8 @@ at concurrency K run until `--seconds` have passed: each round makes the first p
 `K / (requests per sync x latency)` for the first; at most --users) and runs them, incremental
 syncs with tokens fresh and the quota budget on (raised to 1,000,000 a minute so it is spent
 from, not waited on). Each round starts cold as a cron-started run-due does: no secret opened
-yet, new threads.
+yet, new threads; the collector is tuned as the `run-due` command tunes it
+(fleet.tune_collector).
 
 Printed per layout and K, summed over its rounds: rounds, syncs, seconds, Google requests and
 requests/s (counted by the fake), syncs/s, and where the time went: syncctl CPU per request
@@ -233,7 +234,7 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=12_000)
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--latency", type=float, default=0.1)
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[16, 32, 64, 128])
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[16, 32, 64, 96, 128])
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument(
         "--layouts", nargs="+", choices=["shared", "split"], default=["shared", "split"]
@@ -242,6 +243,7 @@ def main() -> None:
     parser.add_argument("--cpu-profile", type=int, default=0, metavar="N")
     args = parser.parse_args()
 
+    fleet.tune_collector()  # as the run-due command does
     cpus = sorted(os.sched_getaffinity(0))[: args.cores]
     os.sched_setaffinity(0, cpus)  # the spawned fake inherits it
     print(f"fake Google: its own process; {args.users:,} calendar users; cpus {cpus}", flush=True)

@@ -257,3 +257,20 @@ def test_the_run_due_lock_is_shared_by_every_path_to_the_same_database(tmp_path:
         assert (first, second) == (True, False)
     with run_due_lock(link) as again:
         assert again is True
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        ((700, 10, 10), (10_000, 10, 10)),  # CPython's default young threshold is raised
+        ((50_000, 5, 5), (50_000, 5, 5)),  # a higher one, set by the embedding program, is kept
+    ],
+)
+def test_a_syncing_process_collects_its_young_objects_less_often(before, after):
+    saved = gc.get_threshold()
+    try:
+        gc.set_threshold(*before)
+        fleet.tune_collector()
+        assert gc.get_threshold() == after
+    finally:
+        gc.set_threshold(*saved)

@@ -63,6 +63,7 @@ def run_due_command(
     from syncctl import fleet  # loads the Google stack
     from syncctl.orchestrator import orchestrator
 
+    fleet.tune_collector()
     with orchestrator(settings) as runner:
         if dry_run:
             _output.render_plan(fleet.plan_due(runner, limit=limit), json_output=json_output)

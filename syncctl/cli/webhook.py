@@ -43,7 +43,9 @@ def serve(
     state.db  # noqa: B018 (the notified syncs read credentials: a missing or wrong key exits 2 now)
     state.close()
     _stop_on_signals()
-    from syncctl import receiver  # loads the server and the Google stack
+    from syncctl import fleet, receiver  # loads the server and the Google stack
+
+    fleet.tune_collector()
 
     def ready(server: receiver.Receiver) -> None:
         _output.note(f"webhook receiver listening at {server.url} (GET {receiver.HEALTH_PATH})")
