@@ -1,8 +1,10 @@
+import gc
 import os
 import sqlite3
 import stat
 import threading
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -203,3 +205,39 @@ def test_a_version_8_database_keeps_its_leases_in_a_table_without_rowid(tmp_path
     tables = {row[1]: row[4] for row in db.conn.execute("PRAGMA table_list")}
     assert tables["sync_leases"] == 1  # WITHOUT ROWID
     assert "sync_leases_keyed" not in tables
+
+
+def test_threads_opening_one_database_at_once_inspect_the_file_outside_sqlite_once(
+    tmp_path, monkeypatch
+):
+    # Closing any descriptor of a file drops every POSIX lock the process holds on it, SQLite's
+    # included: once one thread's connection is open, no other thread may open and close the
+    # file itself to read its header (another process could then delete a WAL still in use).
+    from syncctl.store import db as store_db
+
+    path = tmp_path / "shared.db"
+    open_database(path).close()
+    gc.collect()  # the closed database is forgotten: no connection of this process is left
+    assert not store_db._already_open(path)
+    inspected: list[Path] = []
+    inspect = store_db._refuse_foreign_file
+    monkeypatch.setattr(
+        store_db, "_refuse_foreign_file", lambda p: (inspected.append(p), inspect(p))[1]
+    )
+    start = threading.Barrier(16)
+    opened = []
+
+    def open_at_once() -> None:
+        start.wait()
+        opened.append(open_database(path))
+
+    threads = [threading.Thread(target=open_at_once) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert len(opened) == 16
+    assert inspected == [path]  # the first open only, before any connection existed
+    for db in opened:
+        db.close()

@@ -43,10 +43,21 @@ def open_database(path: Path | str, *, create: bool = True) -> sqlite_utils.Data
     if not str(path):
         raise DatabaseError("the database path is empty")
     path = Path(path)
-    if str(path) != ":memory:":
+    if str(path) == ":memory:":
+        return _connect(path)
+    # One open at a time in this process: a thread that inspected the file while another
+    # thread's new connection already held SQLite's locks on it would drop them (_already_open).
+    with _OPENING:
         _check_location(path, create=create)
         if not _already_open(path):
             _refuse_foreign_file(path)
+        db = _connect(path)
+        with _FILES_LOCK:
+            _FILES[db] = _identity(path)
+    return db
+
+
+def _connect(path: Path) -> sqlite_utils.Database:
     conn = sqlite3.connect(
         str(path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
     )
@@ -64,9 +75,6 @@ def open_database(path: Path | str, *, create: bool = True) -> sqlite_utils.Data
         raise DatabaseError(f"{path}: cannot open the database ({_one_line(exc)})") from exc
     # isolation_level=None lets us issue explicit BEGIN IMMEDIATE in transaction().
     db = sqlite_utils.Database(conn)
-    if str(path) != ":memory:":
-        with _FILES_LOCK:
-            _FILES[db] = _identity(path)
     db.syncctl_write_lock = _write_lock(path)  # type: ignore[attr-defined]
     return db
 
@@ -79,6 +87,7 @@ _FILES: weakref.WeakKeyDictionary[sqlite_utils.Database, tuple[Path, int, int]] 
 
 
 _FILES_LOCK = threading.Lock()
+_OPENING = threading.Lock()
 
 
 def _already_open(path: Path) -> bool:
